@@ -1,0 +1,33 @@
+# The two set-up commands: `make demo` and `make test`. Each creates .venv on a fresh clone,
+# installs torch 2.13.0 first when no torch is importable (a CPU wheel on this machine; any other
+# request would pull a multi-GB CUDA build), then installs drf in editable mode.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.drf-installed
+
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -e ".[dev]"
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/drf sample configs/tiny_sample.yaml --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check drf prompts critics trainers tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

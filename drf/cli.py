@@ -1,0 +1,62 @@
+"""The ``drf`` command line: a thin dispatcher over library functions.
+
+Each package contributes its sub-commands through a ``register(subparsers)`` function in a small module that
+imports only argparse at load time; the heavy imports happen inside the handlers, so ``drf --help`` is fast.
+Errors a person caused (``DRFError``) print as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from drf.errors import DRFError
+
+# Modules exposing ``register(subparsers)``; a missing optional module is skipped so partial installs still work.
+COMMAND_MODULES = (
+    "drf.commands",
+    "prompts.commands",
+    "critics.commands",
+    "trainers.commands",
+    "drf.report.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="drf",
+        description="Fine-tune text-to-video models with differentiable rewards from frozen VLM critics.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is not None and name.startswith(err.name):
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        result = args.func(args)
+    except DRFError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training recipes (DRF, GRPO) built from the components in ``drf``, ``critics`` and ``prompts``."""
