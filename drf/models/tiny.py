@@ -1,0 +1,178 @@
+"""Tiny Wan-architecture components built from config dicts, for tests, benches and the toy world.
+
+No weights can be downloaded here or in CI, so everything that normally comes from the hub is built from a config:
+the transformer, the VAE, a small UMT5 encoder and a SentencePiece tokenizer trained in memory on a fixed corpus.
+Presets are plain dicts so benches can scale one knob (layers, width) without a new code path. The real loading path
+(``from_pretrained``) is exercised by saving these components with ``save_pretrained`` and loading them back.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from drf.errors import ConfigError
+
+# Words the tiny tokenizer is trained on: the toy-world vocabulary plus common English, so prompts tokenize into
+# real pieces rather than byte fallbacks.
+_CORPUS_WORDS = (
+    "a an the one two three small large big red green blue yellow purple orange cyan white black grey gray "
+    "cube cubes sphere spheres cylinder cylinders ball box object objects floor checkered sky scene video "
+    "left right of in front behind next to on under above near far toward towards away from camera pans pan "
+    "dolly dollies zoom zooms orbit orbits static still moves move rolls roll slides slide while and with is are "
+    "it its this that there here cat dog person car tree house walking running jumping flying water light dark "
+    "bright shadow motion slowly quickly high quality blurry sharp low resolution artifacts flicker"
+).split()
+
+_TOKENIZER_SPECIALS = {"pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1}
+
+
+def _corpus_sentences() -> list[str]:
+    words = _CORPUS_WORDS
+    sentences = [" ".join(words[i : i + 7]) for i in range(0, len(words), 3)]
+    sentences += [f"a {s} {c} {o}" for s in ("small", "large") for c in words[5:18] for o in words[18:28]]
+    return sentences
+
+
+def build_tokenizer(vocab_size: int = 384):
+    """A T5 tokenizer whose SentencePiece unigram model is trained in memory on a fixed corpus.
+
+    ``T5Tokenizer(vocab=[(piece, score), ...])`` is used because ``vocab_file=`` is silently ignored by
+    transformers 5; byte fallback keeps any unicode prompt encodable.
+    """
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+    from transformers import T5Tokenizer
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_corpus_sentences()),
+        model_writer=buffer,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        byte_fallback=True,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+        **_TOKENIZER_SPECIALS,
+    )
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString(buffer.getvalue())
+    vocab = [(p.piece, p.score) for p in proto.pieces]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+@dataclass(frozen=True)
+class TinyWanPreset:
+    """Config dicts for one tiny Wan-architecture model; ``vae`` uses base_dim >= 8 so decodes are smooth."""
+
+    transformer: dict[str, Any]
+    vae: dict[str, Any]
+    text_encoder: dict[str, Any]
+    scheduler: dict[str, Any] = field(default_factory=lambda: {"shift": 5.0})
+
+
+_TEXT_ENCODER = dict(
+    vocab_size=384,
+    d_model=32,
+    d_kv=8,
+    d_ff=37,
+    num_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=16,
+    feed_forward_proj="gated-gelu",
+    pad_token_id=0,
+    eos_token_id=1,
+)
+
+PRESETS: dict[str, TinyWanPreset] = {
+    # 28k-parameter transformer: unit tests and parity checks.
+    "wan-tiny": TinyWanPreset(
+        transformer=dict(
+            patch_size=(1, 2, 2),
+            num_attention_heads=2,
+            attention_head_dim=12,
+            in_channels=16,
+            out_channels=16,
+            text_dim=32,
+            freq_dim=256,
+            ffn_dim=32,
+            num_layers=2,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=32,
+        ),
+        vae=dict(
+            base_dim=8,
+            z_dim=16,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+        ),
+        text_encoder=_TEXT_ENCODER,
+    ),
+    # ~1.3M-parameter transformer whose activations dominate memory at 64x64x17: benches.
+    "wan-small": TinyWanPreset(
+        transformer=dict(
+            patch_size=(1, 2, 2),
+            num_attention_heads=4,
+            attention_head_dim=32,
+            in_channels=16,
+            out_channels=16,
+            text_dim=32,
+            freq_dim=256,
+            ffn_dim=512,
+            num_layers=4,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=64,
+        ),
+        vae=dict(
+            base_dim=16,
+            z_dim=16,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+        ),
+        text_encoder=_TEXT_ENCODER,
+    ),
+}
+
+
+def preset(name: str) -> TinyWanPreset:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown tiny model preset {name!r}; available: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
+
+
+def build_tiny_wan_components(name: str = "wan-tiny", seed: int = 0, **transformer_overrides: Any) -> dict[str, Any]:
+    """Randomly initialised components (seeded) in the keyword layout of ``WanPipeline(**components)``."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    spec = preset(name)
+    torch.manual_seed(seed)
+    transformer = WanTransformer3DModel(**{**spec.transformer, **transformer_overrides})
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKLWan(**spec.vae)
+    torch.manual_seed(seed + 2)
+    text_encoder = UMT5EncoderModel(UMT5Config(**spec.text_encoder))
+    return {
+        "transformer": transformer.eval(),
+        "vae": vae.eval(),
+        "text_encoder": text_encoder.eval(),
+        "tokenizer": build_tokenizer(spec.text_encoder["vocab_size"]),
+        "scheduler": FlowMatchEulerDiscreteScheduler(**spec.scheduler),
+    }
+
+
+def save_tiny_wan(directory: str, name: str = "wan-tiny", seed: int = 0) -> str:
+    """Write a tiny Wan pipeline directory in the standard diffusers layout; returns the directory."""
+    from diffusers import WanPipeline
+
+    WanPipeline(**build_tiny_wan_components(name, seed)).save_pretrained(directory)
+    return directory

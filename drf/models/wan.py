@@ -1,0 +1,235 @@
+"""Wan 2.1 / 2.2 text-to-video as a ``VideoGenerator``, over diffusers' own components.
+
+The adapter keeps a ``WanPipeline`` for the parts diffusers already does right (prompt encoding, latent
+initialisation, VAE statistics) and exposes the denoiser as a single ``velocity`` call, so our chain can decide per
+step whether gradients flow while staying numerically identical to ``WanPipeline.__call__``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from drf.errors import ConfigError, ModelLoadError
+from drf.models.base import Cond, LatentLayout
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SCHEDULERS = ("euler", "unipc")
+
+
+def build_scheduler(name: str, shift: float):
+    """A flow-matching scheduler by short name; ``shift`` is the timestep shift of the flow schedule."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    if name == "euler":
+        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
+    if name == "unipc":
+        return UniPCMultistepScheduler(
+            num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift
+        )
+    raise ConfigError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+def _looks_local(path: str) -> bool:
+    """Hub ids are exactly ``owner/name``; anything else (or anything that exists on disk) is a local path."""
+    return path.startswith((".", "/", "~")) or path.count("/") != 1 or Path(path).exists()
+
+
+class WanGenerator:
+    """Wan text-to-video model; Wan 2.2's two experts are switched by ``boundary_ratio`` exactly as diffusers does."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        *,
+        height: int,
+        width: int,
+        num_frames: int,
+        scheduler: str | None = None,
+        shift: float = 5.0,
+        negative_prompt: str = "",
+        max_sequence_length: int = 512,
+    ) -> None:
+        self.pipe = pipe
+        if scheduler is not None:
+            pipe.scheduler = build_scheduler(scheduler, shift)
+        patch = tuple(pipe.transformer.config.patch_size)
+        self.latent_layout = LatentLayout(
+            channels=pipe.transformer.config.in_channels,
+            temporal_scale=pipe.vae_scale_factor_temporal,
+            spatial_scale=pipe.vae_scale_factor_spatial,
+            patch_size=(patch[1], patch[2]),
+        )
+        self.latent_layout.check_video_size(num_frames, height, width)
+        self.height, self.width, self.num_frames = height, width, num_frames
+        self.negative_prompt = negative_prompt
+        self.max_sequence_length = max_sequence_length
+        for module in (pipe.vae, pipe.text_encoder, pipe.transformer, pipe.transformer_2):
+            if module is not None:
+                module.requires_grad_(False).eval()
+
+    # ----------------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_pretrained(
+        cls, path: str, *, dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu", **kwargs: Any
+    ) -> WanGenerator:
+        """Load a diffusers Wan pipeline from a hub id or a local directory (the VAE stays in float32)."""
+        from diffusers import AutoencoderKLWan, WanPipeline
+
+        torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        expanded = os.path.expanduser(path)
+        if _looks_local(path) and not Path(expanded, "model_index.json").is_file():
+            what = "does not exist" if not Path(expanded).exists() else "has no model_index.json"
+            raise ModelLoadError(
+                f"model directory {path!r} {what}; point model.path at a diffusers Wan pipeline directory or a hub id"
+            )
+        try:
+            vae = AutoencoderKLWan.from_pretrained(expanded, subfolder="vae", torch_dtype=torch.float32)
+            pipe = WanPipeline.from_pretrained(expanded, vae=vae, torch_dtype=torch_dtype)
+        except (OSError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelLoadError(f"could not load Wan pipeline from {path!r}: {first}") from None
+        return cls(pipe.to(device), **kwargs)
+
+    @classmethod
+    def from_components(cls, components: dict[str, Any], **kwargs: Any) -> WanGenerator:
+        from diffusers import WanPipeline
+
+        return cls(WanPipeline(**components), **kwargs)
+
+    @classmethod
+    def from_config(cls, cfg: Any, device: str | torch.device = "cpu") -> WanGenerator:
+        """Build from a ``drf.config.ModelConfig`` (tiny preset or ``path``)."""
+        kwargs = dict(
+            height=cfg.height,
+            width=cfg.width,
+            num_frames=cfg.num_frames,
+            scheduler=cfg.scheduler,
+            shift=cfg.shift,
+            negative_prompt=cfg.negative_prompt,
+            max_sequence_length=cfg.max_sequence_length,
+        )
+        if cfg.tiny:
+            from drf.models.tiny import build_tiny_wan_components
+
+            gen = cls.from_components(build_tiny_wan_components(cfg.tiny), **kwargs)
+            gen.pipe.to(device=device, dtype=DTYPES[cfg.dtype])
+            gen.pipe.vae.to(torch.float32)
+        else:
+            gen = cls.from_pretrained(cfg.path, dtype=cfg.dtype, device=device, **kwargs)
+        if cfg.attention_backend:
+            gen.set_attention_backend(cfg.attention_backend)
+        return gen
+
+    def set_attention_backend(self, backend: str) -> None:
+        """Switch the transformer's attention kernel (e.g. ``xformers``, ``flash``); fails early with the fix."""
+        if backend == "xformers":
+            try:
+                import xformers  # noqa: F401
+            except ImportError:
+                raise ConfigError(
+                    "model.attention_backend 'xformers' needs the xformers extra: pip install 'drf[xformers]'"
+                ) from None
+            if self.device.type != "cuda":
+                raise ConfigError(
+                    "model.attention_backend 'xformers' runs on CUDA only; unset it (or use 'native') on "
+                    f"{self.device.type}"
+                )
+        for model in self._transformers():
+            try:
+                model.set_attention_backend(backend)
+            except (ValueError, RuntimeError, ImportError) as err:
+                raise ConfigError(f"model.attention_backend {backend!r} is not usable here: {err}") from None
+
+    # ----------------------------------------------------------------------------------------- protocol
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.transformer.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pipe.transformer.dtype
+
+    def _transformers(self) -> list[nn.Module]:
+        return [m for m in (self.pipe.transformer, self.pipe.transformer_2) if m is not None]
+
+    def trainable_module(self) -> nn.Module:
+        return self.pipe.transformer
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str], guidance_scale: float, negative_prompt: str | None = None) -> Cond:
+        do_cfg = guidance_scale > 1.0
+        negative = self.negative_prompt if negative_prompt is None else negative_prompt
+        embeds, negative_embeds = self.pipe.encode_prompt(
+            prompt=list(prompts),
+            negative_prompt=[negative] * len(prompts) if do_cfg else None,
+            do_classifier_free_guidance=do_cfg,
+            max_sequence_length=self.max_sequence_length,
+            device=self.device,
+        )
+        neg = negative_embeds.to(self.dtype) if do_cfg else None
+        return Cond(embeds.to(self.dtype), neg, guidance_scale)
+
+    def init_latents(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.pipe.prepare_latents(
+            batch_size,
+            self.latent_layout.channels,
+            self.height,
+            self.width,
+            self.num_frames,
+            torch.float32,
+            self.device,
+            generator,
+        )
+
+    def scheduler(self, num_steps: int) -> Any:
+        scheduler = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config)
+        scheduler.set_timesteps(num_steps, device=self.device)
+        scheduler.set_begin_index(0)
+        return scheduler
+
+    def _model_for(self, timestep: torch.Tensor) -> nn.Module:
+        ratio = self.pipe.config.boundary_ratio
+        if ratio is None or self.pipe.transformer_2 is None:
+            return self.pipe.transformer
+        boundary = ratio * self.pipe.scheduler.config.num_train_timesteps
+        return self.pipe.transformer if timestep >= boundary else self.pipe.transformer_2
+
+    def velocity(self, latents: torch.Tensor, timestep: torch.Tensor, cond: Cond) -> torch.Tensor:
+        """Guided flow velocity ``[B,C,F,h,w]`` at ``timestep``, computed as ``WanPipeline`` does."""
+        model = self._model_for(timestep)
+        x = latents.to(self.dtype)
+        t = timestep.expand(x.shape[0])
+        v = model(hidden_states=x, timestep=t, encoder_hidden_states=cond.embeds, return_dict=False)[0]
+        if cond.do_cfg:
+            v_uncond = model(hidden_states=x, timestep=t, encoder_hidden_states=cond.negative_embeds, return_dict=False)[0]
+            v = v_uncond + cond.guidance_scale * (v - v_uncond)
+        return v
+
+    def decode(self, latents: torch.Tensor, frame_indices: list[int] | None = None) -> torch.Tensor:
+        """Frames ``[B,T,3,H,W]`` in [0,1], differentiable in ``latents``.
+
+        The VAE is causal in time, so decoding only the latent prefix that covers the last wanted frame gives those
+        frames exactly and skips the rest of the decode.
+        """
+        vae = self.pipe.vae
+        z = latents.to(vae.dtype)
+        if frame_indices is not None:
+            if not frame_indices:
+                raise ValueError("frame_indices is empty")
+            z = z[:, :, : self.latent_layout.latent_frames(max(frame_indices) + 1)]
+        mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+        inv_std = 1.0 / torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+        video = vae.decode(z / inv_std + mean, return_dict=False)[0]  # [B,3,T,H,W] in [-1,1]
+        frames = (video * 0.5 + 0.5).clamp(0, 1).transpose(1, 2)
+        if frame_indices is not None:
+            frames = frames[:, list(frame_indices)]
+        return frames
+
+    def to_pipeline(self) -> Any:
+        """The underlying ``WanPipeline`` (shares modules), e.g. to export LoRA or compare outputs."""
+        return self.pipe
