@@ -32,6 +32,10 @@ class LatentLayout:
     def latent_frames(self, num_frames: int) -> int:
         return (num_frames - 1) // self.temporal_scale + 1
 
+    def latent_prefix_for(self, frame_index: int) -> int:
+        """How many latent frames a causal decode needs to produce pixel frame ``frame_index``."""
+        return (frame_index + self.temporal_scale - 1) // self.temporal_scale + 1
+
     def pixel_frames(self, latent_frames: int) -> int:
         return (latent_frames - 1) * self.temporal_scale + 1
 
@@ -54,8 +58,9 @@ class LatentLayout:
         multiple = self.spatial_scale * max(self.patch_size)
         for name, value in (("height", height), ("width", width)):
             if value < multiple or value % multiple:
-                near = max(multiple, round(value / multiple) * multiple)
-                raise InputError(f"{name}={value} must be a positive multiple of {multiple}; use {near}")
+                lower = value // multiple * multiple
+                fix = f"{lower} or {lower + multiple}" if lower else f"{multiple}"
+                raise InputError(f"{name}={value} must be a positive multiple of {multiple}; use {fix}")
 
 
 @dataclass

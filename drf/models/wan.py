@@ -221,7 +221,7 @@ class WanGenerator:
         if frame_indices is not None:
             if not frame_indices:
                 raise ValueError("frame_indices is empty")
-            z = z[:, :, : self.latent_layout.latent_frames(max(frame_indices) + 1)]
+            z = z[:, :, : self.latent_layout.latent_prefix_for(max(frame_indices))]
         mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
         inv_std = 1.0 / torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
         video = vae.decode(z / inv_std + mean, return_dict=False)[0]  # [B,3,T,H,W] in [-1,1]
