@@ -1,0 +1,682 @@
+"""Run configs: dataclass sections, YAML files that mirror them, ``--set a.b=value`` overrides.
+
+Every knob lives in a dataclass field with a help string, so the YAML a person writes, the ``--set`` they type and the
+README reference are all checked against one schema. The loader works on any tree of dataclasses (packages define their
+own sections), converts values to the annotated field types, and turns every mistake into one line that names the
+file:line (or the ``--set`` argument), the dotted key and what to write instead. A section may define
+``validate(self)`` raising ``invalid(key, detail)``; the loader prefixes the full key path and where it was set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tempfile
+import types
+import typing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from drf.errors import ConfigError
+
+T = TypeVar("T")
+KeyPath = tuple[str | int, ...]
+
+__all__ = [
+    "FieldError",
+    "FramesConfig",
+    "GradWindowConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "SampleRunConfig",
+    "SamplingConfig",
+    "assert_all_fields_documented",
+    "config_to_dict",
+    "describe",
+    "dump_config",
+    "invalid",
+    "load_config",
+    "save_config",
+]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Section validation helper
+
+
+class FieldError(ConfigError):
+    """A section's value is invalid; ``key`` is relative to the section that raised it."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key} {detail}")
+        self.key = key
+        self.detail = detail
+
+
+def invalid(key: str, detail: str) -> FieldError:
+    """Build the error a section's ``validate`` raises: ``raise invalid("num_frames", "must be 4n+1 (got 8); try 9")``.
+
+    ``key`` is relative to the section (``"grad_window.k"`` from ``SamplingConfig``); the loader prefixes the full
+    dotted path and the file:line where that key was set.
+    """
+    return FieldError(key, detail)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Types: names for messages and conversion of parsed YAML values
+
+
+_NONE = type(None)
+_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType)
+
+
+def _section_type(tp: Any) -> type | None:
+    """The dataclass behind ``tp`` (``X`` or ``X | None``), or None when ``tp`` is not a section."""
+    if _is_union(tp):
+        args = [a for a in typing.get_args(tp) if a is not _NONE]
+        return _section_type(args[0]) if len(args) == 1 else None
+    return tp if dataclasses.is_dataclass(tp) and isinstance(tp, type) else None
+
+
+def type_name(tp: Any) -> str:
+    """How a field type reads in messages and the config reference: ``int``, ``str or null``, ``{gif, mp4}``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if _is_union(tp):
+        return " or ".join("null" if a is _NONE else type_name(a) for a in args)
+    if origin is Literal:
+        return "{" + ", ".join(str(a) for a in args) + "}"
+    if origin is list:
+        return f"list[{type_name(args[0])}]"
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list[{type_name(args[0])}]"
+        return "[" + ", ".join(type_name(a) for a in args) + "]"
+    if origin is dict:
+        return f"mapping of {type_name(args[1])}"
+    if dataclasses.is_dataclass(tp):
+        return "section"
+    if tp is Path:
+        return "path"
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Raw:
+    """A ``--set`` scalar: its YAML value plus the text typed, so ``--set name=2024`` gives a str field ``"2024"``."""
+
+    __slots__ = ("text", "value")
+
+    def __init__(self, text: str, value: Any) -> None:
+        self.text, self.value = text, value
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, _Raw) else value
+
+
+def _show(value: Any) -> str:
+    value = _plain(value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    else:
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Loader:
+    """One load: where each key came from (file:line or ``--set ...``), and conversion with located errors."""
+
+    def __init__(self, source: str | None, root: type) -> None:
+        self.source, self.root = source, root
+        self.origins: dict[KeyPath, str] = {}
+
+    # -- where ---------------------------------------------------------------------------------------------------
+
+    def where(self, path: KeyPath) -> str:
+        """``file:line: `` of ``path`` or its nearest recorded ancestor; ``file: `` or nothing when unknown."""
+        for n in range(len(path), -1, -1):
+            if path[:n] in self.origins:
+                return self.origins[path[:n]] + ": "
+        return f"{self.source}: " if self.source else ""
+
+    def fail(self, path: KeyPath, message: str) -> ConfigError:
+        return ConfigError(self.where(path) + message)
+
+    # -- conversion ----------------------------------------------------------------------------------------------
+
+    def convert(self, value: Any, tp: Any, path: KeyPath) -> Any:
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if tp is Any:
+            return _plain(value)
+        if _is_union(tp):
+            if _plain(value) is None and _NONE in args:
+                return None
+            errors = []
+            for arg in (a for a in args if a is not _NONE):
+                try:
+                    return self.convert(value, arg, path)
+                except ConfigError as err:
+                    errors.append(err)
+            if len(errors) == 1:  # X | None: the X message is the precise one
+                raise errors[0]
+            raise self._wrong_type(value, tp, path)
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, _plain(value), path)
+        if origin is Literal:
+            return self._choice(_plain(value), args, path)
+        if origin in (list, tuple):
+            return self._sequence(_plain(value), tp, path)
+        if origin is dict:
+            return self._mapping(_plain(value), args, path)
+        return self._scalar(value, tp, path)
+
+    def _scalar(self, value: Any, tp: Any, path: KeyPath) -> Any:
+        plain = _plain(value)
+        if tp is str or tp is Path:
+            if isinstance(value, _Raw) and not isinstance(plain, (list, dict)) and plain is not None:
+                return tp(value.text)
+            if isinstance(plain, str):
+                return tp(plain)
+            hint = "; quote it" if isinstance(plain, (int, float)) else ""
+            raise self._wrong_type(value, tp, path, hint)
+        if tp is bool:
+            if isinstance(plain, bool):
+                return plain
+        elif tp is int:
+            if isinstance(plain, int) and not isinstance(plain, bool):
+                return plain
+        elif tp is float:
+            if isinstance(plain, (int, float)) and not isinstance(plain, bool):
+                return float(plain)
+            # PyYAML reads 1e-4 (no dot) as a string; accept what Python reads as a number.
+            if isinstance(plain, str) and _NUMBER.fullmatch(plain.strip()):
+                return float(plain)
+        else:
+            raise TypeError(f"config field {_dotted(path)!r} has unsupported type {tp!r}")
+        raise self._wrong_type(value, tp, path)
+
+    def _choice(self, value: Any, choices: tuple[Any, ...], path: KeyPath) -> Any:
+        for choice in choices:
+            if value == choice and type(value) is type(choice):
+                return choice
+        names = [str(c) for c in choices]
+        close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        allowed = ", ".join(repr(c) for c in choices)
+        raise self.fail(path, f"{_dotted(path)!r} expects one of {allowed}, got {_show(value)}{hint}")
+
+    def _sequence(self, value: Any, tp: Any, path: KeyPath) -> Any:
+        args = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise self._wrong_type(value, tp, path, "; write a list like [a, b]")
+        if typing.get_origin(tp) is list:
+            return [self.convert(v, args[0], path + (i,)) for i, v in enumerate(value)]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(self.convert(v, args[0], path + (i,)) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise self._wrong_type(value, tp, path, f"; it needs exactly {len(args)} items")
+        return tuple(self.convert(v, a, path + (i,)) for i, (v, a) in enumerate(zip(value, args)))
+
+    def _mapping(self, value: Any, args: tuple[Any, ...], path: KeyPath) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self._wrong_type(value, dict[str, args[1]], path)
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise self.fail(path + (str(key),), f"{_dotted(path)!r} keys must be strings, got {key!r}; quote it")
+            out[key] = self.convert(item, args[1], path + (key,))
+        return out
+
+    def _wrong_type(self, value: Any, tp: Any, path: KeyPath, hint: str = "") -> ConfigError:
+        return self.fail(path, f"{_dotted(path)!r} expects {type_name(tp)}, got {_show(value)}{hint}")
+
+    # -- sections ------------------------------------------------------------------------------------------------
+
+    def build(self, schema: type[T], data: Any, path: KeyPath) -> T:
+        if data is None:  # `sampling:` with every line commented out means defaults
+            data = {}
+        if not isinstance(data, dict):
+            where = f"{_dotted(path)!r}" if path else "the top level"
+            raise self.fail(path, f"{where} must be a mapping of keys (e.g. 'key: value'), got {_show(data)}")
+        fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
+        for key in data:
+            if key not in fields:
+                raise self.fail(path + (str(key),), _unknown_key(self.root, schema, path, str(key)))
+        hints = _hints(schema)
+        kwargs = {name: self.convert(value, hints[name], path + (name,)) for name, value in data.items()}
+        for name, f in fields.items():
+            if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise self.fail(path, f"missing required key {_dotted(path + (name,))!r}")
+        try:
+            return schema(**kwargs)
+        except ConfigError as err:  # a __post_init__ check
+            raise self.located(err, schema, path) from None
+
+    def validate(self, value: Any, path: KeyPath) -> None:
+        """Call every section's ``validate`` bottom-up, so a parent may rely on its children being valid."""
+        for child_path, child in _children(value, path):
+            self.validate(child, child_path)
+        check = getattr(value, "validate", None) if dataclasses.is_dataclass(value) else None
+        if callable(check):
+            try:
+                check()
+            except ConfigError as err:
+                raise self.located(err, type(value), path) from None
+
+    def located(self, err: ConfigError, schema: type, path: KeyPath) -> ConfigError:
+        """Prefix a section's own message with where the offending key was set and its full dotted path."""
+        key = err.key if isinstance(err, FieldError) else _leading_key(str(err), schema)
+        if key is None:
+            prefix = f"{_dotted(path)}: " if path else ""
+            return self.fail(path, prefix + str(err))
+        full = path + tuple(key.split("."))
+        rest = err.detail if isinstance(err, FieldError) else str(err)[len(key) :].lstrip()
+        return self.fail(full, f"{_dotted(full)} {rest}")
+
+
+def _children(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            yield path + (f.name,), getattr(value, f.name)
+    elif isinstance(value, (list, tuple)):
+        yield from ((path + (i,), v) for i, v in enumerate(value))
+    elif isinstance(value, dict):
+        yield from ((path + (k,), v) for k, v in value.items())
+
+
+def _leading_key(message: str, schema: type) -> str | None:
+    """The dotted key a plain ``ConfigError("num_frames must ...")`` starts with, if it names a field of ``schema``."""
+    match = re.match(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", message)
+    if not match:
+        return None
+    first = match.group(0).split(".")[0]
+    return match.group(0) if first in {f.name for f in dataclasses.fields(schema)} else None
+
+
+def _dotted(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _unknown_key(root: type, schema: type, path: KeyPath, key: str) -> str:
+    """Suggest the closest key at the same level, else the same name in another section, else list the level."""
+    names = [f.name for f in dataclasses.fields(schema) if f.init]
+    full = _dotted(path + (key,))
+    close = difflib.get_close_matches(key, names, n=1)
+    if close:
+        return f"unknown key {full!r}; did you mean {_dotted(path + (close[0],))!r}?"
+    elsewhere = [row[0] for row in describe(root) if row[0].rsplit(".", 1)[-1] == key]
+    if elsewhere:
+        return f"unknown key {full!r}; did you mean {elsewhere[0]!r}?"
+    where = f"under {_dotted(path)!r}" if path else "at the top level"
+    return f"unknown key {full!r}; valid keys {where}: {', '.join(names)}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reading YAML and applying overrides
+
+
+def _read_yaml(path: Path, loader: _Loader) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ConfigError(f"cannot read config file {path} ({reason}); pass a readable UTF-8 YAML file") from None
+    parser = yaml.SafeLoader(text)
+    try:
+        node = parser.get_single_node()
+        data = parser.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        problem = " ".join(str(p) for p in (err.context, err.problem) if p)
+        raise ConfigError(f"{path}{line}: invalid YAML ({problem}); fix the syntax on that line") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML ({' '.join(str(err).split())})") from None
+    finally:
+        parser.dispose()
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections (e.g. 'model:'), got a {type(data).__name__}"
+        )
+    _record_lines(node, (), str(path), loader.origins)
+    return data
+
+
+def _record_lines(node: yaml.Node, path: KeyPath, source: str, origins: dict[KeyPath, str]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            if key in seen:
+                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: duplicate key {_dotted(path + (key,))!r}")
+            seen.add(key)
+            origins[path + (key,)] = f"{source}:{key_node.start_mark.line + 1}"
+            _record_lines(value_node, path + (key,), source, origins)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            origins[path + (i,)] = f"{source}:{item.start_mark.line + 1}"
+            _record_lines(item, path + (i,), source, origins)
+
+
+def _apply_override(data: dict[str, Any], override: str, loader: _Loader) -> None:
+    origin = f"--set {override}"
+    key, sep, text = override.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError(f"{origin}: expected KEY=VALUE with a dotted key, e.g. --set sampling.num_steps=8")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ConfigError(f"{origin}: invalid YAML value ({problem}); quote the value") from None
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        here = tuple(parts[: depth + 1])
+        if node.get(part) is None:
+            node[part] = {}
+            loader.origins.setdefault(here, origin)
+        elif not isinstance(node[part], dict):
+            raise ConfigError(f"{origin}: {_dotted(here)!r} is a value, not a section; set it directly")
+        node = node[part]
+    full = tuple(parts)
+    for recorded in [p for p in loader.origins if p[: len(full)] == full]:
+        del loader.origins[recorded]
+    loader.origins[full] = origin
+    node[parts[-1]] = value if isinstance(value, (dict, list)) else _Raw(text.strip(), value)
+
+
+def load_config(path: str | Path | None, schema: type[T], overrides: Sequence[str] = ()) -> T:
+    """Read ``path`` (None or "" → all defaults), apply ``--set`` overrides in order, build and validate ``schema``.
+
+    Raises ``ConfigError`` with a one-line message for every mistake a person can make.
+    """
+    source = str(path) if path else None
+    loader = _Loader(source, schema)
+    data = _read_yaml(Path(path), loader) if path else {}
+    for override in overrides:
+        _apply_override(data, override, loader)
+    config = loader.build(schema, data, ())
+    loader.validate(config, ())
+    return config
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Writing configs
+
+
+def config_to_dict(cfg: Any) -> Any:
+    """Plain YAML-ready data in the dataclasses' field order (paths as str, tuples as lists)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.init}
+    if isinstance(cfg, dict):
+        return {str(k): config_to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [config_to_dict(v) for v in cfg]
+    if isinstance(cfg, Path):
+        return str(cfg)
+    return cfg
+
+
+def dump_config(cfg: Any) -> str:
+    """The resolved config as YAML that ``load_config`` reads back to an equal object."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
+
+
+def save_config(cfg: Any, run_dir: str | Path) -> Path:
+    """Write ``run_dir/config.yaml`` atomically, so a crash never leaves a half-written config beside checkpoints."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = run_dir / "config.yaml"
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".config.", suffix=".yaml.tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(dump_config(cfg))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reference
+
+
+REQUIRED = "<required>"
+
+
+def describe(schema: type, _defaults: Any = None, _prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """Every leaf key of ``schema`` as ``(dotted_key, type, default, help)``, in field order, for docs and listings.
+
+    Nested sections are expanded; their leaves show the defaults of the parent's default section instance.
+    """
+    rows = []
+    hints = _hints(schema)
+    for f in dataclasses.fields(schema):
+        if not f.init:
+            continue
+        key = f"{_prefix}{f.name}"
+        if _defaults is not None:
+            default = getattr(_defaults, f.name)
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = REQUIRED
+        section = _section_type(hints[f.name])
+        if section is not None:
+            instance = default if dataclasses.is_dataclass(default) else None
+            rows.extend(describe(section, instance, key + "."))
+        else:
+            rows.append((key, type_name(hints[f.name]), default, f.metadata.get("help", "")))
+    return rows
+
+
+def assert_all_fields_documented(schema: type, _prefix: str = "") -> None:
+    """Fail with the list of fields (sections included, recursively) that have no ``help`` metadata."""
+    missing = list(_undocumented(schema, _prefix))
+    assert not missing, f"config fields without help: {', '.join(missing)}"
+
+
+def _undocumented(schema: type, prefix: str) -> Iterator[str]:
+    hints = _hints(schema)
+    for f in dataclasses.fields(schema):
+        if not f.init:
+            continue
+        if not str(f.metadata.get("help", "")).strip():
+            yield prefix + f.name
+        section = _section_type(hints[f.name])
+        if section is not None:
+            yield from _undocumented(section, f"{prefix}{f.name}.")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Core sections
+
+
+def _nearest(n: int, step: int, offset: int) -> str:
+    """The valid value(s) of the form ``step*i + offset`` (>= ``step`` or 1) closest to ``n``: ``"9"`` or ``"5 or 9"``."""
+    below = (n - offset) // step * step + offset
+    above = below + step
+    smallest = max(offset, step if offset == 0 else offset)
+    if below < smallest or n - below > above - n:
+        return str(max(above, smallest))
+    return str(below) if n - below < above - n else f"{below} or {above}"
+
+
+@dataclass
+class ModelConfig:
+    """Which video generator to load and the shape of the videos it makes."""
+
+    family: Literal["wan"] = field(default="wan", metadata={"help": "Generator family; selects the adapter."})
+    path: str | None = field(
+        default=None, metadata={"help": "Hub id or local diffusers directory of a pretrained model."}
+    )
+    tiny: str | None = field(
+        default=None, metadata={"help": "Tiny preset built from configs instead of `path` (e.g. wan-tiny)."}
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = field(
+        default="float32", metadata={"help": "Weights and compute dtype of the generator."}
+    )
+    height: int = field(default=32, metadata={"help": "Video height in pixels (multiple of 16)."})
+    width: int = field(default=32, metadata={"help": "Video width in pixels (multiple of 16)."})
+    num_frames: int = field(default=9, metadata={"help": "Frames per video; Wan needs 4n+1 (1, 5, 9, ... 81)."})
+    scheduler: Literal["euler", "unipc"] = field(
+        default="euler", metadata={"help": "Flow-matching sampler: euler (differentiable chain) or unipc."}
+    )
+    shift: float = field(default=5.0, metadata={"help": "Flow shift of the sigma schedule (> 0)."})
+    negative_prompt: str = field(default="", metadata={"help": "Prompt for the unconditional branch of CFG."})
+    max_sequence_length: int = field(default=512, metadata={"help": "Text-encoder tokens per prompt."})
+    attention_backend: str | None = field(
+        default=None, metadata={"help": "Attention backend for the transformer (e.g. xformers); null = default."}
+    )
+
+    def validate(self) -> None:
+        if self.path is not None and self.tiny is not None:
+            raise invalid("path", "is set together with tiny; remove one (path loads a model, tiny builds a preset)")
+        if self.path is None and self.tiny is None:
+            raise invalid(
+                "tiny", "or path must be set: tiny names a preset (e.g. wan-tiny), path a hub id or directory"
+            )
+        if self.num_frames < 1 or (self.num_frames - 1) % 4:
+            raise invalid("num_frames", f"must be 4n+1 (got {self.num_frames}); try {_nearest(self.num_frames, 4, 1)}")
+        for key in ("height", "width"):
+            size = getattr(self, key)
+            if size < 16 or size % 16:
+                raise invalid(key, f"must be a multiple of 16 (got {size}); try {_nearest(size, 16, 0)}")
+        if self.shift <= 0:
+            raise invalid("shift", f"must be > 0 (got {self.shift})")
+        if self.max_sequence_length < 1:
+            raise invalid("max_sequence_length", f"must be >= 1 (got {self.max_sequence_length})")
+
+
+@dataclass
+class GradWindowConfig:
+    """Which sampling steps carry gradient, and how they are computed."""
+
+    kind: Literal["last_k", "random_k", "steps"] = field(
+        default="last_k", metadata={"help": "last_k: the final k steps; random_k: k random steps; steps: a list."}
+    )
+    k: int = field(default=1, metadata={"help": "Number of steps with gradient (last_k, random_k)."})
+    steps: list[int] = field(
+        default_factory=list, metadata={"help": "Step indices with gradient, 0 = noisiest (kind: steps)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the random_k draw."})
+    checkpointing: bool = field(
+        default=True, metadata={"help": "Recompute windowed steps in backward so memory stays near one step."}
+    )
+    detach_input: bool = field(
+        default=False, metadata={"help": "Detach the latent entering each windowed step (cheaper backward)."}
+    )
+
+    def validate(self) -> None:
+        if self.k < 1:
+            raise invalid("k", f"must be >= 1 (got {self.k})")
+        if self.kind == "steps" and not self.steps:
+            raise invalid("steps", "must list at least one step index when kind is steps, e.g. [18, 19]")
+        if len(set(self.steps)) != len(self.steps):
+            raise invalid("steps", f"has repeated indices ({self.steps}); list each step once")
+
+
+@dataclass
+class FramesConfig:
+    """Which decoded frames the rewards see."""
+
+    policy: Literal["all", "first", "middle", "last", "first_middle_last", "every_n", "random_n"] = field(
+        default="all", metadata={"help": "Frame selection; every_n and random_n use n."}
+    )
+    n: int = field(default=1, metadata={"help": "Stride (every_n) or count (random_n) of frames."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random_n draw."})
+
+    def validate(self) -> None:
+        if self.n < 1:
+            raise invalid("n", f"must be >= 1 (got {self.n})")
+
+
+@dataclass
+class SamplingConfig:
+    """The sampling chain: steps, guidance, gradient window and frames passed to rewards."""
+
+    num_steps: int = field(default=20, metadata={"help": "Denoising steps per video."})
+    guidance_scale: float = field(default=5.0, metadata={"help": "Classifier-free guidance scale; <= 1 disables CFG."})
+    grad_window: GradWindowConfig = field(
+        default_factory=GradWindowConfig, metadata={"help": "Which steps carry gradient."}
+    )
+    frames: FramesConfig = field(default_factory=FramesConfig, metadata={"help": "Which frames rewards see."})
+
+    def validate(self) -> None:
+        if self.num_steps < 1:
+            raise invalid("num_steps", f"must be >= 1 (got {self.num_steps})")
+        if self.guidance_scale < 0:
+            raise invalid("guidance_scale", f"must be >= 0 (got {self.guidance_scale})")
+        window = self.grad_window
+        if window.kind != "steps" and window.k > self.num_steps:
+            raise invalid("grad_window.k", f"must be <= num_steps (got {window.k}; num_steps is {self.num_steps})")
+        bad = [i for i in window.steps if not 0 <= i < self.num_steps]
+        if bad:
+            raise invalid("grad_window.steps", f"index {bad[0]} is outside 0..{self.num_steps - 1} (num_steps)")
+
+
+@dataclass
+class LoggingConfig:
+    """Where a run writes and how often."""
+
+    output_dir: str = field(default="runs", metadata={"help": "Parent directory of run directories (<dir>/<name>)."})
+    log_every: int = field(default=1, metadata={"help": "Write metrics every this many steps."})
+    sample_every: int = field(default=0, metadata={"help": "Save sample videos every this many steps; 0 = never."})
+    tensorboard: bool = field(default=False, metadata={"help": "Also log to tensorboard (needs the extra)."})
+    video_format: Literal["gif", "mp4"] = field(default="gif", metadata={"help": "File format of saved videos."})
+    fps: int = field(default=8, metadata={"help": "Frames per second of saved videos."})
+
+    def validate(self) -> None:
+        for key, low in (("log_every", 1), ("sample_every", 0), ("fps", 1)):
+            if getattr(self, key) < low:
+                raise invalid(key, f"must be >= {low} (got {getattr(self, key)})")
+
+
+@dataclass
+class SampleRunConfig:
+    """`drf sample`: generate videos for prompts and write them to a run directory."""
+
+    name: str = field(default="sample", metadata={"help": "Run name; the run directory is output_dir/name."})
+    seed: int = field(default=0, metadata={"help": "Seed of the initial noise."})
+    prompts: list[str] = field(
+        default_factory=lambda: ["a red cube on a checkered floor"],
+        metadata={"help": "Prompts to sample, one video each."},
+    )
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The video generator."})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "The sampling chain."})
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Outputs and logging."})
+
+    def validate(self) -> None:
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            raise invalid("name", f"must be a plain directory name (got {self.name!r})")
+        if not self.prompts:
+            raise invalid("prompts", "must list at least one prompt")
