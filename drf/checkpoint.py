@@ -21,6 +21,7 @@ which is right for data-parallel training (DDP) where they are replicated; shard
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -153,6 +154,18 @@ def _restore_rng(state: Mapping[str, Any], generators: Mapping[str, torch.Genera
         gen.set_state(state["generators"][name])
 
 
+def _gather_rng(state: dict[str, Any], accelerator: Any) -> list[dict[str, Any]]:
+    """Every process's RNG state, in process order. States travel as ``torch.save`` bytes: pickling tensors
+    directly through ``all_gather_object`` fails to unpickle on the receiving side."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return [state]
+    from accelerate.utils import gather_object
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return [torch.load(io.BytesIO(blob), weights_only=True) for blob in gather_object([buffer.getvalue()])]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # saving
 
@@ -268,11 +281,7 @@ def save_checkpoint(
     """
     if keep_last is not None and keep_last < 1:
         raise InputError(f"checkpoint keep_last={keep_last}: must be at least 1 (or null to keep every checkpoint)")
-    rng = [_capture_rng(generators)]
-    if accelerator is not None and accelerator.num_processes > 1:
-        from accelerate.utils import gather_object
-
-        rng = gather_object(rng)
+    rng = _gather_rng(_capture_rng(generators), accelerator)
     final = checkpoint_dir(run_dir, step)
     if accelerator is None or accelerator.is_main_process:
         root = final.parent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -271,3 +272,57 @@ def test_guard_stops_after_consecutive_skips_naming_last_good_checkpoint(tmp_pat
         guard.update(step, finite)  # a finite step in between resets the count
     with pytest.raises(TrainingDiverged, match=r"step 16: .*3 consecutive steps.*last good checkpoint: .*step-10"):
         guard.update(16, False)
+
+
+def test_ema_state_round_trips(tmp_path):
+    from diffusers.training_utils import EMAModel
+
+    model, opt, sched = make_run()
+    ema = EMAModel(model.head.parameters(), decay=0.9)
+    train_steps(model, opt, sched, torch.Generator().manual_seed(0), 0, 2)
+    ema.step(model.head.parameters())
+    path = save(tmp_path, 2, model, opt, sched, ema=ema)
+    fresh, _, _ = make_run(seed=5)
+    fresh_ema = EMAModel(fresh.head.parameters(), decay=0.5)
+    load_checkpoint(path, trainable_module_or_setter=fresh, ema=fresh_ema)
+    assert fresh_ema.decay == 0.9 and fresh_ema.optimization_step == ema.optimization_step
+    for a, b in zip(ema.shadow_params, fresh_ema.shadow_params):
+        assert torch.equal(a, b)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_round_trip_through_accelerate_prepared_objects(tmp_path, fresh_accelerate_state):
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    model, opt, sched = accelerator.prepare(*make_run())
+    train_steps(model, opt, sched, torch.Generator().manual_seed(0), 0, 2)
+    path = save(tmp_path, 2, model, opt, sched, accelerator=accelerator)
+    expected = torch.rand(4)
+
+    other, other_opt, other_sched = accelerator.prepare(*make_run(seed=9))
+    load_checkpoint(
+        path, trainable_module_or_setter=other, optimizer=other_opt, lr_scheduler=other_sched, accelerator=accelerator
+    )
+    assert torch.equal(torch.rand(4), expected)
+    assert torch.equal(accelerator.unwrap_model(other).head.weight, accelerator.unwrap_model(model).head.weight)
+    assert other_sched.scheduler.last_epoch == sched.scheduler.last_epoch
+
+
+def test_non_main_process_writes_nothing_and_waits(tmp_path):
+    calls = []
+    worker = SimpleNamespace(
+        is_main_process=False, num_processes=1, wait_for_everyone=lambda: calls.append("wait"), process_index=1
+    )
+    model, opt, sched = make_run()
+    path = save(tmp_path, 1, model, opt, sched, accelerator=worker)
+    assert path == tmp_path / "checkpoints" / "step-1" and not path.exists()
+    assert calls == ["wait"]
