@@ -1,0 +1,197 @@
+"""Tiny offline critics: real VLM architectures at toy size, with a chat tokenizer trained in-process.
+
+Tests, the toy world and benchmarks need critics that load through the same ``from_pretrained`` path as real ones
+without a model hub. The tokenizer is a byte-level BPE (so any English text encodes) whose merges make "Yes"/"No"
+single tokens, plus the family's special tokens and a chat template.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+TINY_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "llava")
+
+QWEN_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{{ message['content'] }} {% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+_ANSWERS = ("Yes", "No", "yes", "no", "YES", "NO")
+# Words of the toy-world questions and critic prompts; repeated answers make "Yes"/"No" early merges.
+_CORPUS = (
+    "Yes No yes no YES NO Yes. No. yes no Yes No "
+    "Is there a red green blue yellow white black orange purple cube sphere cylinder cone ball box floor sky "
+    "in the video scene? Does the camera pan left right dolly in out orbit around stay static move zoom? "
+    "Is the object moving rolling falling bouncing still? Are there one two three objects? What colour shape is it? "
+    "Answer yes or no. Options: Answer with one option. Then explain your answer in one sentence. "
+    "You are a careful video critic. Answer the question about the video. The frames are sharp smooth consistent "
+    "flicker blur noise physics gravity temporal quality alignment object camera light shadow on under next to above "
+)
+
+
+def build_tokenizer(family: str):
+    """Byte-level BPE chat tokenizer with the family's special tokens; "Yes"/"No" are single tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    qwen = family != "llava"
+    specials = QWEN_SPECIALS if qwen else LLAVA_SPECIALS
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=448,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([_CORPUS] * 20 + list(_ANSWERS) * 50, trainer)
+    tok.add_special_tokens(specials)
+    if qwen:
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=QWEN_CHAT_TEMPLATE
+        )
+    else:
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            chat_template=LLAVA_CHAT_TEMPLATE,
+        )
+        fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    for word in ("Yes", "No"):
+        if len(fast.encode(word, add_special_tokens=False)) != 1:
+            raise RuntimeError(f"tiny tokenizer splits {word!r}; grow the corpus or vocabulary")
+    return fast
+
+
+def _vocab_size(tokenizer) -> int:
+    return (len(tokenizer) + 63) // 64 * 64
+
+
+def _qwen_model(family: str, tokenizer):
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+    )
+
+    ids = {
+        name: tokenizer.convert_tokens_to_ids(tok)
+        for name, tok in (
+            ("image_token_id", "<|image_pad|>"),
+            ("video_token_id", "<|video_pad|>"),
+            ("vision_start_token_id", "<|vision_start|>"),
+            ("vision_end_token_id", "<|vision_end|>"),
+        )
+    }
+    text = dict(
+        vocab_size=_vocab_size(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rope_parameters={"rope_type": "default", "mrope_section": [2, 1, 1], "rope_theta": 10000.0},
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.pad_token_id,
+    )
+    if family == "qwen2_vl":
+        vision = dict(
+            depth=2,
+            embed_dim=32,
+            hidden_size=32,
+            mlp_ratio=2,
+            num_heads=4,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        )
+        config = Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
+        return Qwen2VLForConditionalGeneration(config)
+    vision = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=32,
+        num_heads=4,
+        out_hidden_size=32,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=56,
+        fullatt_block_indexes=[1],
+    )
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
+    return Qwen2_5_VLForConditionalGeneration(config)
+
+
+def _llava_model(tokenizer):
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=28, patch_size=14
+    )
+    text = LlamaConfig(
+        vocab_size=_vocab_size(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        projector_hidden_act="gelu",
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+    return LlavaForConditionalGeneration(config)
+
+
+def build_tiny_model(family: str, seed: int = 0):
+    """-> (model, tokenizer) of the family's tiny critic with seeded random weights."""
+    if family not in TINY_FAMILIES:
+        from drf.errors import CriticError
+
+        raise CriticError(f"no tiny critic for family {family!r}; choose one of {', '.join(TINY_FAMILIES)}")
+    tokenizer = build_tokenizer(family)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = _llava_model(tokenizer) if family == "llava" else _qwen_model(family, tokenizer)
+    return model.eval(), tokenizer
+
+
+def build_tiny_critic(family: str, directory: str | Path | None = None, seed: int = 0) -> Path:
+    """Save the family's tiny critic (model + tokenizer) to ``directory`` (a new temp dir if None); returns it."""
+    path = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix=f"drf-tiny-{family}-"))
+    model, tokenizer = build_tiny_model(family, seed)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
