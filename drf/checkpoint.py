@@ -110,6 +110,8 @@ def resolve_resume(run_dir: str | os.PathLike, spec: str | os.PathLike) -> Path:
         return path
     if (path / CHECKPOINTS_DIR).is_dir():
         hint = f"it looks like a run directory; pass {path / CHECKPOINTS_DIR}/step-N or 'latest'"
+    elif path.name == CHECKPOINTS_DIR:
+        hint = f"{_describe_dir(path)}; pass one of its step-N directories"
     else:
         hint = f"{_describe_dir(path)}; a checkpoint has a {COMPLETE_MARKER} marker written after all its files"
     raise InputError(f"--resume {path}: not a complete checkpoint ({hint})")

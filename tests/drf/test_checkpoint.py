@@ -233,6 +233,8 @@ def test_resume_path_that_is_not_a_checkpoint_says_what_is_there(tmp_path):
     save(tmp_path, 1, model, opt, sched)
     with pytest.raises(InputError, match="looks like a run directory"):
         resolve_resume(tmp_path, tmp_path)
+    with pytest.raises(InputError, match=r"\(it contains: step-1/; pass one of its step-N directories\)"):
+        resolve_resume(tmp_path, tmp_path / "checkpoints")
     with pytest.raises(InputError, match="is a file"):
         resolve_resume(tmp_path, tmp_path / "weights.bin")
 
