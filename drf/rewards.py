@@ -75,6 +75,26 @@ class RewardOutput:
         ]
 
     @classmethod
+    def from_critic(cls, critic_output: Any, question_sets: Sequence[Any]) -> RewardOutput:
+        """Wrap a critic's output (``rewards``, ``mask``, ``weights``, ``question_ids``, ``p_expected`` [B,Q]) with the
+        aspects of the question sets it answered (``question_sets[b].questions[i].id/.aspect``), matched by id."""
+        aspects = []
+        for b, (ids, qset) in enumerate(zip(critic_output.question_ids, question_sets)):
+            by_id = {q.id: q.aspect for q in qset.questions}
+            missing = [qid for qid in ids if qid not in by_id]
+            if missing:
+                raise QuestionError(f"prompt {b}: critic answered question '{missing[0]}' that its question set lacks")
+            aspects.append([by_id[qid] for qid in ids])
+        return cls(
+            per_question=critic_output.rewards,
+            mask=critic_output.mask,
+            question_ids=[list(ids) for ids in critic_output.question_ids],
+            aspects=aspects,
+            weights=critic_output.weights,
+            extras={"p_expected": critic_output.p_expected},
+        )
+
+    @classmethod
     def from_rows(
         cls,
         rewards: Sequence[Sequence[torch.Tensor]],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -151,3 +152,23 @@ def test_named_reward_checks_its_output_shape():
     reward = NamedReward("bad", lambda frames, prompts: frames)
     with pytest.raises(ValueError, match=r"reward 'bad' returned shape \(2, 3\), expected \(2,\)"):
         reward(torch.zeros(2, 3), ["a", "b"])
+
+
+def test_from_critic_takes_aspects_from_the_question_sets_by_id():
+    critic = SimpleNamespace(
+        rewards=torch.tensor([[-1.0, -2.0], [-0.5, 0.0]]),
+        mask=torch.tensor([[True, True], [True, False]]),
+        weights=torch.tensor([[1.0, 1.0], [1.0, 0.0]]),
+        question_ids=[["q2", "q1"], ["q3"]],
+        p_expected=torch.tensor([[0.4, 0.1], [0.6, 0.0]]),
+    )
+
+    def qset(*pairs):
+        return SimpleNamespace(questions=[SimpleNamespace(id=i, aspect=a) for i, a in pairs])
+
+    sets = [qset(("q1", "physics"), ("q2", "alignment")), qset(("q3", "quality"))]
+    out = RewardOutput.from_critic(critic, sets)
+    assert out.aspects == [["alignment", "physics"], ["quality"]]
+    assert torch.equal(out.extras["p_expected"], critic.p_expected)
+    with pytest.raises(QuestionError, match="prompt 1: critic answered question 'q3' that its question set lacks"):
+        RewardOutput.from_critic(critic, [sets[0], qset(("x", "quality"))])
