@@ -1,0 +1,292 @@
+"""Procedural toy-world scenes: what is where, how it moves, and how the camera moves — everything needed to render a
+video, write its prompt and answer questions about it exactly.
+
+World axes are y-up with the floor at y = 0. Directions of motion ("left", "toward") are defined in the frame-0 camera:
+"left" is camera-left as seen at frame 0, "toward" is towards the frame-0 camera along its horizontal forward axis.
+Relations ("left of", "in front of") are also judged at frame 0: left/right by the horizontal image position of the
+objects' centres, front/behind by their camera z-depth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from drf.geometry.camera import intrinsics_from_fov, look_at, project_points, rotation_about_y
+
+SHAPES = ("cube", "sphere", "cylinder")
+# Saturated colours whose hues stay apart (>= 25 degrees) so pixel colour masks separate them from each other and from
+# the grey floor and pale sky; Lambert shading scales RGB, which keeps hue and saturation.
+COLORS: dict[str, tuple[float, float, float]] = {
+    "red": (0.90, 0.10, 0.10),
+    "orange": (0.95, 0.50, 0.05),
+    "yellow": (0.90, 0.85, 0.10),
+    "green": (0.10, 0.75, 0.15),
+    "cyan": (0.10, 0.80, 0.85),
+    "blue": (0.15, 0.25, 0.90),
+    "purple": (0.60, 0.15, 0.85),
+}
+# Half-extent of each primitive: sphere radius, cube half side, cylinder radius (a cylinder is 2 * size tall).
+SIZES: dict[str, float] = {"small": 0.4, "large": 0.65}
+OBJECT_MOTIONS = ("none", "left", "right", "toward", "away")
+CAMERA_MOTIONS = ("static", "pan_left", "pan_right", "dolly_in", "dolly_out", "orbit_left", "orbit_right")
+RELATIONS = ("left_of", "right_of", "in_front_of", "behind")
+# Pairs of grey checker colours (saturation <= 0.06 so they never pass for an object colour).
+FLOORS: tuple[tuple[tuple[float, float, float], tuple[float, float, float]], ...] = (
+    ((0.35, 0.35, 0.35), (0.62, 0.62, 0.62)),
+    ((0.42, 0.41, 0.40), (0.70, 0.69, 0.67)),
+    ((0.30, 0.31, 0.32), (0.55, 0.56, 0.57)),
+)
+# (colour, shape) combinations that only appear in the eval split: a compositional hold-out.
+HELD_OUT_COMBOS = frozenset({("orange", "sphere"), ("cyan", "cube"), ("purple", "cylinder")})
+# Share of the remaining scenes sent to eval by a hash of their description.
+EVAL_HASH_FRACTION = 0.1
+TARGET_HEIGHT = 0.4
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One primitive resting on the floor; ``travel`` is its world (dx, dz) displacement over the whole video."""
+
+    shape: str
+    color: str
+    size: str
+    position: tuple[float, float]  # world (x, z) of the base centre at frame 0
+    yaw: float = 0.0  # radians about world y (matters for cubes)
+    motion: str = "none"
+    travel: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def extent(self) -> float:
+        return SIZES[self.size]
+
+    @property
+    def height(self) -> float:
+        return 2.0 * self.extent
+
+    def base_positions(self, num_frames: int) -> Tensor:
+        """World base centres [T,3] (y = 0) at each frame; motion is linear in time."""
+        s = torch.linspace(0.0, 1.0, num_frames, dtype=torch.float64)
+        x = self.position[0] + s * self.travel[0]
+        z = self.position[1] + s * self.travel[1]
+        return torch.stack([x, torch.zeros_like(x), z], dim=-1)
+
+
+@dataclass(frozen=True)
+class CameraPath:
+    """A camera move over the video: frame-0 ``eye`` looking at ``target``, then ``motion`` by ``amount``
+    (degrees for pan/orbit, world units for dolly), plus optional seeded hand-held ``jitter`` (world units)."""
+
+    motion: str = "static"
+    eye: tuple[float, float, float] = (0.0, 2.0, -5.0)
+    target: tuple[float, float, float] = (0.0, TARGET_HEIGHT, 0.0)
+    fov_deg: float = 50.0
+    amount: float = 0.0
+    jitter: float = 0.0
+    jitter_seed: int = 0
+
+    def eyes_and_targets(self, num_frames: int) -> tuple[Tensor, Tensor]:
+        """World eye and target positions [T,3] before jitter."""
+        s = torch.linspace(0.0, 1.0, num_frames, dtype=torch.float64)
+        eye0 = torch.tensor(self.eye, dtype=torch.float64)
+        target0 = torch.tensor(self.target, dtype=torch.float64)
+        eyes = eye0.expand(num_frames, 3).clone()
+        targets = target0.expand(num_frames, 3).clone()
+        if self.motion in ("pan_left", "pan_right"):
+            # Positive rotation about y turns the view to the camera's left (see rotation_about_y).
+            sign = 1.0 if self.motion == "pan_left" else -1.0
+            rot = rotation_about_y(sign * math.radians(self.amount) * s)  # [T,3,3]
+            targets = eyes + (rot @ (target0 - eye0)[:, None]).squeeze(-1)
+        elif self.motion in ("dolly_in", "dolly_out"):
+            sign = 1.0 if self.motion == "dolly_in" else -1.0
+            forward = target0 - eye0
+            forward[1] = 0.0
+            forward = forward / forward.norm()
+            shift = sign * self.amount * s[:, None] * forward
+            eyes, targets = eyes + shift, targets + shift
+        elif self.motion in ("orbit_left", "orbit_right"):
+            # Positive rotation of the eye about the target's vertical axis moves the camera to its right.
+            sign = 1.0 if self.motion == "orbit_right" else -1.0
+            rot = rotation_about_y(sign * math.radians(self.amount) * s)
+            eyes = target0 + (rot @ (eye0 - target0)[:, None]).squeeze(-1)
+        return eyes, targets
+
+    def poses(self, num_frames: int) -> Tensor:
+        """c2w [T,4,4] (float64, OpenCV axes) for each frame."""
+        eyes, targets = self.eyes_and_targets(num_frames)
+        if self.jitter > 0:
+            gen = torch.Generator().manual_seed(self.jitter_seed)
+            eyes = eyes + self.jitter * torch.randn(num_frames, 3, generator=gen, dtype=torch.float64)
+            targets = targets + 2.0 * self.jitter * torch.randn(num_frames, 3, generator=gen, dtype=torch.float64)
+        return look_at(eyes, targets)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A complete toy-world scene; ``seed`` fixes the prompt's phrasing choices too."""
+
+    objects: tuple[ObjectSpec, ...]
+    camera: CameraPath = field(default_factory=CameraPath)
+    floor: int = 0  # index into FLOORS
+    seed: int = 0
+
+    def object_centers(self, num_frames: int) -> Tensor:
+        """World centres [T,n,3] of every object at each frame."""
+        centers = [o.base_positions(num_frames) + torch.tensor([0.0, o.extent, 0.0], dtype=torch.float64)
+                   for o in self.objects]
+        return torch.stack(centers, dim=1)
+
+    def camera_coords(self, frame: int = 0, num_frames: int = 17) -> Tensor:
+        """Object centres in the camera coordinates of ``frame`` [n,3] (x right, y down, z forward)."""
+        c2w = self.camera.poses(num_frames)[frame]
+        centers = self.object_centers(num_frames)[frame]
+        w2c_rot = c2w[:3, :3].T
+        return (centers - c2w[:3, 3]) @ w2c_rot.T
+
+    def relation(self, a: int, b: int, relation: str) -> bool:
+        """Whether object ``a`` stands in ``relation`` to object ``b`` at frame 0."""
+        cam = self.camera_coords()
+        bearing = cam[:, 0] / cam[:, 2]
+        if relation == "left_of":
+            return bool(bearing[a] < bearing[b])
+        if relation == "right_of":
+            return bool(bearing[a] > bearing[b])
+        if relation == "in_front_of":
+            return bool(cam[a, 2] < cam[b, 2])
+        if relation == "behind":
+            return bool(cam[a, 2] > cam[b, 2])
+        raise ValueError(f"unknown relation {relation!r}")
+
+    def description(self) -> str:
+        """A canonical text of the scene's content (used to hash it into a split)."""
+        objs = sorted(f"{o.size} {o.color} {o.shape} {o.motion}" for o in self.objects)
+        return "; ".join(objs) + f" | camera {self.camera.motion}"
+
+
+def split_of(scene: Scene) -> str:
+    """"eval" for scenes with a held-out (colour, shape) combination or in the hashed eval share, else "train"."""
+    if any((o.color, o.shape) in HELD_OUT_COMBOS for o in scene.objects):
+        return "eval"
+    digest = hashlib.sha1(scene.description().encode()).digest()
+    return "eval" if int.from_bytes(digest[:4], "big") / 2**32 < EVAL_HASH_FRACTION else "train"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sampling
+
+
+# Group layouts: counts of identical objects per group (each group has its own colour).
+_GROUP_LAYOUTS = ((1,), (1, 1), (1, 1, 1), (2,), (2, 1), (3,))
+_GROUP_WEIGHTS = (0.22, 0.3, 0.22, 0.1, 0.1, 0.06)
+_CAMERA_AMOUNTS = {"pan": (15.0, 22.0), "dolly": (1.2, 1.8), "orbit": (25.0, 35.0)}
+_MOTION_PROB = 0.4
+_JITTER_PROB = 0.3
+_MARGIN_PX_FRACTION = 0.1  # object centres stay this far inside the image at every frame
+
+
+def _camera_amount(rng: random.Random, motion: str) -> float:
+    if motion == "static":
+        return 0.0
+    low, high = _CAMERA_AMOUNTS[motion.split("_")[0]]
+    return rng.uniform(low, high)
+
+
+def _frame0_axes(camera: CameraPath) -> tuple[Tensor, Tensor]:
+    """Horizontal unit (right, forward) world vectors of the frame-0 camera."""
+    forward = torch.tensor(camera.target, dtype=torch.float64) - torch.tensor(camera.eye, dtype=torch.float64)
+    forward[1] = 0.0
+    forward = forward / forward.norm()
+    right = torch.stack([-forward[2], torch.zeros(()), forward[0]])  # forward x up
+    return right, forward
+
+
+def _valid_layout(scene: Scene, num_frames: int) -> bool:
+    """Objects stay in view, never interpenetrate, and every pair has clear frame-0 relations in both axes."""
+    objs = scene.objects
+    frames = min(num_frames, 9)
+    centers = scene.object_centers(frames)  # [T,n,3]
+    c2w = scene.camera.poses(frames)
+    K = intrinsics_from_fov(scene.camera.fov_deg, 64, 64, dtype=torch.float64)
+    uv, z = project_points(centers, K.expand(frames, 3, 3), c2w)
+    lo, hi = 64 * _MARGIN_PX_FRACTION, 64 * (1 - _MARGIN_PX_FRACTION)
+    if (z < 1.5).any() or (uv < lo).any() or (uv > hi).any():
+        return False
+    for i in range(len(objs)):
+        for j in range(i + 1, len(objs)):
+            gap = (centers[:, i, [0, 2]] - centers[:, j, [0, 2]]).norm(dim=-1).min()
+            if gap < 1.5 * (objs[i].extent + objs[j].extent) + 0.1:
+                return False
+    cam = scene.camera_coords(0, frames)
+    for i in range(len(objs)):
+        for j in range(i + 1, len(objs)):
+            if abs(cam[i, 2] - cam[j, 2]) < 0.9:
+                return False
+            width = 1.5 * (objs[i].extent / cam[i, 2] + objs[j].extent / cam[j, 2])
+            if abs(cam[i, 0] / cam[i, 2] - cam[j, 0] / cam[j, 2]) < 0.75 * width + 0.04:
+                return False
+    return True
+
+
+def _draw_scene(rng: random.Random, seed: int, num_frames: int, placement_tries: int = 40) -> Scene | None:
+    """Draw the camera, the object kinds and the motion first, then place objects one at a time (each with a few
+    tries), so the rejection of crowded layouts does not skew which cameras, counts and motions appear."""
+    azimuth = math.radians(rng.uniform(-45.0, 45.0))
+    distance = rng.uniform(4.6, 5.6)
+    height = rng.uniform(1.6, 2.4)
+    forward = (math.sin(azimuth), 0.0, math.cos(azimuth))
+    eye = (-distance * forward[0], height, -distance * forward[2])
+    motion = rng.choice(CAMERA_MOTIONS)
+    jitter = rng.uniform(0.01, 0.03) if rng.random() < _JITTER_PROB else 0.0
+    camera = CameraPath(
+        motion=motion, eye=eye, target=(0.0, TARGET_HEIGHT, 0.0), amount=_camera_amount(rng, motion),
+        jitter=jitter, jitter_seed=rng.randrange(2**31),
+    )
+    right, fwd = _frame0_axes(camera)
+    layout = rng.choices(_GROUP_LAYOUTS, weights=_GROUP_WEIGHTS)[0]
+    colors = rng.sample(list(COLORS), len(layout))
+    kinds: list[tuple[str, str, str, int]] = []  # (shape, colour, size, group count)
+    for count, color in zip(layout, colors):
+        shape, size = rng.choice(SHAPES), rng.choice(tuple(SIZES))
+        kinds += [(shape, color, size, count)] * count
+    mover, direction = None, "none"
+    singles = [i for i, kind in enumerate(kinds) if kind[3] == 1]
+    if singles and rng.random() < _MOTION_PROB:
+        mover, direction = rng.choice(singles), rng.choice(OBJECT_MOTIONS[1:])
+    axis = {"left": -right, "right": right, "toward": -fwd, "away": fwd}.get(direction)
+    objects: list[ObjectSpec] = []
+    for i, (shape, color, size, _) in enumerate(kinds):
+        for _ in range(placement_tries):
+            pos = rng.uniform(-1.9, 1.9) * right + rng.uniform(-1.6, 2.0) * fwd
+            travel = rng.uniform(1.0, 1.5) * axis if i == mover else torch.zeros(3, dtype=torch.float64)
+            candidate = ObjectSpec(
+                shape, color, size, (float(pos[0]), float(pos[2])), yaw=rng.uniform(0, math.pi / 2),
+                motion=direction if i == mover else "none", travel=(float(travel[0]), float(travel[2])),
+            )
+            if _valid_layout(Scene((*objects, candidate), camera), num_frames):
+                objects.append(candidate)
+                break
+        else:
+            return None
+    return Scene(tuple(objects), camera, floor=rng.randrange(len(FLOORS)), seed=seed)
+
+
+def sample_scene(seed: int, split: str | None = None, num_frames: int = 17, max_tries: int = 10_000) -> Scene:
+    """A random valid scene, fully determined by ``seed`` (and ``split``: "train", "eval" or None for either)."""
+    if split not in (None, "train", "eval"):
+        raise ValueError(f"split must be 'train', 'eval' or None, got {split!r}")
+    rng = random.Random(seed)
+    for _ in range(max_tries):
+        scene = _draw_scene(rng, seed, num_frames)
+        if scene is not None and (split is None or split_of(scene) == split):
+            return scene
+    raise RuntimeError(f"no valid scene after {max_tries} tries for seed {seed}")
+
+
+def sample_scenes(count: int, seed: int = 0, split: str | None = None, num_frames: int = 17) -> list[Scene]:
+    """``count`` scenes; scene i depends only on (seed, i), so datasets extend without changing earlier scenes."""
+    return [sample_scene(seed * 1_000_003 + i, split, num_frames) for i in range(count)]

@@ -1,0 +1,79 @@
+"""Scenes, camera paths and prompts: motions mean what their names say, splits are stable, prompts state truths."""
+
+import collections
+
+import torch
+
+from drf.toyworld.grammar import CAMERA_PHRASES, SETTING, plan_prompt, prompt_for
+from drf.toyworld.scene import HELD_OUT_COMBOS, CameraPath, sample_scene, sample_scenes, split_of
+
+
+def _axes(c2w: torch.Tensor):
+    return c2w[:3, 0], c2w[:3, 2], c2w[:3, 3]  # right, forward, position
+
+
+def test_camera_paths_move_the_way_they_are_named():
+    base = dict(eye=(1.0, 2.0, -5.0), target=(0.0, 0.4, 0.0))
+    for motion, amount in (("pan_left", 20), ("pan_right", 20), ("dolly_in", 1.5), ("dolly_out", 1.5),
+                           ("orbit_left", 30), ("orbit_right", 30)):
+        poses = CameraPath(motion=motion, amount=amount, **base).poses(17)
+        right0, fwd0, pos0 = _axes(poses[0])
+        _, fwd1, pos1 = _axes(poses[-1])
+        sign = 1.0 if motion.endswith(("right", "in")) else -1.0
+        if motion.startswith("pan"):
+            assert torch.allclose(pos0, pos1) and sign * (fwd1 @ right0) > 0.3
+        elif motion.startswith("dolly"):
+            step, level_fwd = pos1 - pos0, fwd0 * torch.tensor([1.0, 0.0, 1.0], dtype=fwd0.dtype)
+            assert abs(step[1]) < 1e-12  # dolly moves along the horizontal forward axis
+            assert torch.allclose(torch.nn.functional.normalize(sign * step, dim=0),
+                                  torch.nn.functional.normalize(level_fwd, dim=0))
+            assert torch.allclose(fwd1, fwd0)
+        else:  # orbit: the camera travels sideways and keeps looking at the target
+            assert sign * ((pos1 - pos0) @ right0) > 1.0
+            to_target = torch.nn.functional.normalize(torch.tensor(base["target"], dtype=pos1.dtype) - pos1, dim=0)
+            assert torch.allclose(fwd1, to_target)
+    static = CameraPath(**base).poses(5)
+    assert torch.equal(static[0], static[-1])
+
+
+def test_jitter_is_seeded_and_small():
+    a = CameraPath(jitter=0.02, jitter_seed=3).poses(17)
+    assert torch.equal(a, CameraPath(jitter=0.02, jitter_seed=3).poses(17))
+    assert not torch.equal(a, CameraPath(jitter=0.02, jitter_seed=4).poses(17))
+    assert (a[:, :3, 3] - torch.tensor([0.0, 2.0, -5.0], dtype=a.dtype)).abs().max() < 0.2
+
+
+def test_splits_are_disjoint_and_held_out_combos_only_appear_in_eval():
+    train, evals = sample_scenes(60, seed=0, split="train"), sample_scenes(30, seed=0, split="eval")
+    assert all(split_of(s) == "train" for s in train) and all(split_of(s) == "eval" for s in evals)
+    assert not any((o.color, o.shape) in HELD_OUT_COMBOS for s in train for o in s.objects)
+    assert {prompt_for(s) for s in train}.isdisjoint(prompt_for(s) for s in evals)
+
+
+def test_sampler_covers_every_camera_move_object_motion_and_count():
+    scenes = sample_scenes(200, seed=5)
+    cameras = collections.Counter(s.camera.motion for s in scenes)
+    motions = collections.Counter(o.motion for s in scenes for o in s.objects)
+    counts = collections.Counter(len(s.objects) for s in scenes)
+    assert set(cameras) == set(CAMERA_PHRASES) and min(cameras.values()) >= 10
+    assert set(motions) == {"none", "left", "right", "toward", "away"}
+    assert set(counts) == {1, 2, 3}
+
+
+def test_prompt_states_only_what_is_true_in_the_scene():
+    for scene in sample_scenes(80, seed=11):
+        text, plan = prompt_for(scene), plan_prompt(scene)
+        assert text == prompt_for(scene)  # deterministic
+        assert SETTING in text and text.endswith(CAMERA_PHRASES[scene.camera.motion])
+        assert sum(g.count for g in plan.groups) == len(scene.objects)
+        for g in plan.groups:
+            assert f"{g.color} {g.shape}" in text
+        for a, relation, b in plan.relations:
+            assert scene.relation(a, b, relation)
+        moving = [i for i, o in enumerate(scene.objects) if o.motion != "none"]
+        assert [m[0] for m in ([plan.motion] if plan.motion else [])] == moving
+
+
+def test_example_prompt_shape():
+    scene = sample_scene(3)
+    assert prompt_for(scene).startswith(("a ", "one ", "two ", "three "))
