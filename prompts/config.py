@@ -1,0 +1,116 @@
+"""The ``questions`` config section: which decomposer turns prompts into questions, and how.
+
+The config hash identifies a decomposition: two runs with the same hash ask the same questions for the same prompt,
+which is what the question cache keys on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from drf.errors import ConfigError
+from prompts.schema import ASPECTS
+
+DECOMPOSERS = ("rule", "llm", "file")
+FALLBACKS = ("rule", "error")
+
+
+@dataclass
+class QuestionsConfig:
+    """How prompts become question sets (the ``questions:`` section of a run config)."""
+
+    decomposer: str = field(
+        default="rule",
+        metadata={"help": "rule (deterministic parser + templates), llm (a causal LM writes JSON questions) or file."},
+    )
+    file: str = field(
+        default="",
+        metadata={"help": "YAML or JSONL file of hand-authored question sets keyed by prompt (decomposer: file)."},
+    )
+    llm_model: str = field(
+        default="",
+        metadata={
+            "help": "Local path of a transformers causal LM with a chat template (decomposer: llm); 'tiny' builds a "
+            "tiny random model offline, useful only to exercise retries and the fallback."
+        },
+    )
+    max_new_tokens: int = field(default=768, metadata={"help": "Token budget of one llm answer."})
+    max_retries: int = field(
+        default=2, metadata={"help": "Extra llm attempts after invalid JSON; the error is fed back each time."}
+    )
+    fallback: str = field(
+        default="rule",
+        metadata={"help": "When the llm never yields valid questions: 'rule' falls back to the rule decomposer, "
+                  "'error' raises QuestionError."},
+    )  # fmt: skip
+    templates_dir: str = field(
+        default="",
+        metadata={"help": "Folder of question templates (*.j2, one per aspect); empty means the packaged templates."},
+    )
+    aspects: list[str] = field(
+        default_factory=lambda: list(ASPECTS),
+        metadata={"help": f"Aspects to ask about, any of {', '.join(ASPECTS)}."},
+    )
+    aspect_weights: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(ASPECTS, 1.0),
+        metadata={"help": "Weight of each aspect when per-aspect rewards are combined; an aspect at 0 is not asked."},
+    )
+    negatives: bool = field(
+        default=True,
+        metadata={"help": "Add counterfactual questions expected 'no' (absent colours/shapes, opposite directions)."},
+    )
+    cache: bool = field(
+        default=True,
+        metadata={"help": "Decompose each prompt once per run and keep the exact questions in <run>/questions.jsonl."},
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.decomposer not in DECOMPOSERS:
+            raise ConfigError(f"questions.decomposer is {self.decomposer!r}; expected one of {', '.join(DECOMPOSERS)}")
+        if self.fallback not in FALLBACKS:
+            raise ConfigError(f"questions.fallback is {self.fallback!r}; expected one of {', '.join(FALLBACKS)}")
+        unknown = [a for a in list(self.aspects) + list(self.aspect_weights) if a not in ASPECTS]
+        if unknown:
+            raise ConfigError(f"questions: unknown aspect {unknown[0]!r}; expected one of {', '.join(ASPECTS)}")
+        if not self.active_aspects():
+            raise ConfigError("questions.aspects: no aspect left to ask about; keep at least one with weight > 0")
+        for aspect, weight in self.aspect_weights.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+                raise ConfigError(f"questions.aspect_weights.{aspect} must be a number >= 0, got {weight!r}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigError(f"questions.max_retries must be an integer >= 0, got {self.max_retries!r}")
+        if self.decomposer == "file" and not self.file:
+            raise ConfigError("questions.file is empty; the file decomposer needs a YAML or JSONL question file")
+        if self.decomposer == "llm" and not self.llm_model:
+            raise ConfigError("questions.llm_model is empty; give a local model path (or 'tiny') for the llm decomposer")
+        if self.templates_dir and not Path(self.templates_dir).is_dir():
+            raise ConfigError(f"questions.templates_dir {self.templates_dir!r} is not a folder")
+
+    def active_aspects(self) -> list[str]:
+        """Aspects in the configured order whose weight is above zero."""
+        return [a for a in self.aspects if self.aspect_weights.get(a, 1.0) > 0]
+
+
+def config_hash(config: QuestionsConfig) -> str:
+    """First 12 hex digits of sha256 over the fields that change the questions (sorted JSON).
+
+    ``cache`` does not change the questions so it is left out; the rule decomposer's templates do, so their contents
+    are hashed in too (editing a template invalidates cached decompositions).
+    """
+    data = asdict(config)
+    data.pop("cache")
+    if config.decomposer != "llm" or config.fallback == "rule":
+        from prompts.templates import templates_digest
+
+        data["templates_digest"] = templates_digest(config.templates_dir)
+    if config.decomposer == "file":
+        path = Path(config.file)
+        data["file_digest"] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    blob = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
