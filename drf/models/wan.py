@@ -117,8 +117,10 @@ class WanGenerator:
             from drf.models.tiny import build_tiny_wan_components
 
             gen = cls.from_components(build_tiny_wan_components(cfg.tiny), **kwargs)
-            gen.pipe.to(device=device, dtype=DTYPES[cfg.dtype])
-            gen.pipe.vae.to(torch.float32)
+            gen.pipe.to(device)
+            if cfg.dtype != "float32":
+                for module in (gen.pipe.transformer, gen.pipe.text_encoder):
+                    module.to(DTYPES[cfg.dtype])
         else:
             gen = cls.from_pretrained(cfg.path, dtype=cfg.dtype, device=device, **kwargs)
         if cfg.attention_backend:

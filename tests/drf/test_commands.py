@@ -1,0 +1,30 @@
+"""``drf sample`` and ``drf config show`` work from the shipped config and fail in one line on bad input."""
+
+from __future__ import annotations
+
+from drf.cli import main
+from drf.video_io import read_video
+
+
+def test_sample_writes_videos_and_the_resolved_config(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    code = main(["sample", "configs/tiny_sample.yaml", "--out", str(out), "--set", "sampling.num_steps=2"])
+    assert code == 0
+    videos = sorted(out.glob("*.gif"))
+    assert [p.name for p in videos] == ["000_a_red_cube_on_a_checkered_floor.gif", "001_a_blue_sphere_rolling_to_the_left.gif"]
+    assert read_video(videos[0]).shape == (9, 3, 32, 32)
+    assert "num_steps: 2" in (out / "config.yaml").read_text()
+
+
+def test_config_show_prints_overrides_and_rejects_unknown_keys(capsys) -> None:
+    assert main(["config", "show", "configs/tiny_sample.yaml", "--set", "sampling.num_steps=3"]) == 0
+    assert "num_steps: 3" in capsys.readouterr().out
+    assert main(["config", "show", "configs/tiny_sample.yaml", "--set", "sampling.num_step=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --set sampling.num_step=3: unknown key 'sampling.num_step'; did you mean 'sampling.num_steps'?"
+
+
+def test_unreadable_config_is_one_line(tmp_path, capsys) -> None:
+    assert main(["config", "show", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.yaml" in err
