@@ -23,6 +23,7 @@ import torch
 
 SIZE = dict(height=128, width=128, num_frames=17, max_sequence_length=32)
 NUM_STEPS = 8
+NUM_LAYERS = 8
 GUIDANCE = 4.0
 
 
@@ -30,7 +31,9 @@ def _generator(device: str):
     from drf.models.tiny import build_tiny_wan_components
     from drf.models.wan import WanGenerator
 
-    gen = WanGenerator.from_components(build_tiny_wan_components("wan-small"), scheduler="euler", shift=5.0, **SIZE)
+    gen = WanGenerator.from_components(
+        build_tiny_wan_components("wan-small", num_layers=NUM_LAYERS), scheduler="euler", shift=5.0, **SIZE
+    )
     gen.pipe.to(device)
     gen.pipe.set_progress_bar_config(disable=True)
     return gen
@@ -125,7 +128,9 @@ def main() -> None:
 
     t_ours, t_pipe = measure_time(args.device, args.repeats)
     size = f"{SIZE['height']}x{SIZE['width']}x{SIZE['num_frames']}"
-    print(f"device {args.device}; wan-small (4 layers, 4x32 heads) {size}, {NUM_STEPS} steps, CFG {GUIDANCE}")
+    print(
+        f"device {args.device}; wan-small ({NUM_LAYERS} layers, 4x32 heads) {size}, {NUM_STEPS} steps, CFG {GUIDANCE}"
+    )
     print(f"chain (grad off)   {t_ours:.3f} s")
     print(f"WanPipeline        {t_pipe:.3f} s")
     peaks: dict[tuple[int, bool], float] = {}
@@ -143,8 +148,10 @@ def main() -> None:
         label = "checkpointed" if ckpt else "plain"
         ratios = ", ".join(f"K={k}: {peaks[(k, ckpt)] / peaks[(ks[0], ckpt)]:.2f}" for k in ks)
         print(f"peak(K)/peak(K={ks[0]}) {label}: {ratios}")
-    print(f"headline: chain/pipeline time {t_ours / t_pipe:.3f}; "
-          f"checkpointed peak(K={ks[-1]})/peak(K={ks[0]}) {peaks[(ks[-1], True)] / peaks[(ks[0], True)]:.2f}")
+    print(
+        f"headline: chain/pipeline time {t_ours / t_pipe:.3f}; "
+        f"checkpointed peak(K={ks[-1]})/peak(K={ks[0]}) {peaks[(ks[-1], True)] / peaks[(ks[0], True)]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -113,8 +113,10 @@ def sample_command(args: argparse.Namespace) -> int:
     paths = sample_videos(cfg, out_dir)
     elapsed = time.perf_counter() - start
     m = cfg.model
-    print(f"sampled {len(paths)} videos ({m.num_frames}x{m.height}x{m.width}, {cfg.sampling.num_steps} steps) "
-          f"in {elapsed:.1f} s -> {out_dir}")
+    print(
+        f"sampled {len(paths)} videos ({m.num_frames}x{m.height}x{m.width}, {cfg.sampling.num_steps} steps) "
+        f"in {elapsed:.1f} s -> {out_dir}"
+    )
     for path in paths:
         print(f"  {path}")
     return 0

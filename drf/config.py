@@ -127,8 +127,16 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, _Raw) else value
 
 
+def _unraw(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _unraw(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unraw(v) for v in value]
+    return _plain(value)
+
+
 def _show(value: Any) -> str:
-    value = _plain(value)
+    value = _unraw(value)
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif value is None:
@@ -393,9 +401,12 @@ def _apply_override(data: dict[str, Any], override: str, loader: _Loader) -> Non
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or " ".join(str(err).split())
         raise ConfigError(f"{origin}: invalid YAML value ({problem}); quote the value") from None
-    node = data
+    node, tp = data, loader.root
     for depth, part in enumerate(parts[:-1]):
         here = tuple(parts[: depth + 1])
+        tp = _child_type(tp, part)
+        if tp is not None and _section_type(tp) is None and typing.get_origin(_strip_none(tp)) is not dict:
+            raise ConfigError(f"{origin}: {_dotted(here)!r} is a value, not a section; set it directly")
         if node.get(part) is None:
             node[part] = {}
             loader.origins.setdefault(here, origin)
@@ -407,6 +418,22 @@ def _apply_override(data: dict[str, Any], override: str, loader: _Loader) -> Non
         del loader.origins[recorded]
     loader.origins[full] = origin
     node[parts[-1]] = value if isinstance(value, (dict, list)) else _Raw(text.strip(), value)
+
+
+def _strip_none(tp: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not _NONE] if _is_union(tp) else [tp]
+    return args[0] if len(args) == 1 else tp
+
+
+def _child_type(tp: Any, key: str) -> Any:
+    """The declared type of ``key`` inside ``tp`` (a section or a mapping), or None when unknown."""
+    if tp is None:
+        return None
+    tp = _strip_none(tp)
+    if typing.get_origin(tp) is dict:
+        return typing.get_args(tp)[1]
+    section = _section_type(tp)
+    return _hints(section).get(key) if section is not None else None
 
 
 def load_config(path: str | Path | None, schema: type[T], overrides: Sequence[str] = ()) -> T:

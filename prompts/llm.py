@@ -87,9 +87,33 @@ def extract_json(text: str) -> Any:
     try:
         value, _ = json.JSONDecoder().raw_decode(text, min(starts))
     except json.JSONDecodeError as err:
-        reason = "the JSON is cut off" if err.pos >= len(text.rstrip()) else f"invalid JSON ({err.msg})"
-        raise QuestionError(f"{reason} at character {err.pos}") from None
+        if _is_cut_off(text[min(starts) :]):
+            raise QuestionError("the JSON is cut off before it closes (answer shorter, or raise max_new_tokens)") from None
+        raise QuestionError(f"invalid JSON ({err.msg}) at character {err.pos}") from None
     return value
+
+
+def _is_cut_off(text: str) -> bool:
+    """True when brackets or a string are still open at the end: the model ran out of tokens mid-answer."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                return False
+    return depth > 0 or in_string
 
 
 def parse_questions(text: str, prompt: str, aspects: list[str]) -> list[Question]:

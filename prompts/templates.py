@@ -409,14 +409,17 @@ def _combine(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return {**base, **extra}
 
 
-def error_line(err: BaseException) -> int | None:
-    """Template line of a rendering error, read from the traceback like jinja's own debug support does."""
+def error_line(err: BaseException, filename: str | None) -> int | None:
+    """Template line of a rendering error: jinja rewrites tracebacks so that a frame of the template file carries
+    the template line; frames still running compiled template code map their line through the template."""
     line = getattr(err, "lineno", None)
     tb = err.__traceback__
     while tb is not None:
         template = tb.tb_frame.f_globals.get("__jinja_template__")
         if template is not None:
             line = template.get_corresponding_lineno(tb.tb_lineno)
+        elif filename is not None and tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
         tb = tb.tb_next
     return line
 
@@ -433,19 +436,21 @@ class Rendered:
 def render_file(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> Rendered:
     """Render template ``name``; syntax and undefined-slot errors become TemplateError with file:line."""
     collector = _QuestionCollector(name)
+    filename = None
     try:
         template = env.get_template(name)
+        filename = template.filename
         output = template.render(**context, question=collector)
     except jinja2.TemplateSyntaxError as err:
         raise TemplateError(f"{name}:{err.lineno}: syntax error: {err.message}") from None
     except jinja2.TemplateNotFound as err:
         raise TemplateError(f"template {err.name!r} not found in {env.loader.searchpath}") from None
     except jinja2.UndefinedError as err:
-        raise TemplateError(f"{name}:{error_line(err)}: undefined slot: {err.message}") from None
+        raise TemplateError(f"{name}:{error_line(err, filename)}: undefined slot: {err.message}") from None
     except jinja2.exceptions.SecurityError as err:
-        raise TemplateError(f"{name}:{error_line(err)}: not allowed in a template: {err}") from None
+        raise TemplateError(f"{name}:{error_line(err, filename)}: not allowed in a template: {err}") from None
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
-        raise TemplateError(f"{name}:{error_line(err)}: {type(err).__name__}: {err}") from None
+        raise TemplateError(f"{name}:{error_line(err, filename)}: {type(err).__name__}: {err}") from None
     return Rendered(name, collector.records, output.strip())
 
 

@@ -52,9 +52,7 @@ class LatentLayout:
         t = self.temporal_scale
         if num_frames < 1 or (num_frames - 1) % t:
             lower = max(1, (num_frames - 1) // t * t + 1)
-            raise InputError(
-                f"num_frames={num_frames} is not {t}n+1, which this VAE needs; use {lower} or {lower + t}"
-            )
+            raise InputError(f"num_frames={num_frames} is not {t}n+1, which this VAE needs; use {lower} or {lower + t}")
         multiple = self.spatial_scale * max(self.patch_size)
         for name, value in (("height", height), ("width", width)):
             if value < multiple or value % multiple:

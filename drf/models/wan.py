@@ -208,7 +208,9 @@ class WanGenerator:
         t = timestep.expand(x.shape[0])
         v = model(hidden_states=x, timestep=t, encoder_hidden_states=cond.embeds, return_dict=False)[0]
         if cond.do_cfg:
-            v_uncond = model(hidden_states=x, timestep=t, encoder_hidden_states=cond.negative_embeds, return_dict=False)[0]
+            v_uncond = model(
+                hidden_states=x, timestep=t, encoder_hidden_states=cond.negative_embeds, return_dict=False
+            )[0]
             v = v_uncond + cond.guidance_scale * (v - v_uncond)
         return v
 

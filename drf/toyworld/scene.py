@@ -32,7 +32,7 @@ COLORS: dict[str, tuple[float, float, float]] = {
     "purple": (0.60, 0.15, 0.85),
 }
 # Half-extent of each primitive: sphere radius, cube half side, cylinder radius (a cylinder is 2 * size tall).
-SIZES: dict[str, float] = {"small": 0.4, "large": 0.65}
+SIZES: dict[str, float] = {"small": 0.4, "large": 0.75}
 OBJECT_MOTIONS = ("none", "left", "right", "toward", "away")
 CAMERA_MOTIONS = ("static", "pan_left", "pan_right", "dolly_in", "dolly_out", "orbit_left", "orbit_right")
 RELATIONS = ("left_of", "right_of", "in_front_of", "behind")
@@ -237,7 +237,7 @@ def _draw_scene(rng: random.Random, seed: int, num_frames: int, placement_tries:
     tries), so the rejection of crowded layouts does not skew which cameras, counts and motions appear."""
     azimuth = math.radians(rng.uniform(-45.0, 45.0))
     distance = rng.uniform(4.6, 5.6)
-    height = rng.uniform(1.6, 2.4)
+    height = rng.uniform(1.7, 2.0)  # with the distance range, keeps the horizon in view (pitch <= 20 degrees)
     forward = (math.sin(azimuth), 0.0, math.cos(azimuth))
     eye = (-distance * forward[0], height, -distance * forward[2])
     motion = rng.choice(CAMERA_MOTIONS)

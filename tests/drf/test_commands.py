@@ -11,7 +11,10 @@ def test_sample_writes_videos_and_the_resolved_config(tmp_path, capsys) -> None:
     code = main(["sample", "configs/tiny_sample.yaml", "--out", str(out), "--set", "sampling.num_steps=2"])
     assert code == 0
     videos = sorted(out.glob("*.gif"))
-    assert [p.name for p in videos] == ["000_a_red_cube_on_a_checkered_floor.gif", "001_a_blue_sphere_rolling_to_the_left.gif"]
+    assert [p.name for p in videos] == [
+        "000_a_red_cube_on_a_checkered_floor.gif",
+        "001_a_blue_sphere_rolling_to_the_left.gif",
+    ]
     assert read_video(videos[0]).shape == (9, 3, 32, 32)
     assert "num_steps: 2" in (out / "config.yaml").read_text()
 
@@ -21,7 +24,9 @@ def test_config_show_prints_overrides_and_rejects_unknown_keys(capsys) -> None:
     assert "num_steps: 3" in capsys.readouterr().out
     assert main(["config", "show", "configs/tiny_sample.yaml", "--set", "sampling.num_step=3"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: --set sampling.num_step=3: unknown key 'sampling.num_step'; did you mean 'sampling.num_steps'?"
+    assert (
+        err == "error: --set sampling.num_step=3: unknown key 'sampling.num_step'; did you mean 'sampling.num_steps'?"
+    )
 
 
 def test_unreadable_config_is_one_line(tmp_path, capsys) -> None:
