@@ -17,6 +17,7 @@ from drf.errors import DRFError
 # Modules exposing ``register(subparsers)``; a missing optional module is skipped so partial installs still work.
 COMMAND_MODULES = (
     "drf.commands",
+    "drf.toyworld.commands",
     "prompts.commands",
     "critics.commands",
     "trainers.commands",
