@@ -1,0 +1,126 @@
+"""Hand-authored question files, the per-run question cache, the config hash and the decompose entry point."""
+
+import json
+
+import pytest
+
+from drf.errors import ConfigError, InputError, QuestionError
+from prompts import QuestionCache, QuestionsConfig, config_hash, decompose
+from prompts.registry import decompose_all, register_decomposer
+from prompts.schema import Question, QuestionSet
+
+YAML_FILE = """\
+- prompt: a red cube
+  questions:
+    - {id: align.object.red_cube, aspect: alignment, kind: binary, text: "Is there a red cube?", expected: "yes"}
+    - {id: qual.sharpness, aspect: quality, kind: binary, text: "Is it sharp?", expected: "yes"}
+- prompt: a blue sphere
+  questions:
+    - {id: align.object.blue_sphere, aspect: alignment, kind: binary, text: "Is there a blue sphere?", expected: maybe}
+"""
+
+
+def test_yaml_file_decomposer_finds_prompts_after_normalising_space_and_case(tmp_path):
+    path = tmp_path / "q.yaml"
+    path.write_text(YAML_FILE.split("- prompt: a blue sphere")[0])
+    qset = decompose("  A  red cube ", QuestionsConfig(decomposer="file", file=str(path)))
+    assert qset.ids == ["align.object.red_cube", "qual.sharpness"] and qset.decomposer == "file"
+
+
+def test_file_errors_name_the_line_of_the_bad_set(tmp_path):
+    """The whole file is validated on load, so a bad set fails even a lookup of another prompt."""
+    path = tmp_path / "q.yaml"
+    path.write_text(YAML_FILE)
+    with pytest.raises(QuestionError, match=r"q\.yaml:5: question 'align.object.blue_sphere': field 'expected'"):
+        decompose("a red cube", QuestionsConfig(decomposer="file", file=str(path)))
+
+
+def test_mapping_yaml_and_jsonl_layouts(tmp_path):
+    mapping = tmp_path / "m.yml"
+    mapping.write_text("a cat:\n  - {id: a.cat, aspect: alignment, kind: binary, text: 'A cat?', expected: 'yes'}\n")
+    assert decompose("a cat", QuestionsConfig(decomposer="file", file=str(mapping))).ids == ["a.cat"]
+    jsonl = tmp_path / "s.jsonl"
+    q = {"id": "a.dog", "aspect": "alignment", "kind": "binary", "text": "A dog?", "expected": "yes"}
+    jsonl.write_text(json.dumps({"prompt": "a dog", "questions": [q]}) + "\n\n{broken\n")
+    with pytest.raises(QuestionError, match=r"s\.jsonl:3: invalid JSON"):
+        decompose("a dog", QuestionsConfig(decomposer="file", file=str(jsonl)))
+
+
+def test_unknown_prompt_suggests_the_nearest(tmp_path):
+    path = tmp_path / "q.yaml"
+    path.write_text(YAML_FILE.split("- prompt: a blue sphere")[0])
+    with pytest.raises(QuestionError, match="nearest is 'a red cube'"):
+        decompose("a red cubes", QuestionsConfig(decomposer="file", file=str(path)))
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        decompose("a cat", QuestionsConfig(decomposer="file", file=str(tmp_path / "none.yaml")))
+
+
+def test_cache_decomposes_once_per_prompt_and_config_and_saves_exact_questions(tmp_path):
+    calls = []
+
+    def counting(prompt, config):
+        calls.append(prompt)
+        q = Question(id="c.q", aspect="quality", kind="binary", text="Sharp?", expected="yes")
+        return QuestionSet(prompt=prompt, questions=[q], decomposer="counting", config_hash=config_hash(config))
+
+    register_decomposer("counting", counting)
+    config = QuestionsConfig()
+    config.decomposer = "counting"
+    first = decompose_all(["a cat", "a dog", "a cat"], config, run_dir=tmp_path)
+    assert calls == ["a cat", "a dog"]
+    again = decompose_all(["a cat", "a dog"], config, run_dir=tmp_path)  # a resumed run reads the file back
+    assert calls == ["a cat", "a dog"] and [s.to_dict() for s in again] == [s.to_dict() for s in first[:2]]
+    lines = (tmp_path / "questions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["prompt"] for line in lines] == ["a cat", "a dog"]
+    config.negatives = False  # another config hash: decomposed again
+    decompose_all(["a cat"], config, run_dir=tmp_path)
+    assert calls == ["a cat", "a dog", "a cat"]
+    assert len(QuestionCache(tmp_path / "questions.jsonl")) == 3
+
+
+def test_cache_can_be_turned_off(tmp_path):
+    config = QuestionsConfig(cache=False)
+    decompose_all(["a red cube"], config, run_dir=tmp_path)
+    assert not (tmp_path / "questions.jsonl").exists()
+
+
+def test_corrupt_cache_line_is_reported_with_its_line(tmp_path):
+    (tmp_path / "questions.jsonl").write_text('{"prompt": "x", "questions": []}\nnot json\n')
+    with pytest.raises(QuestionError, match=r"questions\.jsonl:2: invalid JSON"):
+        QuestionCache(tmp_path / "questions.jsonl")
+
+
+def test_config_hash_is_stable_and_sensitive_to_what_changes_questions(tmp_path):
+    base = config_hash(QuestionsConfig())
+    assert len(base) == 12 and base == config_hash(QuestionsConfig())
+    assert config_hash(QuestionsConfig(cache=False)) == base, "caching does not change the questions"
+    assert config_hash(QuestionsConfig(aspects=["quality"])) != base
+    (tmp_path / "quality.j2").write_text('{% call question(id="q.a", expected="yes") %}A?{% endcall %}\n')
+    assert config_hash(QuestionsConfig(templates_dir=str(tmp_path))) != base
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"decomposer": "gpt"}, "questions.decomposer"), ({"fallback": "retry"}, "questions.fallback"),
+     ({"aspects": ["style"]}, "unknown aspect 'style'"), ({"aspects": []}, "no aspect left"),
+     ({"decomposer": "file"}, "questions.file is empty"), ({"decomposer": "llm"}, "questions.llm_model is empty"),
+     ({"max_retries": -1}, "max_retries"), ({"templates_dir": "/no/such/dir"}, "templates_dir")],
+)  # fmt: skip
+def test_bad_config_values_name_the_key(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        QuestionsConfig(**kwargs)
+
+
+def test_every_config_field_has_help():
+    from dataclasses import fields
+
+    assert all(f.metadata.get("help") for f in fields(QuestionsConfig))
+
+
+def test_question_set_round_trips_through_json_and_yaml():
+    qset = decompose("two green cylinders, the camera orbits left")
+    assert QuestionSet.from_json(qset.to_json()).to_dict() == qset.to_dict()
+    assert QuestionSet.from_yaml(qset.to_yaml()).to_dict() == qset.to_dict()
