@@ -10,11 +10,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from drf.errors import ConfigError
+from drf.config import invalid
 from prompts.schema import ASPECTS
 
-DECOMPOSERS = ("rule", "llm", "file")
 FALLBACKS = ("rule", "error")
 
 
@@ -24,7 +24,8 @@ class QuestionsConfig:
 
     decomposer: str = field(
         default="rule",
-        metadata={"help": "rule (deterministic parser + templates), llm (a causal LM writes JSON questions) or file."},
+        metadata={"help": "rule (deterministic parser + templates), llm (a causal LM writes JSON questions), file, "
+                  "or a name added with prompts.registry.register_decomposer."},
     )
     file: str = field(
         default="",
@@ -41,7 +42,7 @@ class QuestionsConfig:
     max_retries: int = field(
         default=2, metadata={"help": "Extra llm attempts after invalid JSON; the error is fed back each time."}
     )
-    fallback: str = field(
+    fallback: Literal["rule", "error"] = field(
         default="rule",
         metadata={"help": "When the llm never yields valid questions: 'rule' falls back to the rule decomposer, "
                   "'error' raises QuestionError."},
@@ -71,26 +72,29 @@ class QuestionsConfig:
         self.validate()
 
     def validate(self) -> None:
-        if self.decomposer not in DECOMPOSERS:
-            raise ConfigError(f"questions.decomposer is {self.decomposer!r}; expected one of {', '.join(DECOMPOSERS)}")
+        from prompts.registry import DECOMPOSERS as registered
+
+        if self.decomposer not in registered:
+            raise invalid("decomposer", f"is {self.decomposer!r}; expected one of {', '.join(registered)}")
         if self.fallback not in FALLBACKS:
-            raise ConfigError(f"questions.fallback is {self.fallback!r}; expected one of {', '.join(FALLBACKS)}")
-        unknown = [a for a in list(self.aspects) + list(self.aspect_weights) if a not in ASPECTS]
-        if unknown:
-            raise ConfigError(f"questions: unknown aspect {unknown[0]!r}; expected one of {', '.join(ASPECTS)}")
-        if not self.active_aspects():
-            raise ConfigError("questions.aspects: no aspect left to ask about; keep at least one with weight > 0")
+            raise invalid("fallback", f"is {self.fallback!r}; expected one of {', '.join(FALLBACKS)}")
+        for key, names in (("aspects", list(self.aspects)), ("aspect_weights", list(self.aspect_weights))):
+            unknown = [a for a in names if a not in ASPECTS]
+            if unknown:
+                raise invalid(key, f"has unknown aspect {unknown[0]!r}; expected one of {', '.join(ASPECTS)}")
         for aspect, weight in self.aspect_weights.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-                raise ConfigError(f"questions.aspect_weights.{aspect} must be a number >= 0, got {weight!r}")
+                raise invalid(f"aspect_weights.{aspect}", f"must be a number >= 0, got {weight!r}")
+        if not self.active_aspects():
+            raise invalid("aspects", "leaves no aspect to ask about; keep at least one with weight > 0")
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ConfigError(f"questions.max_retries must be an integer >= 0, got {self.max_retries!r}")
+            raise invalid("max_retries", f"must be an integer >= 0, got {self.max_retries!r}")
         if self.decomposer == "file" and not self.file:
-            raise ConfigError("questions.file is empty; the file decomposer needs a YAML or JSONL question file")
+            raise invalid("file", "is empty; the file decomposer needs a YAML or JSONL question file")
         if self.decomposer == "llm" and not self.llm_model:
-            raise ConfigError("questions.llm_model is empty; give a local model path (or 'tiny') for the llm decomposer")
+            raise invalid("llm_model", "is empty; give a local model folder (or 'tiny') for the llm decomposer")
         if self.templates_dir and not Path(self.templates_dir).is_dir():
-            raise ConfigError(f"questions.templates_dir {self.templates_dir!r} is not a folder")
+            raise invalid("templates_dir", f"{self.templates_dir!r} is not a folder")
 
     def active_aspects(self) -> list[str]:
         """Aspects in the configured order whose weight is above zero."""

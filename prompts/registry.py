@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drf.errors import ConfigError
-from prompts.cache import QuestionCache
-from prompts.config import QuestionsConfig
 from prompts.rule import check_prompt
 from prompts.schema import QuestionSet
 
-Decomposer = Callable[[str, QuestionsConfig], QuestionSet]
+if TYPE_CHECKING:
+    from prompts.cache import QuestionCache
+    from prompts.config import QuestionsConfig
+
+Decomposer = Callable[[str, "QuestionsConfig"], QuestionSet]
 
 
 def _rule(prompt: str, config: QuestionsConfig) -> QuestionSet:
@@ -46,6 +49,8 @@ def register_decomposer(name: str, fn: Decomposer) -> None:
 
 def decompose(prompt: str, config: QuestionsConfig | None = None, cache: QuestionCache | None = None) -> QuestionSet:
     """Questions for ``prompt``; with a cache, a prompt already decomposed under the same config is not redone."""
+    from prompts.config import QuestionsConfig
+
     config = config or QuestionsConfig()
     text = check_prompt(prompt)
     if config.decomposer not in DECOMPOSERS:
@@ -64,6 +69,9 @@ def decompose(prompt: str, config: QuestionsConfig | None = None, cache: Questio
 def decompose_all(prompts: Iterable[str], config: QuestionsConfig | None = None,
                   run_dir: str | Path | None = None) -> list[QuestionSet]:  # fmt: skip
     """Question sets for many prompts; with ``run_dir`` they are cached in (and saved to) ``run_dir/questions.jsonl``."""
+    from prompts.cache import QuestionCache
+    from prompts.config import QuestionsConfig
+
     config = config or QuestionsConfig()
     cache = QuestionCache(Path(run_dir) / "questions.jsonl") if run_dir is not None else None
     return [decompose(p, config, cache) for p in prompts]

@@ -67,8 +67,7 @@ def test_cache_decomposes_once_per_prompt_and_config_and_saves_exact_questions(t
         return QuestionSet(prompt=prompt, questions=[q], decomposer="counting", config_hash=config_hash(config))
 
     register_decomposer("counting", counting)
-    config = QuestionsConfig()
-    config.decomposer = "counting"
+    config = QuestionsConfig(decomposer="counting")
     first = decompose_all(["a cat", "a dog", "a cat"], config, run_dir=tmp_path)
     assert calls == ["a cat", "a dog"]
     again = decompose_all(["a cat", "a dog"], config, run_dir=tmp_path)  # a resumed run reads the file back
@@ -104,9 +103,9 @@ def test_config_hash_is_stable_and_sensitive_to_what_changes_questions(tmp_path)
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"decomposer": "gpt"}, "questions.decomposer"), ({"fallback": "retry"}, "questions.fallback"),
-     ({"aspects": ["style"]}, "unknown aspect 'style'"), ({"aspects": []}, "no aspect left"),
-     ({"decomposer": "file"}, "questions.file is empty"), ({"decomposer": "llm"}, "questions.llm_model is empty"),
+    [({"decomposer": "gpt"}, "decomposer is 'gpt'"), ({"fallback": "retry"}, "fallback is 'retry'"),
+     ({"aspects": ["style"]}, "unknown aspect 'style'"), ({"aspects": []}, "no aspect"),
+     ({"decomposer": "file"}, "file is empty"), ({"decomposer": "llm"}, "llm_model is empty"),
      ({"max_retries": -1}, "max_retries"), ({"templates_dir": "/no/such/dir"}, "templates_dir")],
 )  # fmt: skip
 def test_bad_config_values_name_the_key(kwargs, message):
@@ -115,9 +114,27 @@ def test_bad_config_values_name_the_key(kwargs, message):
 
 
 def test_every_config_field_has_help():
-    from dataclasses import fields
+    from drf.config import assert_all_fields_documented
 
-    assert all(f.metadata.get("help") for f in fields(QuestionsConfig))
+    assert_all_fields_documented(QuestionsConfig)
+
+
+def test_the_generic_loader_reads_and_locates_errors_in_a_questions_section(tmp_path):
+    from dataclasses import dataclass, field
+
+    from drf.config import load_config
+
+    @dataclass
+    class Run:
+        questions: QuestionsConfig = field(default_factory=QuestionsConfig, metadata={"help": "questions"})
+
+    path = tmp_path / "run.yaml"
+    path.write_text("questions:\n  aspects: [alignment, quality]\n  aspect_weights: {quality: 0.5}\n")
+    run = load_config(path, Run, ["questions.negatives=false"])
+    assert run.questions.active_aspects() == ["alignment", "quality"] and run.questions.negatives is False
+    path.write_text("questions:\n  decomposer: llm\n")
+    with pytest.raises(ConfigError, match=r"run\.yaml:\d+: questions\.llm_model is empty"):
+        load_config(path, Run)
 
 
 def test_question_set_round_trips_through_json_and_yaml():
