@@ -89,10 +89,11 @@ def _render(args: argparse.Namespace) -> int:
     import yaml
 
     from drf.errors import InputError
+    from prompts.context import normalize_slots
     from prompts.display import format_questions
     from prompts.rule import parse_prompt
     from prompts.schema import QuestionSet
-    from prompts.templates import normalize_slots, render_template
+    from prompts.templates import render_template
 
     slots = parse_prompt(args.prompt) if args.prompt is not None else {}
     for item in args.slot:

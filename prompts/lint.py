@@ -14,10 +14,10 @@ from pathlib import Path
 import jinja2
 
 from drf.errors import TemplateError
+from prompts.context import build_context
 from prompts.rule import parse_prompt
 from prompts.templates import (
     Record,
-    build_context,
     make_environment,
     render_file,
     template_files,
