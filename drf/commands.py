@@ -39,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_config_args(show)
     show.add_argument("--schema", choices=sorted(RUN_SCHEMAS), help="config schema (default: from the file)")
     show.set_defaults(func=config_show)
+    reference = config_sub.add_parser("reference", help="list every config key with its type, default and meaning")
+    reference.add_argument("--schema", choices=sorted(RUN_SCHEMAS), default="sample", help="config schema")
+    reference.add_argument("--format", choices=("table", "markdown"), default="table", help="output format")
+    reference.set_defaults(func=config_reference)
 
     sample_parser = subparsers.add_parser("sample", help="generate videos for the config's prompts")
     _add_config_args(sample_parser)
@@ -68,6 +72,22 @@ def config_show(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, resolve_schema(args.config, args.schema), args.overrides)
     print(dump_config(cfg), end="")
+    return 0
+
+
+def config_reference(args: argparse.Namespace) -> int:
+    from drf.config import describe
+
+    rows = [(key, kind, repr(default), text) for key, kind, default, text in describe(resolve_schema(None, args.schema))]
+    if args.format == "markdown":
+        print("| key | type | default | meaning |\n|---|---|---|---|")
+        for key, kind, default, text in rows:
+            escaped = kind.replace("|", "\\|")
+            print(f"| `{key}` | {escaped} | `{default}` | {text} |")
+        return 0
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
     return 0
 
 
