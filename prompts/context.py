@@ -16,7 +16,10 @@ here, so templates only choose words. Names a template can read:
   ``camera_options``: the choice options for camera motion
 - ``setting``: none or {name, key, phrase "on a checkered floor", facts}; ``style``: [{name, key, facts}]
 - ``pairs``: [{a, b}] every pair of subjects
-- ``question``: the call that writes a question (see ``prompts.templates``); filter ``combine``: ``facts | combine({"motion": "left"})`` is a copy of ``facts`` with the given keys replaced
+- ``question``: the call that writes a question (see ``prompts.templates``)
+- filter ``stop_word_weights``: ``prompt | stop_word_weights`` maps the stop words of a dense answer to a low weight,
+  so its likelihood reward is carried by the content words (the critic weighs the other words 1.0)
+- filter ``combine``: ``facts | combine({"motion": "left"})`` is a copy of ``facts`` with the given keys replaced
 """
 
 from __future__ import annotations
@@ -272,3 +275,15 @@ def _setting_view(name: str) -> dict[str, Any]:
     preposition = "on" if name.split()[-1] in _ON_SETTINGS else "in"
     article = "an" if name[0] in "aeiou" else "a"
     return {"name": name, "key": _key_part(name), "phrase": f"{preposition} {article} {name}", "facts": {"setting": name}}
+
+
+STOP_WORD_WEIGHT = 0.2
+_STOP_WORDS = frozenset(
+    "a an the of on in at to and or is are with its it from by for as into onto while then there this that".split()
+)
+
+
+def stop_word_weights(text: str) -> dict[str, float]:
+    """Word → weight for the stop words of ``text`` (lower-cased, as the critic matches them)."""
+    words = dict.fromkeys(w.lower() for w in re.findall(r"\w+", text))
+    return {w: STOP_WORD_WEIGHT for w in words if w in _STOP_WORDS}

@@ -24,6 +24,7 @@ from prompts.schema import KINDS, Question, QuestionSet
 Generator = Callable[[list[dict[str, str]]], str]
 logger = logging.getLogger(__name__)
 EXAMPLE_PROMPT = "a small red cube left of a blue sphere, the camera pans right"
+TINY_MAX_NEW_TOKENS = 32
 SYSTEM_MESSAGE = "You write evaluation questions for generated videos. You answer with JSON only."
 
 
@@ -74,7 +75,8 @@ def load_generator(model: str, max_new_tokens: int) -> Generator:
     if model == "tiny":
         from prompts.tiny_lm import build_tiny_chat_lm
 
-        return HFGenerator(*build_tiny_chat_lm(), max_new_tokens=max_new_tokens)
+        # Its answers are noise whatever their length; a short budget keeps the retry/fallback path quick.
+        return HFGenerator(*build_tiny_chat_lm(), max_new_tokens=min(max_new_tokens, TINY_MAX_NEW_TOKENS))
     return HFGenerator.from_pretrained(model, max_new_tokens=max_new_tokens)
 
 

@@ -9,9 +9,9 @@ body of a call block, so wording reads as prose and the structured facts travel 
     {% endcall %}
     {% endfor %}
 
-``question`` accepts ``id, kind="binary", expected, options, weight, slots, name, aspect, text``; ``aspect``
-defaults to the file name (``physics.j2`` → physics) and ``name`` (the template field's "which question" part) to the
-first two parts of the id. Files whose name starts with "_" are not question templates (helpers, llm instructions).
+``question`` accepts ``id, kind="binary", expected, options, weight, slots, name, aspect, text, token_weights``;
+``aspect`` defaults to the file name (``physics.j2`` → physics) and ``name`` (the template field's "which question"
+part) to the first two parts of the id. Files whose name starts with "_" are not question templates (helpers, llm instructions).
 
 Everything is rendered with :class:`jinja2.sandbox.SandboxedEnvironment` and ``StrictUndefined``, so a misspelt slot
 fails loudly instead of rendering an empty string. What a template can read is documented in ``prompts.context``.
@@ -31,7 +31,7 @@ import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from drf.errors import TemplateError
-from prompts.context import CONTEXT_NAMES, build_context
+from prompts.context import CONTEXT_NAMES, build_context, stop_word_weights
 from prompts.schema import ASPECTS, Question
 
 PACKAGED_DIR = Path(__file__).parent / "templates"
@@ -70,7 +70,7 @@ class _QuestionCollector:
         self.records: list[Record] = []
 
     def __call__(self, id=None, kind="binary", expected=None, text=None, options=None, weight=1.0, slots=None,
-                 name=None, aspect=None, caller=None) -> str:  # fmt: skip
+                 name=None, aspect=None, token_weights=None, caller=None) -> str:  # fmt: skip
         file, line = _template_line()
         file = file or self.default_file
         if caller is not None:
@@ -83,6 +83,8 @@ class _QuestionCollector:
             "options": [str(o) for o in options] if options is not None else [],
             "weight": weight, "slots": _plain(slots) if slots is not None else {},
         }  # fmt: skip
+        if token_weights:
+            fields["token_weights"] = _plain(token_weights)
         record = Record(file, line, fields)
         if not id:
             record.problems.append("question without an id")
@@ -139,6 +141,7 @@ def _environment(directory: str) -> SandboxedEnvironment:
         autoescape=False,
     )
     env.filters["combine"] = _combine
+    env.filters["stop_word_weights"] = stop_word_weights
     return env
 
 

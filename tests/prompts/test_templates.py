@@ -82,3 +82,11 @@ def test_sandbox_refuses_unsafe_attribute_access(tmp_path):
     )
     with pytest.raises(TemplateError, match="physics.j2:1"):
         render_template("physics", normalize_slots({}), tmp_path)
+
+
+def test_caption_answer_weighs_stop_words_down():
+    from prompts.registry import decompose
+
+    caption = next(q for q in decompose("a red cube on the floor") if q.id == "align.caption")
+    assert caption.kind == "dense" and caption.expected == "a red cube on the floor"
+    assert caption.token_weights == {"a": 0.2, "on": 0.2, "the": 0.2}, "content words keep the critic's default 1.0"
