@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drf.errors import ModelLoadError, QuestionError
 from prompts.config import QuestionsConfig
@@ -116,3 +118,20 @@ def test_truncated_answers_are_reported_as_cut_off(cut):
 def test_escaped_quotes_do_not_hide_a_real_syntax_error():
     with pytest.raises(QuestionError, match="invalid JSON"):
         extract_json('{"a": "say \\"hi\\"" "b": 1}')
+
+
+_JSONISH = st.one_of(
+    st.text(max_size=200),
+    st.sampled_from([VALID, INVALID, TRUNCATED]).flatmap(lambda s: st.integers(0, len(s)).map(lambda n: s[:n])),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_JSONISH)
+def test_any_model_output_is_either_valid_questions_or_a_question_error(text):
+    try:
+        questions = parse_questions(text, PROMPT, ["alignment", "physics", "quality", "temporal"])
+    except QuestionError as err:
+        assert str(err) and "\n" not in str(err)
+        return
+    assert questions and all(q.expected for q in questions)
