@@ -5,7 +5,7 @@ here, so templates only choose words. Names a template can read:
 
 - ``prompt``: the prompt text; ``negatives``: whether counterfactual questions are wanted
 - ``subjects``: [{key, noun, plural, color, size, count, attributes, phrase "small red cube", a "a small red cube" /
-  "two red cubes", the "the small red cube", unsized "the red cube", be "is"/"are", does "does"/"do",
+  "two red cubes", the "the small red cube", unsized "the red cube" (none when only size tells subjects apart), be "is"/"are", does "does"/"do",
   ref (a colour-free unique reference such as "the cube", or none), facts}]
 - ``counts``: [{noun, plural, count, options, facts}] — one per noun whose count is known
 - ``absent``: subject-like records that are *not* in the prompt (colour swaps, missing toy shapes), for "no" questions
@@ -137,6 +137,7 @@ def _colour_free_ref(view: dict[str, Any], views: list[dict[str, Any]]) -> str |
 def _absent(views: list[dict[str, Any]], all_toy: bool) -> list[dict[str, Any]]:
     """Deterministic counterfactual subjects: one colour swap per fully coloured noun, one missing toy shape."""
     absent: list[dict[str, Any]] = []
+    taken = {v["key"] for v in views}
     nouns = list(dict.fromkeys(v["noun"] for v in views))
     for noun in nouns:
         same = [v for v in views if v["noun"] == noun]
@@ -150,10 +151,12 @@ def _absent(views: list[dict[str, Any]], all_toy: bool) -> list[dict[str, Any]]:
             facts = {"noun": noun, "plural": same[0]["plural"], "color": swap, "attributes": []}
             if noun in TOY_SHAPES:
                 facts["shape"] = noun
-            absent.append(_subject_view(facts, _key_part(f"{swap}_{noun}")))
+            key = _key_part(f"{swap}_{noun}")
+            if key not in taken:
+                absent.append(_subject_view(facts, key))
     if all_toy and views:
         missing = [s for s in TOY_SHAPES if s not in nouns]
-        if missing:
+        if missing and missing[0] not in taken:
             facts = {"noun": missing[0], "plural": missing[0] + "s", "shape": missing[0], "attributes": []}
             absent.append(_subject_view(facts, missing[0]))
     return absent
@@ -207,8 +210,11 @@ def build_context(slots: dict[str, Any], negatives: bool = True) -> dict[str, An
     subjects = list(slots.get("subjects", []))
     keys = _subject_keys(subjects)
     views = [_subject_view(s, k) for s, k in zip(subjects, keys)]
-    for view in views:
+    ambiguous = [sum(v["unsized"] == view["unsized"] for v in views) > 1 for view in views]
+    for view, unclear in zip(views, ambiguous):
         view["ref"] = _colour_free_ref(view, views)
+        if unclear:
+            view["unsized"] = None  # "a small red cube and a large red cube": only size tells them apart
     counts = []
     for noun in dict.fromkeys(v["noun"] for v in views):
         same = [v for v in views if v["noun"] == noun]

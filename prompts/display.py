@@ -24,7 +24,8 @@ def format_table(qset: QuestionSet) -> str:
         rows.append((q.id, q.aspect, q.kind, text, _clip(q.expected, _MAX_EXPECTED), f"{q.weight:g}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS) - 1)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
-    header = f"prompt: {qset.prompt}\ndecomposer: {qset.decomposer} ({qset.config_hash}), {len(qset)} questions"
+    made_by = f"{qset.decomposer} ({qset.config_hash})" if qset.config_hash else qset.decomposer
+    header = f"prompt: {qset.prompt}\ndecomposer: {made_by}, {len(qset)} questions"
     return header + "\n\n" + "\n".join(line.rstrip() for line in lines)
 
 

@@ -183,3 +183,11 @@ def test_rule_decomposer_never_crashes_and_always_yields_valid_sets(prompt):
     assert len(qset) > 0
     again = QuestionSet.from_json(qset.to_json())  # re-validates every question
     assert again.ids == qset.ids
+
+
+def test_subjects_told_apart_only_by_size_get_no_ambiguous_size_question():
+    qset = decompose("a small red cube and a large red cube, the small red cube slides left")
+    assert {"align.object.small_red_cube", "align.object.large_red_cube"} <= set(qset.ids)
+    assert not any(i.startswith("align.size.") for i in qset.ids), "'the red cube' would name both"
+    assert next(q for q in qset if q.id == "align.count.cube").expected == "2"
+    assert "align.motion.small_red_cube.left" in qset.ids
