@@ -9,6 +9,7 @@ With no window the chain is ``WanPipeline``'s own loop, step for step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -67,3 +68,65 @@ def sample(
     if keep_trajectory:
         trajectory.append(x.detach())
     return Rollout(x, window, scheduler.timesteps, scheduler.sigmas, trajectory)
+
+
+SDE_KINDS = ("flow_grpo", "dance_grpo", "cps")
+
+
+@dataclass
+class SDEStep:
+    """One stochastic step: ``x_next``, its Gaussian ``log_prob`` [B] (fp32, mean over non-batch dims), ``mean``, ``std``."""
+
+    x_next: torch.Tensor
+    log_prob: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def sde_step(
+    v: torch.Tensor,
+    x: torch.Tensor,
+    sigma: float | torch.Tensor,
+    sigma_next: float | torch.Tensor,
+    kind: str = "flow_grpo",
+    noise_level: float = 0.7,
+    noise: torch.Tensor | None = None,
+    x_next: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> SDEStep:
+    """A rectified-flow step turned into a Gaussian transition so policy-gradient methods get a log-probability.
+
+    ``flow_grpo``: std_t = a*sqrt(sigma/(1-sigma)) (sigma=1 replaced by sigma_next), mean = x + [v + std_t^2/(2 sigma)
+    (x + (1-sigma) v)] d_sigma, x_next = mean + std_t*sqrt(-d_sigma)*eps. ``dance_grpo``: the same drift with a constant
+    eta = a, std = a*sqrt(-d_sigma). ``cps`` (coefficient-preserving): std = sigma_next*sin(a*pi/2) and the mean
+    re-mixes the predicted clean sample and noise so the marginal noise level is kept. With ``noise_level`` -> 0 every
+    kind is the Euler step. Pass ``x_next`` to score a stored transition (the GRPO ratio) instead of drawing one.
+    Arithmetic is in float32 whatever the model dtype, since log-prob differences are tiny.
+    """
+    if kind not in SDE_KINDS:
+        raise ValueError(f"unknown SDE kind {kind!r}; choose one of {', '.join(SDE_KINDS)}")
+    v, x = v.float(), x.float()
+    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
+    sigma_next = torch.as_tensor(sigma_next, dtype=torch.float32, device=x.device)
+    d_sigma = sigma_next - sigma
+    if kind == "cps":
+        std = sigma_next * math.sin(noise_level * math.pi / 2)
+        x0 = x - sigma * v
+        eps_hat = x + (1 - sigma) * v
+        mean = x0 * (1 - sigma_next) + eps_hat * torch.sqrt(torch.clamp(sigma_next**2 - std**2, min=0))
+    else:
+        if kind == "flow_grpo":
+            denominator = 1 - torch.where(sigma >= 1, sigma_next, sigma)
+            std_t = noise_level * torch.sqrt(sigma / denominator)
+        else:
+            std_t = torch.as_tensor(noise_level, dtype=torch.float32, device=x.device)
+        mean = x + (v + std_t**2 / (2 * sigma) * (x + (1 - sigma) * v)) * d_sigma
+        std = std_t * torch.sqrt(-d_sigma)
+    std = torch.as_tensor(std, dtype=torch.float32, device=x.device)
+    if x_next is None:
+        if noise is None:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+        x_next = mean + std * noise.float()
+    x_next = x_next.float()
+    log_prob = -((x_next.detach() - mean) ** 2) / (2 * std**2) - torch.log(std) - 0.5 * math.log(2 * math.pi)
+    return SDEStep(x_next, log_prob.mean(dim=tuple(range(1, log_prob.ndim))), mean, std)
