@@ -40,16 +40,20 @@ class HFGenerator:
 
     @classmethod
     def from_pretrained(cls, path: str, max_new_tokens: int = 768) -> HFGenerator:
+        """Load a local model folder (on the GPU when there is one; decomposition runs once per prompt per run)."""
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path).eval()
+            model = AutoModelForCausalLM.from_pretrained(path, dtype="auto").eval()
         except (OSError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelLoadError(
                 f"questions.llm_model {path!r} could not be loaded as a causal LM ({first}); give a local model folder"
             ) from None
+        if torch.cuda.is_available():
+            model = model.to("cuda")
         return cls(model, tokenizer, max_new_tokens)
 
     def __call__(self, messages: list[dict[str, str]]) -> str:
@@ -57,7 +61,7 @@ class HFGenerator:
 
         inputs = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
+        ).to(self.model.device)
         with torch.no_grad():
             output = self.model.generate(
                 **inputs,
