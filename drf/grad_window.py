@@ -62,6 +62,31 @@ class GradWindow:
         return cls(normalised, num_steps, **options)
 
 
+MIX_SCHEDULES = ("fixed", "progressive", "random")
+
+
+def mix_window(
+    schedule: str, size: int, num_steps: int, iteration: int, *, start: int = 0, shift_every: int = 1, seed: int = 0
+) -> GradWindow:
+    """MixGRPO's window of SDE (and trained) steps for one iteration; the other steps run as a plain ODE.
+
+    ``fixed`` keeps ``[start, start+size)``; ``progressive`` slides the window one step towards the clean end every
+    ``shift_every`` iterations (noisy steps shape layout, late ones detail) and stays at the end; ``random`` draws the
+    start per iteration from ``seed``.
+    """
+    _check_k(size, num_steps)
+    last_start = num_steps - size
+    if schedule == "fixed":
+        first = min(start, last_start)
+    elif schedule == "progressive":
+        first = min(start + iteration // max(shift_every, 1), last_start)
+    elif schedule == "random":
+        first = random.Random(seed * 1_000_003 + iteration).randint(0, last_start)
+    else:
+        raise ConfigError(f"unknown window schedule {schedule!r}; choose one of {', '.join(MIX_SCHEDULES)}")
+    return GradWindow(frozenset(range(first, first + size)), num_steps)
+
+
 def _check_k(k: int, num_steps: int) -> None:
     if not 1 <= k <= num_steps:
         raise ConfigError(f"gradient window k={k} must be between 1 and num_steps={num_steps}")

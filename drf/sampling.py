@@ -130,3 +130,56 @@ def sde_step(
     x_next = x_next.float()
     log_prob = -((x_next.detach() - mean) ** 2) / (2 * std**2) - torch.log(std) - 0.5 * math.log(2 * math.pi)
     return SDEStep(x_next, log_prob.mean(dim=tuple(range(1, log_prob.ndim))), mean, std)
+
+
+@dataclass
+class Transition:
+    """A stored stochastic step of a rollout: enough to recompute its log-probability under new weights."""
+
+    step: int
+    timestep: torch.Tensor
+    sigma: torch.Tensor
+    sigma_next: torch.Tensor
+    latents: torch.Tensor
+    next_latents: torch.Tensor
+    log_prob: torch.Tensor
+
+
+@dataclass
+class SDERollout:
+    """Final ``latents`` of a mixed ODE/SDE chain and the stochastic ``transitions``, in step order."""
+
+    latents: torch.Tensor
+    transitions: list[Transition]
+
+
+@torch.no_grad()
+def sample_sde(
+    generator: VideoGenerator,
+    cond: Cond,
+    window: GradWindow,
+    *,
+    kind: str = "flow_grpo",
+    noise_level: float = 0.7,
+    latents: torch.Tensor | None = None,
+    rng: torch.Generator | None = None,
+) -> SDERollout:
+    """Roll out with SDE steps inside ``window`` and Euler ODE steps elsewhere (MixGRPO), without gradient.
+
+    The policy-gradient update later recomputes each stored transition's log-probability with gradient
+    (``sde_step(..., x_next=t.next_latents)``), so nothing here keeps a graph.
+    """
+    scheduler = generator.scheduler(window.num_steps)
+    sigmas = scheduler.sigmas.float()
+    x = latents if latents is not None else generator.init_latents(len(cond), rng)
+    x = x.float()
+    transitions: list[Transition] = []
+    for i, t in enumerate(scheduler.timesteps):
+        v = generator.velocity(x, t, cond).float()
+        if i in window:
+            step = sde_step(v, x, sigmas[i], sigmas[i + 1], kind=kind, noise_level=noise_level, generator=rng)
+            transitions.append(Transition(i, t, sigmas[i], sigmas[i + 1], x, step.x_next, step.log_prob))
+            x = step.x_next
+        else:
+            x = x + (sigmas[i + 1] - sigmas[i]) * v
+    return SDERollout(x, transitions)

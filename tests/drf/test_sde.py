@@ -56,3 +56,44 @@ def test_unknown_kind_is_rejected() -> None:
     v, x, _ = _inputs()
     with pytest.raises(ValueError, match="unknown SDE kind 'ddim'"):
         sde_step(v, x, 0.5, 0.4, kind="ddim")
+
+
+def test_sde_rollout_without_noise_matches_the_ode_chain_and_stores_transitions() -> None:
+    from drf.grad_window import GradWindow, mix_window
+    from drf.sampling import sample, sample_sde
+    from tests.fixtures.wan import tiny_generator
+
+    gen = tiny_generator("euler")
+    cond = gen.encode_prompts(["a red cube"], 4.0)
+    latents = gen.init_latents(1, torch.Generator().manual_seed(0))
+    window = mix_window("fixed", 2, 4, iteration=0, start=1)
+    sde = sample_sde(gen, cond, window, noise_level=1e-7, latents=latents.clone(), rng=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ode = sample(gen, cond, GradWindow.none(4), latents=latents.clone())
+    torch.testing.assert_close(sde.latents, ode.latents, rtol=0, atol=1e-5)
+    assert [t.step for t in sde.transitions] == [1, 2]
+    # Re-scoring a stored transition reproduces its log-probability exactly (the GRPO ratio starts at 1).
+    first = sde.transitions[0]
+    with torch.no_grad():
+        v = gen.velocity(first.latents, first.timestep, cond)
+    again = sde_step(v, first.latents, first.sigma, first.sigma_next, noise_level=1e-7, x_next=first.next_latents)
+    torch.testing.assert_close(again.log_prob, first.log_prob, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "iterations", "expected"),
+    [("fixed", [0, 5], [{2, 3}, {2, 3}]), ("progressive", [0, 2, 9], [{2, 3}, {3, 4}, {6, 7}])],
+)
+def test_mix_windows_follow_their_schedule(schedule, iterations, expected) -> None:
+    from drf.grad_window import mix_window
+
+    got = [set(mix_window(schedule, 2, 8, it, start=2, shift_every=2).steps) for it in iterations]
+    assert got == expected
+
+
+def test_random_mix_window_is_seeded_and_contiguous() -> None:
+    from drf.grad_window import mix_window
+
+    windows = [sorted(mix_window("random", 3, 10, it, seed=4).steps) for it in range(6)]
+    assert windows == [sorted(mix_window("random", 3, 10, it, seed=4).steps) for it in range(6)]
+    assert all(w == list(range(w[0], w[0] + 3)) for w in windows) and len({w[0] for w in windows}) > 1
