@@ -138,3 +138,28 @@ def test_whole_chain_gradient_matches_float64_finite_differences() -> None:
                 p.sub_(sign * eps * d)
     numeric = (values[0] - values[1]) / (2 * eps)
     assert abs(analytic - numeric) <= 1e-2 * abs(numeric), (analytic, numeric)
+
+
+def test_wan22_two_experts_switch_at_the_boundary_like_the_pipeline() -> None:
+    from diffusers import WanPipeline
+
+    from drf.models.tiny import build_tiny_wan_components
+    from drf.models.wan import WanGenerator
+
+    components = build_tiny_wan_components("wan-tiny", seed=0)
+    components["transformer_2"] = build_tiny_wan_components("wan-tiny", seed=5)["transformer"]
+    gen = WanGenerator(WanPipeline(**components, boundary_ratio=0.6), scheduler="euler", shift=3.0, **SIZE)
+    gen.pipe.set_progress_bar_config(disable=True)
+    latents = gen.init_latents(1, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = sample(gen, gen.encode_prompts(PROMPTS[:1], 4.0), GradWindow.none(6), latents=latents.clone())
+    size = {k: SIZE[k] for k in ("height", "width", "num_frames", "max_sequence_length")}
+    ref = gen.pipe(
+        PROMPTS[:1], latents=latents.clone(), num_inference_steps=6, guidance_scale=4.0, output_type="latent", **size
+    ).frames
+    assert (ours.latents - ref).abs().max() <= 1e-5
+    with torch.no_grad():
+        single = sample(
+            tiny_generator(), tiny_generator().encode_prompts(PROMPTS[:1], 4.0), GradWindow.none(6), latents=latents
+        )
+    assert (single.latents - ours.latents).abs().max() > 1e-3  # the second expert really ran
