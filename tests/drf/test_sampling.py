@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
@@ -43,8 +41,8 @@ def test_partial_decode_equals_the_same_frames_of_a_full_decode() -> None:
 
 
 def _trainable_copy(scheduler: str = "euler"):
-    gen = tiny_generator(scheduler)
-    gen.pipe.transformer = copy.deepcopy(gen.pipe.transformer).requires_grad_(True)
+    gen = tiny_generator(scheduler, fresh=True)
+    gen.pipe.transformer.requires_grad_(True)
     return gen
 
 
@@ -111,9 +109,9 @@ def test_whole_chain_gradient_matches_float64_finite_differences() -> None:
     (measured 3e-5 and 1e-3 on two prompts), so the tolerance is 1%. A wrong gradient misses by O(1): dropping the
     input Jacobian alone (``detach_input``) changes this derivative by >100%.
     """
-    gen = tiny_generator()
+    gen = tiny_generator(fresh=True)
     gen.pipe.to(torch.float64)
-    gen.pipe.transformer = copy.deepcopy(gen.pipe.transformer).requires_grad_(True)
+    gen.pipe.transformer.requires_grad_(True)
     cond = gen.encode_prompts(PROMPTS[:1], 4.0)
     latents = gen.init_latents(1, torch.Generator().manual_seed(0)).double()
     weights = torch.randn(1, 9, 3, 32, 32, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
