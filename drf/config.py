@@ -196,7 +196,7 @@ class _Loader:
     def _scalar(self, value: Any, tp: Any, path: KeyPath) -> Any:
         plain = _plain(value)
         if tp is str or tp is Path:
-            if isinstance(value, _Raw) and not isinstance(plain, (list, dict)) and plain is not None:
+            if isinstance(value, _Raw):  # a str field takes the text typed: `--set negative_prompt=` is ''
                 return tp(value.text)
             if isinstance(plain, str):
                 return tp(plain)
@@ -468,9 +468,23 @@ def config_to_dict(cfg: Any) -> Any:
     return cfg
 
 
+class _Dumper(yaml.SafeDumper):
+    """Keeps non-ASCII text readable while quoting YAML 1.1 line breaks (NEL, LS, PS), which plain styles corrupt."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = '"' if any(c in text for c in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def dump_config(cfg: Any) -> str:
     """The resolved config as YAML that ``load_config`` reads back to an equal object."""
-    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
+    return yaml.dump(
+        config_to_dict(cfg), Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120
+    )
 
 
 def save_config(cfg: Any, run_dir: str | Path) -> Path:
