@@ -84,11 +84,15 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType)
 
 
+def _strip_none(tp: Any) -> Any:
+    """``X`` for ``X | None``; any other type unchanged."""
+    args = [a for a in typing.get_args(tp) if a is not _NONE] if _is_union(tp) else [tp]
+    return args[0] if len(args) == 1 else tp
+
+
 def _section_type(tp: Any) -> type | None:
     """The dataclass behind ``tp`` (``X`` or ``X | None``), or None when ``tp`` is not a section."""
-    if _is_union(tp):
-        args = [a for a in typing.get_args(tp) if a is not _NONE]
-        return _section_type(args[0]) if len(args) == 1 else None
+    tp = _strip_none(tp)
     return tp if dataclasses.is_dataclass(tp) and isinstance(tp, type) else None
 
 
@@ -174,8 +178,11 @@ class _Loader:
         if _is_union(tp):
             if _plain(value) is None and _NONE in args:
                 return None
+            options = [a for a in args if a is not _NONE]
+            if len(options) == 1 and options[0] in (str, Path, bool, int, float):
+                return self._scalar(value, options[0], path, shown=tp)  # message says "int or null"
             errors = []
-            for arg in (a for a in args if a is not _NONE):
+            for arg in options:
                 try:
                     return self.convert(value, arg, path)
                 except ConfigError as err:
@@ -193,15 +200,15 @@ class _Loader:
             return self._mapping(_plain(value), args, path)
         return self._scalar(value, tp, path)
 
-    def _scalar(self, value: Any, tp: Any, path: KeyPath) -> Any:
-        plain = _plain(value)
+    def _scalar(self, value: Any, tp: Any, path: KeyPath, shown: Any = None) -> Any:
+        plain, shown = _plain(value), shown or tp
         if tp is str or tp is Path:
             if isinstance(value, _Raw):  # a str field takes the text typed: `--set negative_prompt=` is ''
                 return tp(value.text)
             if isinstance(plain, str):
                 return tp(plain)
             hint = "; quote it" if isinstance(plain, (int, float)) else ""
-            raise self._wrong_type(value, tp, path, hint)
+            raise self._wrong_type(value, shown, path, hint)
         if tp is bool:
             if isinstance(plain, bool):
                 return plain
@@ -216,7 +223,7 @@ class _Loader:
                 return float(plain)
         else:
             raise TypeError(f"config field {_dotted(path)!r} has unsupported type {tp!r}")
-        raise self._wrong_type(value, tp, path)
+        raise self._wrong_type(value, shown, path)
 
     def _choice(self, value: Any, choices: tuple[Any, ...], path: KeyPath) -> Any:
         for choice in choices:
@@ -354,10 +361,12 @@ def _read_yaml(path: Path, loader: _Loader) -> dict[str, Any]:
         node = parser.get_single_node()
         data = parser.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
+        mark = err.problem_mark
+        if err.context_mark is not None and (mark is None or mark.index >= len(text.rstrip())):
+            mark = err.context_mark  # an unclosed bracket or quote is reported at the end; point where it opened
         line = f":{mark.line + 1}" if mark else ""
         problem = " ".join(str(p) for p in (err.context, err.problem) if p)
-        raise ConfigError(f"{path}{line}: invalid YAML ({problem}); fix the syntax on that line") from None
+        raise ConfigError(f"{path}{line}: invalid YAML ({problem}); {_yaml_hint(problem)}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML ({' '.join(str(err).split())})") from None
     finally:
@@ -370,6 +379,20 @@ def _read_yaml(path: Path, loader: _Loader) -> dict[str, Any]:
         )
     _record_lines(node, (), str(path), loader.origins)
     return data
+
+
+_YAML_HINTS = (
+    ("'\\t'", "indent with spaces, not tabs"),
+    ("mapping values are not allowed", "quote a value that contains ': ', or fix the indentation"),
+    ("block end", "check the indentation of that line against its siblings"),
+    ("end of stream", "close the quote or bracket opened there"),
+    ("stream end", "close the quote or bracket opened there"),
+    ("expected ','", "close the bracket or separate items with commas"),
+)
+
+
+def _yaml_hint(problem: str) -> str:
+    return next((hint for needle, hint in _YAML_HINTS if needle in problem), "fix the syntax on that line")
 
 
 def _record_lines(node: yaml.Node, path: KeyPath, source: str, origins: dict[KeyPath, str]) -> None:
@@ -418,11 +441,6 @@ def _apply_override(data: dict[str, Any], override: str, loader: _Loader) -> Non
         del loader.origins[recorded]
     loader.origins[full] = origin
     node[parts[-1]] = value if isinstance(value, (dict, list)) else _Raw(text.strip(), value)
-
-
-def _strip_none(tp: Any) -> Any:
-    args = [a for a in typing.get_args(tp) if a is not _NONE] if _is_union(tp) else [tp]
-    return args[0] if len(args) == 1 else tp
 
 
 def _child_type(tp: Any, key: str) -> Any:

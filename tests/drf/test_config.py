@@ -262,7 +262,7 @@ def test_malformed_overrides():
         ("flag: 1", "'flag' expects bool, got 1"),
         ("flag: 'true'", "'flag' expects bool, got 'true'"),
         ("text: 12", "'text' expects str, got 12; quote it"),
-        ("maybe: x", "'maybe' expects int, got 'x'"),
+        ("maybe: x", "'maybe' expects int or null, got 'x'"),
         ("ids: 3", "'ids' expects list[int], got 3; write a list like [a, b]"),
         ("pair: [1]", "'pair' expects [int, str], got [1]; it needs exactly 2 items"),
         ("weights: [1]", "'weights' expects mapping of float, got [1]"),
@@ -382,10 +382,14 @@ def test_directory_is_not_a_config(tmp_path):
 def test_invalid_yaml_names_the_line(tmp_path):
     path = write(tmp_path, "model:\n  tiny: wan-tiny\n  height: [32\n")
     message = error_of(path)
-    assert message.startswith(f"{path}:4: invalid YAML (")
-    assert message.endswith("fix the syntax on that line")
+    assert message.startswith(f"{path}:3: invalid YAML (")  # where the unclosed bracket opened
+    assert message.endswith("close the quote or bracket opened there")
     path = write(tmp_path, "model:\n  tiny: a: b\n")
-    assert error_of(path).startswith(f"{path}:2: invalid YAML (mapping values are not allowed here)")
+    assert error_of(path) == (
+        f"{path}:2: invalid YAML (mapping values are not allowed here); quote a value that contains ': ', or fix the indentation"
+    )
+    path = write(tmp_path, "model:\n\ttiny: a\n")
+    assert error_of(path).endswith("indent with spaces, not tabs")
 
 
 def test_top_level_must_be_a_mapping(tmp_path):
