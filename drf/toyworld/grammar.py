@@ -58,8 +58,8 @@ class PromptPlan:
 
 
 def _true_relation(scene: Scene, a: int, b: int, rng: random.Random) -> str:
-    """A relation of ``a`` to ``b`` that holds at frame 0, on the horizontal or the depth axis."""
-    if rng.random() < 0.5:
+    """A relation of ``a`` to ``b`` that holds at frame 0, on the horizontal or (where determined) the depth axis."""
+    if rng.random() < 0.5 or scene.relation(a, b, "in_front_of") is None:
         return "left_of" if scene.relation(a, b, "left_of") else "right_of"
     return "in_front_of" if scene.relation(a, b, "in_front_of") else "behind"
 
@@ -69,7 +69,11 @@ def plan_prompt(scene: Scene) -> PromptPlan:
     by_key: dict[tuple[str, str, str], list[int]] = {}
     for i, o in enumerate(scene.objects):
         by_key.setdefault((o.shape, o.color, o.size), []).append(i)
-    groups = [Group(tuple(ix), *key, size_stated=rng.random() < 0.7) for key, ix in by_key.items()]
+    shapes = [key[0] for key in by_key]
+    # Sizes are always stated for shapes that appear in two groups, so "the small sphere" never names two objects.
+    groups = [
+        Group(tuple(ix), *key, size_stated=rng.random() < 0.7 or shapes.count(key[0]) > 1) for key, ix in by_key.items()
+    ]
     rng.shuffle(groups)
     singles = [g.objects[0] for g in groups if g.count == 1]
     relations: list[tuple[int, str, int]] = []

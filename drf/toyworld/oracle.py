@@ -1,0 +1,483 @@
+"""The toy-world oracle: answers the toy questions about any video from its pixels alone.
+
+It is the independent measure of generated videos — never a training reward — so it uses no learned weights and
+no scene metadata, only what the toy world's look guarantees: saturated object colours from a known palette, a grey
+checkered floor, a pale sky, and the toy camera's field of view.
+
+- objects: HSV colour masks (hue nearest a palette colour, high saturation), then connected components; the count of
+  a colour is the most frequent number of components over the frames;
+- size: apparent height over the distance from the object's bottom to the horizon (the sky/floor boundary), which
+  cancels the distance to the camera: about object height / camera height;
+- shape: silhouette fill and shading structure (a cube's faces are flat, a cylinder's side is shaded by column only,
+  a sphere's shading varies both ways), voted over frames;
+- relations: left/right by centroid x at frame 0, in front/behind by the bottom row (closer objects stand lower);
+- camera motion: an 8-parameter planar flow (exact for small motions of a plane) fitted to the floor between
+  consecutive frames by Gauss-Newton (Lucas-Kanade); pans shift all floor rows alike, orbits shift near and far rows
+  differently, dollies expand or contract the floor;
+- object motion: the object's floor contact point, mapped back to frame 0 through the floor flows, then converted to
+  floor coordinates with the horizon: a displacement across is left/right, along is toward/away.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from drf.errors import InputError
+from drf.toyworld.facts import Facts, ObjectFacts, answer, correct
+from drf.toyworld.scene import COLORS, SHAPES, CameraPath
+
+COLOR_NAMES = tuple(COLORS)
+MIN_SATURATION = 0.45
+MIN_VALUE = 0.12
+MAX_HUE_DISTANCE = 16.0  # degrees from the nearest palette hue
+MIN_AREA_FRACTION = 6 / 4096  # components smaller than this share of the frame are noise
+
+
+def _hue_of(rgb: tuple[float, float, float]) -> float:
+    r, g, b = rgb
+    mx, mn = max(rgb), min(rgb)
+    if mx == r:
+        h = ((g - b) / (mx - mn)) % 6
+    elif mx == g:
+        h = (b - r) / (mx - mn) + 2
+    else:
+        h = (r - g) / (mx - mn) + 4
+    return 60.0 * h
+
+
+PALETTE_HUES = torch.tensor([_hue_of(COLORS[c]) for c in COLOR_NAMES])
+
+
+def rgb_to_hsv(video: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Hue in degrees, saturation and value, each [T,H,W], of ``video`` [T,3,H,W] in [0,1]."""
+    r, g, b = video.unbind(1)
+    mx, arg = video.max(1)
+    mn = video.min(1).values
+    delta = mx - mn
+    safe = delta.clamp_min(1e-8)
+    h = torch.where(arg == 0, ((g - b) / safe).remainder(6), torch.where(arg == 1, (b - r) / safe + 2, (r - g) / safe + 4))
+    h = torch.where(delta > 1e-8, h * 60.0, torch.zeros_like(h))
+    s = torch.where(mx > 1e-8, delta / mx.clamp_min(1e-8), torch.zeros_like(mx))
+    return h, s, mx
+
+
+def color_labels(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    """[T,H,W] palette index of each object pixel, -1 elsewhere."""
+    diff = (h[..., None] - PALETTE_HUES).abs()
+    diff = torch.minimum(diff, 360 - diff)
+    dist, idx = diff.min(-1)
+    ok = (s >= MIN_SATURATION) & (v >= MIN_VALUE) & (dist <= MAX_HUE_DISTANCE)
+    return torch.where(ok, idx, torch.full_like(idx, -1))
+
+
+def connected_components(mask: Tensor) -> Tensor:
+    """8-connected component labels [N,H,W] (0 background, else a per-image id) of ``mask`` [N,H,W] bool.
+
+    Label propagation: every pixel takes the largest label in its 3x3 neighbourhood until nothing changes.
+    """
+    n, h, w = mask.shape
+    ids = torch.arange(1, h * w + 1, dtype=torch.float32).view(1, h, w).expand(n, h, w)
+    labels = torch.where(mask, ids, torch.zeros_like(ids))[:, None]
+    m = mask[:, None].float()
+    for _ in range(h * w):
+        grown = F.max_pool2d(labels, 3, stride=1, padding=1) * m
+        if torch.equal(grown, labels):
+            break
+        labels = grown
+    return labels[:, 0].long()
+
+
+def sky_and_floor(h: Tensor, s: Tensor, v: Tensor, objects: Tensor) -> tuple[Tensor, Tensor]:
+    """Masks [T,H,W] of the pale-blue sky and of the grey floor."""
+    sky = (h >= 185) & (h <= 250) & (s >= 0.05) & (s < MIN_SATURATION) & (v >= 0.7) & ~objects
+    floor = (s < 0.12) & ~sky & ~objects
+    return sky, floor
+
+
+def horizon_rows(sky: Tensor, floor: Tensor) -> Tensor:
+    """Per-frame horizon row [T] (pixel units, 0 = top edge): the summed sky share of each row, so a sharp boundary
+    at row r gives r and a blended row counts by its share."""
+    sky_rows = sky.float().sum(-1)
+    both = sky_rows + floor.float().sum(-1)
+    share = torch.where(both > 0, sky_rows / both.clamp_min(1), torch.zeros_like(both))
+    return share.sum(-1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Floor motion
+
+
+def _blur(x: Tensor, sigma: float = 1.0) -> Tensor:
+    radius = max(1, int(math.ceil(2 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+
+
+def _basis(height: int, width: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Planar-flow basis [8,H,W] for u and v: u = p0 + p1 x + p2 y + p6 x^2 + p7 xy, v = p3 + p4 x + p5 y + p6 xy + p7 y^2
+    with x, y in half-image units about the centre; parameters are in pixels."""
+    ys, xs = torch.meshgrid(
+        (torch.arange(height, dtype=dtype) + 0.5 - height / 2) / (height / 2),
+        (torch.arange(width, dtype=dtype) + 0.5 - width / 2) / (width / 2),
+        indexing="ij",
+    )
+    zero, one = torch.zeros_like(xs), torch.ones_like(xs)
+    bu = torch.stack([one, xs, ys, zero, zero, zero, xs * xs, xs * ys])
+    bv = torch.stack([zero, zero, zero, one, xs, ys, xs * ys, ys * ys])
+    return bu, bv
+
+
+def flow_field(params: Tensor, height: int, width: int) -> Tensor:
+    """Pixel flow [...,2,H,W] of planar-flow ``params`` [...,8]."""
+    bu, bv = _basis(height, width, params.dtype)
+    u = torch.einsum("...k,khw->...hw", params, bu)
+    v = torch.einsum("...k,khw->...hw", params, bv)
+    return torch.stack([u, v], dim=-3)
+
+
+def _warp(image: Tensor, flow: Tensor) -> Tensor:
+    """Sample ``image`` [1,1,H,W] at x + flow(x); flow [2,H,W] in pixels."""
+    _, _, h, w = image.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=image.dtype), torch.arange(w, dtype=image.dtype), indexing="ij")
+    gx = (xs + flow[0] + 0.5) / w * 2 - 1
+    gy = (ys + flow[1] + 0.5) / h * 2 - 1
+    grid = torch.stack([gx, gy], -1)[None]
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def fit_planar_flow(ref: Tensor, moving: Tensor, weight: Tensor, iters: int = 12) -> Tensor:
+    """Parameters [8] of the floor flow w with moving(x + w(x)) ~ ref(x) on pixels where ``weight`` [H,W] > 0.
+
+    Coarse-to-fine (half resolution first) Gauss-Newton on blurred grey images; a point x of ``ref`` moves to x + w(x).
+    """
+    h, w = ref.shape
+    params = torch.zeros(8, dtype=ref.dtype)
+    for scale in (2, 1):
+        r = F.avg_pool2d(ref[None, None], scale) if scale > 1 else ref[None, None]
+        m = F.avg_pool2d(moving[None, None], scale) if scale > 1 else moving[None, None]
+        wt = F.avg_pool2d(weight[None, None], scale)[0, 0] if scale > 1 else weight
+        r, m = _blur(r), _blur(m)
+        hh, ww = r.shape[-2:]
+        bu, bv = _basis(hh, ww, ref.dtype)
+        p = params / scale
+        wt = wt.clone()
+        wt[:2], wt[-2:], wt[:, :2], wt[:, -2:] = 0, 0, 0, 0
+        for _ in range(iters):
+            flow = torch.stack([torch.einsum("k,khw->hw", p, bu), torch.einsum("k,khw->hw", p, bv)])
+            warped = _warp(m, flow)[0, 0]
+            gy, gx = torch.gradient(warped)
+            jac = gx * bu + gy * bv  # [8,H,W]
+            res = warped - r[0, 0]
+            jw = (jac * wt).reshape(8, -1)
+            hess = jw @ jac.reshape(8, -1).T + 1e-3 * torch.eye(8, dtype=ref.dtype)
+            step = torch.linalg.solve(hess, -(jw @ res.reshape(-1)))
+            p = p + step
+            if step.abs().max() < 1e-3:
+                break
+        params = p * scale
+    return params
+
+
+def _flow_at(params: Tensor, points: Tensor, height: int, width: int) -> Tensor:
+    """Flow [N,2] of planar ``params`` [8] at pixel points [N,2] (u, v in pixel units, centres at +0.5)."""
+    x = (points[:, 0] - width / 2) / (width / 2)
+    y = (points[:, 1] - height / 2) / (height / 2)
+    p = params
+    u = p[0] + p[1] * x + p[2] * y + p[6] * x * x + p[7] * x * y
+    v = p[3] + p[4] * x + p[5] * y + p[6] * x * y + p[7] * y * y
+    return torch.stack([u, v], -1)
+
+
+def map_to_frame0(points: Tensor, flows: Tensor, frame: int, height: int, width: int) -> Tensor:
+    """Floor points [N,2] seen in ``frame`` mapped back to frame 0 by inverting the per-step flows [T-1,8]."""
+    p = points.clone()
+    for t in range(frame - 1, -1, -1):
+        q = p.clone()
+        for _ in range(6):  # fixed point of q + w_t(q) = p
+            q = p - _flow_at(flows[t], q, height, width)
+        p = q
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Facts from pixels
+
+
+@dataclass
+class Track:
+    """A singly-coloured object (or group) over the frames; per-frame stats are NaN where it is not visible."""
+
+    color: str
+    count: int
+    area: Tensor  # [T]
+    centroid: Tensor  # [T,2]
+    bottom: Tensor  # [T,2] contact point: mean column of the lowest rows, lower edge of the lowest row
+    height: Tensor  # [T] rows spanned
+    width: Tensor  # [T] columns spanned
+    shape_votes: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class VideoFacts(Facts):
+    """Facts measured from pixels, plus the measurements behind them (for debugging and reports)."""
+
+    tracks: list[Track] = field(default_factory=list)
+    horizon: Tensor | None = None  # [T]
+    flows: Tensor | None = None  # [T-1,8]
+    camera_features: dict[str, float] = field(default_factory=dict)
+
+
+def _shape_vote(region_v: Tensor, mask: Tensor, cut: bool) -> str | None:
+    """Guess a shape from one silhouette ``mask`` [h,w] and the value channel ``region_v`` [h,w] over its bounding box;
+    ``cut`` marks a silhouette clipped by the frame edge, whose fill ratio means nothing."""
+    rows, cols = mask.shape
+    if int(mask.sum()) < 20 or rows < 5 or cols < 4:
+        return None
+    inner = mask.clone()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    both_v = inner[1:] & inner[:-1]
+    both_h = inner[:, 1:] & inner[:, :-1]
+    if both_v.sum() < 4 or both_h.sum() < 4:
+        return None
+    # Share of neighbouring interior pixels with (nearly) equal brightness, down the columns and along the rows.
+    flat_v = float(((region_v[1:] - region_v[:-1]).abs()[both_v] < FLAT_STEP).float().mean())
+    flat_h = float(((region_v[:, 1:] - region_v[:, :-1]).abs()[both_h] < FLAT_STEP).float().mean())
+    if flat_v > 0.6 and flat_h > 0.6:
+        return "cube"
+    if flat_v > 0.45 and flat_h < 0.45:
+        return "cylinder"
+    if not cut and float(mask.float().mean()) > 0.86:
+        return "cylinder"
+    return "sphere"
+
+
+FLAT_STEP = 0.004
+
+
+def _tracks(video: Tensor, labels: Tensor, v: Tensor) -> list[Track]:
+    t, h, w = labels.shape
+    min_area = max(3, int(MIN_AREA_FRACTION * h * w))
+    tracks = []
+    rows = torch.arange(h, dtype=video.dtype)
+    cols = torch.arange(w, dtype=video.dtype)
+    for ci, name in enumerate(COLOR_NAMES):
+        mask = labels == ci
+        if int(mask.sum()) < min_area * max(1, t // 3):
+            continue
+        comp = connected_components(mask)
+        parts: list[list[Tensor]] = []
+        for f in range(t):
+            ids, sizes = comp[f].unique(return_counts=True)
+            parts.append([comp[f] == i for i, n in zip(ids, sizes) if i > 0 and n >= min_area])
+        if sum(1 for p in parts if p) < max(1, t // 3):
+            continue
+        # Identical objects are apart at the start (the camera may bring them together later).
+        early = Counter(len(p) for p in parts[:5] if p).most_common()
+        count = max(c for c, n in early if n == early[0][1]) if early else 1
+        nan = float("nan")
+        area, height, width = (torch.full((t,), nan) for _ in range(3))
+        centroid, bottom = torch.full((t, 2), nan), torch.full((t, 2), nan)
+        votes: Counter = Counter()
+        for f in range(t):
+            if not parts[f]:
+                continue
+            for m in parts[f]:
+                rr, cc = rows[m.any(1)], cols[m.any(0)]
+                r0, r1, c0, c1 = int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1
+                cut = r0 == 0 or c0 == 0 or r1 == h or c1 == w
+                vote = _shape_vote(v[f, r0:r1, c0:c1], m[r0:r1, c0:c1], cut)
+                if vote is not None:
+                    votes[vote] += 1
+            # A single object may be split by an occluder: take all its pieces; a group is represented by its largest.
+            if count == 1:
+                m = torch.stack(parts[f]).any(0)
+            else:
+                m = max(parts[f], key=lambda x: int(x.sum()))
+            a = m.sum()
+            area[f] = float(a)
+            rr, cc = rows[m.any(1)], cols[m.any(0)]
+            centroid[f, 0] = float((m.float().sum(0) * (cols + 0.5)).sum() / a)
+            centroid[f, 1] = float((m.float().sum(1) * (rows + 0.5)).sum() / a)
+            low = int(rr.max())
+            lowest = m[max(0, low - 1) : low + 1]
+            bottom[f, 0] = float((lowest.float().sum(0) * (cols + 0.5)).sum() / lowest.sum())
+            bottom[f, 1] = low + 1.0
+            height[f] = float(rr.max() - rr.min() + 1)
+            width[f] = float(cc.max() - cc.min() + 1)
+        tracks.append(Track(name, count, area, centroid, bottom, height, width, votes))
+    return tracks
+
+
+def _nanmedian(x: Tensor) -> float:
+    x = x[~torch.isnan(x)]
+    return float(x.median()) if len(x) else float("nan")
+
+
+def _first_valid(x: Tensor, frames: int = 3) -> Tensor:
+    """Mean over the first ``frames`` frames where ``x`` [T,...] is finite."""
+    ok = ~torch.isnan(x.reshape(len(x), -1)).any(-1)
+    return x[ok][:frames].mean(0)
+
+
+def _camera_class(flows: Tensor, horizon: Tensor, height: int, width: int) -> tuple[str, dict[str, float]]:
+    """Classify the camera move from the floor flow summed over the video at a near and a far floor point (bottom
+    centre, just below the horizon) and at two near side points, in image widths.
+
+    A pan shifts near and far floor alike; an orbit turns about the scene centre, so the near floor moves against
+    the far floor; a dolly moves the floor vertically and spreads (in) or gathers (out) the near side points.
+    """
+    hz = float(horizon.mean())
+    near_y = 0.88 * height
+    far_y = min(height - 1.0, hz + 0.18 * (height - hz))
+    pts = torch.tensor(
+        [[width / 2, near_y], [width / 2, far_y], [0.2 * width, near_y], [0.8 * width, near_y]], dtype=flows.dtype
+    )
+    total = sum(_flow_at(p, pts, height, width) for p in flows) / width
+    feats = {
+        "u_near": float(total[0, 0]),
+        "u_far": float(total[1, 0]),
+        "v_near": float(total[0, 1]),
+        "expand": float(total[3, 0] - total[2, 0]),
+    }
+    sideways = max(abs(feats["u_near"]), abs(feats["u_far"]))
+    dolly = 0.5 * (abs(feats["v_near"]) + abs(feats["expand"]))
+    feats["sideways"], feats["dolly"] = sideways, dolly
+    if max(sideways, dolly) < STATIC_FLOW:
+        return "static", feats
+    if dolly > sideways:
+        return ("dolly_in" if feats["v_near"] + feats["expand"] > 0 else "dolly_out"), feats
+    u_near, u_far = feats["u_near"], feats["u_far"]
+    ratio = u_far / u_near if abs(u_near) > 1e-6 else 1.0
+    if ratio > PAN_RATIO:
+        return ("pan_right" if u_near < 0 else "pan_left"), feats
+    return ("orbit_left" if u_near > 0 else "orbit_right"), feats
+
+
+STATIC_FLOW = 0.06  # summed floor flow (image widths) below which the camera is static
+PAN_RATIO = 0.55  # far/near floor shift: about 1 for a pan, negative or small for an orbit
+
+
+def _base_points(track: Track, horizon: Tensor, focal: float) -> tuple[Tensor, Tensor]:
+    """Image points [T,2] of each object's base centre and its floor distance [T] in camera heights.
+
+    The lowest silhouette row is the base's near edge; the base centre lies about half the object's width further,
+    which makes the point nearly fixed on the floor for a static object under any camera move.
+    """
+    below = (track.bottom[:, 1] - horizon).clamp_min(1.0)
+    half = 0.5 * track.width
+    distance = (focal + half) / below
+    v_center = horizon + focal / distance
+    return torch.stack([track.centroid[:, 0], v_center], -1), distance
+
+
+def _object_motion(track: Track, flows: Tensor, horizon: Tensor, height: int, width: int, focal: float) -> str | None:
+    """Motion of the base centre in frame-0 floor coordinates (units of camera height), or None when the object is
+    not seen at both ends of the video."""
+    t = len(track.area)
+    ok = ~torch.isnan(track.bottom[:, 0])
+    frames = [f for f in range(t) if ok[f]]
+    if len(frames) < t // 2 or frames[0] > 2 or frames[-1] < t - 3:
+        return None
+    points, _ = _base_points(track, horizon, focal)
+    back = torch.stack([map_to_frame0(points[f][None], flows, f, height, width)[0] for f in frames])
+    below = (back[:, 1] - float(horizon[0])).clamp_min(1.0)
+    lateral = (back[:, 0] - width / 2) / below
+    depth = focal / below
+    d_lat = float(lateral[-3:].mean() - lateral[:3].mean())
+    d_depth = float(depth[-3:].mean() - depth[:3].mean())
+    if max(abs(d_lat), abs(d_depth)) < MOVING_DISTANCE:
+        return "none"
+    if abs(d_lat) >= abs(d_depth):
+        return "right" if d_lat > 0 else "left"
+    return "away" if d_depth > 0 else "toward"
+
+
+MOVING_DISTANCE = 0.3  # camera heights; toy objects travel 1.0-1.5 world units, about 0.5-0.9 camera heights
+
+
+def _size_class(track: Track, horizon: Tensor) -> str | None:
+    below = track.bottom[:, 1] - horizon
+    ratio = _nanmedian(track.height / below.clamp_min(1.0))
+    if math.isnan(ratio):
+        return None
+    return "large" if ratio > SIZE_RATIO_THRESHOLD else "small"
+
+
+SIZE_RATIO_THRESHOLD = 0.6
+
+
+def analyze(video: Tensor) -> VideoFacts:
+    """Measure the facts of ``video`` [T,3,H,W] in [0,1] (a render or a generated video)."""
+    if not isinstance(video, Tensor) or video.dim() != 4 or video.shape[1] != 3 or video.shape[0] < 2:
+        shape = tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__
+        raise InputError(f"oracle: video must be a [T,3,H,W] tensor with T >= 2, got {shape}")
+    video = video.detach().float().clamp(0, 1).cpu()
+    t, _, h, w = video.shape
+    hue, sat, val = rgb_to_hsv(video)
+    labels = color_labels(hue, sat, val)
+    objects = labels >= 0
+    grown = F.max_pool2d(objects.float()[:, None], 5, stride=1, padding=2)[:, 0] > 0
+    sky, floor = sky_and_floor(hue, sat, val, grown)
+    horizon = horizon_rows(sky, floor)
+    gray = video.mean(1)
+    both = (floor[:-1] & floor[1:]).float()  # floor in both frames: no object moving in or out of these pixels
+    flows = torch.stack([fit_planar_flow(gray[i], gray[i + 1], both[i]) for i in range(t - 1)])
+    camera, feats = _camera_class(flows, horizon, h, w)
+    focal = 0.5 * h / math.tan(math.radians(CameraPath().fov_deg) / 2)
+    facts = VideoFacts(camera=camera, horizon=horizon, flows=flows, camera_features=feats)
+    facts.setting = "checkered floor" if float(floor.float().mean()) > 0.2 else None
+    for track in _tracks(video, labels, val):
+        facts.tracks.append(track)
+        shape = track.shape_votes.most_common(1)[0][0] if track.shape_votes else None
+        _, distance = _base_points(track, horizon, focal)
+        seen = ~torch.isnan(track.area)
+        # Present throughout: seen at both ends and in most frames (brief occlusions are not disappearances).
+        present = bool(seen[:2].all() and seen[-2:].all() and seen.float().mean() >= 0.8)
+        facts.objects.append(
+            ObjectFacts(
+                color=track.color,
+                shape=shape,
+                size=_size_class(track, horizon),
+                count=track.count,
+                motion=_object_motion(track, flows, horizon, h, w, focal) if track.count == 1 else "none",
+                x=float(_first_valid(track.centroid)[0]),
+                depth=float(_first_valid(distance)),
+                present=present,
+                stable=present,
+            )
+        )
+    return facts
+
+
+def score(video: Tensor, questions: Iterable[Any]) -> dict[str, Any]:
+    """Oracle correctness per question: {"scores": {id: 0 or 1}, "answers": {id: answer}, "mean": float or None}.
+
+    Questions the oracle cannot measure are left out of both (see ``facts.SUPPORTED_TEMPLATES``).
+    """
+    facts = analyze(video)
+    answers, scores = {}, {}
+    for q in questions:
+        given = answer(facts, q)
+        if given is None:
+            continue
+        answers[q.id] = given
+        scores[q.id] = int(bool(correct(given, q)))
+    mean = sum(scores.values()) / len(scores) if scores else None
+    return {"scores": scores, "answers": answers, "mean": mean}
+
+
+__all__ = ["SHAPES", "VideoFacts", "Track", "analyze", "score", "rgb_to_hsv", "connected_components"]
