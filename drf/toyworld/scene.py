@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -165,6 +166,19 @@ class Scene:
         if relation == "behind":
             return bool(cam[a, 2] > cam[b, 2])
         raise ValueError(f"unknown relation {relation!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scene:
+        objects = tuple(
+            ObjectSpec(**{**o, "position": tuple(o["position"]), "travel": tuple(o["travel"])}) for o in data["objects"]
+        )
+        cam = data["camera"]
+        camera = CameraPath(**{**cam, "eye": tuple(cam["eye"]), "target": tuple(cam["target"])})
+        return cls(objects, camera, floor=data["floor"], seed=data["seed"])
 
     def description(self) -> str:
         """A canonical text of the scene's content (used to hash it into a split)."""
