@@ -171,7 +171,8 @@ class _Loader:
 
     # -- conversion ----------------------------------------------------------------------------------------------
 
-    def convert(self, value: Any, tp: Any, path: KeyPath) -> Any:
+    def convert(self, value: Any, tp: Any, path: KeyPath, base: Any = None) -> Any:
+        """``value`` as type ``tp``; a section starts from ``base``, the parent's default instance of it."""
         origin, args = typing.get_origin(tp), typing.get_args(tp)
         if tp is Any:
             return _plain(value)
@@ -184,14 +185,14 @@ class _Loader:
             errors = []
             for arg in options:
                 try:
-                    return self.convert(value, arg, path)
+                    return self.convert(value, arg, path, base)
                 except ConfigError as err:
                     errors.append(err)
             if len(errors) == 1:  # X | None: the X message is the precise one
                 raise errors[0]
             raise self._wrong_type(value, tp, path)
         if dataclasses.is_dataclass(tp):
-            return self.build(tp, _plain(value), path)
+            return self.build(tp, _plain(value), path, base if isinstance(base, tp) else None)
         if origin is Literal:
             return self._choice(_plain(value), args, path)
         if origin in (list, tuple):
@@ -262,7 +263,12 @@ class _Loader:
 
     # -- sections ------------------------------------------------------------------------------------------------
 
-    def build(self, schema: type[T], data: Any, path: KeyPath) -> T:
+    def build(self, schema: type[T], data: Any, path: KeyPath, base: Any = None) -> T:
+        """A ``schema`` instance from ``data``; keys not given keep ``base``'s values, else the class defaults.
+
+        ``base`` matters when a parent declares ``field(default_factory=lambda: SamplingConfig(num_steps=8))``:
+        setting one key of that section must not reset the others to ``SamplingConfig``'s own defaults.
+        """
         if data is None:  # `sampling:` with every line commented out means defaults
             data = {}
         if not isinstance(data, dict):
@@ -273,9 +279,18 @@ class _Loader:
             if key not in fields:
                 raise self.fail(path + (str(key),), _unknown_key(self.root, schema, path, str(key)))
         hints = _hints(schema)
-        kwargs = {name: self.convert(value, hints[name], path + (name,)) for name, value in data.items()}
+        kwargs = {}
+        for name, value in data.items():
+            child_base = None
+            if _section_type(hints[name]) is not None:
+                child_base = getattr(base, name) if base is not None else _field_default(fields[name])
+            kwargs[name] = self.convert(value, hints[name], path + (name,), child_base)
         for name, f in fields.items():
-            if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if name in kwargs:
+                continue
+            if base is not None:
+                kwargs[name] = getattr(base, name)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise self.fail(path, f"missing required key {_dotted(path + (name,))!r}")
         try:
             return schema(**kwargs)
@@ -295,13 +310,23 @@ class _Loader:
 
     def located(self, err: ConfigError, schema: type, path: KeyPath) -> ConfigError:
         """Prefix a section's own message with where the offending key was set and its full dotted path."""
-        key = err.key if isinstance(err, FieldError) else _leading_key(str(err), schema)
+        if isinstance(err, FieldError):
+            key, rest = err.key, err.detail
+        else:
+            key, rest = _leading_key(str(err), schema)
         if key is None:
             prefix = f"{_dotted(path)}: " if path else ""
-            return self.fail(path, prefix + str(err))
+            return self.fail(path, prefix + rest)
         full = path + tuple(key.split("."))
-        rest = err.detail if isinstance(err, FieldError) else str(err)[len(key) :].lstrip()
         return self.fail(full, f"{_dotted(full)} {rest}")
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def _children(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
@@ -314,13 +339,20 @@ def _children(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
         yield from ((path + (k,), v) for k, v in value.items())
 
 
-def _leading_key(message: str, schema: type) -> str | None:
-    """The dotted key a plain ``ConfigError("num_frames must ...")`` starts with, if it names a field of ``schema``."""
+def _leading_key(message: str, schema: type) -> tuple[str | None, str]:
+    """Split a plain ``ConfigError("num_frames must ...")`` into the field key it starts with and the rest.
+
+    A message may spell the key from the section's usual place (``"critic.family is ..."``); the leading parts
+    before the first field name are dropped so the loader can put the section's real path in front.
+    """
     match = re.match(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", message)
-    if not match:
-        return None
-    first = match.group(0).split(".")[0]
-    return match.group(0) if first in {f.name for f in dataclasses.fields(schema)} else None
+    if match:
+        parts = match.group(0).split(".")
+        names = {f.name for f in dataclasses.fields(schema)}
+        start = next((i for i, part in enumerate(parts) if part in names), None)
+        if start is not None:
+            return ".".join(parts[start:]), message[match.end() :].lstrip()
+    return None, message
 
 
 def _dotted(path: KeyPath) -> str:
@@ -543,12 +575,10 @@ def describe(schema: type, _defaults: Any = None, _prefix: str = "") -> list[tup
         key = f"{_prefix}{f.name}"
         if _defaults is not None:
             default = getattr(_defaults, f.name)
-        elif f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             default = REQUIRED
+        else:
+            default = _field_default(f)
         section = _section_type(hints[f.name])
         if section is not None:
             instance = default if dataclasses.is_dataclass(default) else None

@@ -179,6 +179,22 @@ def test_later_overrides_win_and_null_clears_optional_fields():
     assert cfg.model.attention_backend is None
 
 
+@dataclass
+class ShortRun:
+    sampling: SamplingConfig = field(
+        default_factory=lambda: SamplingConfig(num_steps=8, grad_window=GradWindowConfig(k=3)),
+        metadata={"help": "a section whose defaults differ from SamplingConfig's"},
+    )
+
+
+def test_setting_one_key_keeps_the_parents_section_defaults(tmp_path):
+    cfg = load_config(None, ShortRun, ["sampling.guidance_scale=2"])
+    assert (cfg.sampling.num_steps, cfg.sampling.grad_window.k, cfg.sampling.guidance_scale) == (8, 3, 2.0)
+    cfg = load_config(write(tmp_path, "sampling:\n  grad_window: {seed: 4}\n"), ShortRun)
+    assert cfg.sampling == SamplingConfig(num_steps=8, grad_window=GradWindowConfig(k=3, seed=4))
+    assert load_config(None, ShortRun) == ShortRun()
+
+
 def test_override_replacing_a_section_with_a_mapping():
     cfg = load_config(None, Everything, ["inner={scale: 2, tags: [q]}"])
     assert cfg.inner == Inner(scale=2.0, tags=("q",))
@@ -358,6 +374,27 @@ def test_model_needs_exactly_one_source(tmp_path):
     assert error_of(path, overrides=["model.path=/m"]).startswith(
         "--set model.path=/m: model.path is set together with tiny"
     )
+
+
+@dataclass
+class SpellsItsPath:
+    mode: str = field(default="a", metadata={"help": "checked by a message that spells the section path"})
+
+    def validate(self) -> None:
+        if self.mode != "a":
+            raise ConfigError(f"critic.mode is {self.mode!r}; expected a")
+
+
+@dataclass
+class HoldsCritic:
+    critic: SpellsItsPath = field(default_factory=SpellsItsPath, metadata={"help": "at its usual place"})
+    judge: SpellsItsPath = field(default_factory=SpellsItsPath, metadata={"help": "at another place"})
+
+
+def test_messages_spelling_the_section_path_are_not_prefixed_twice(tmp_path):
+    path = write(tmp_path, "critic:\n  mode: b\n")
+    assert error_of(path, HoldsCritic) == f"{path}:2: critic.mode is 'b'; expected a"
+    assert error_of(None, HoldsCritic, ["judge.mode=b"]) == "--set judge.mode=b: judge.mode is 'b'; expected a"
 
 
 def test_plain_config_error_and_post_init_checks_are_located(tmp_path):
