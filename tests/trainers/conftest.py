@@ -1,0 +1,48 @@
+"""Tiny models and configs shared by the trainer tests: one critic per session, a fresh generator copy per run."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from drf.config import load_config
+from tests.fixtures.wan import tiny_generator
+from trainers.drf import DRFRunConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_CONFIG = ROOT / "configs" / "tiny_drf.yaml"
+
+
+@functools.cache
+def shared_critic():
+    from critics.config import CriticConfig
+    from critics.registry import load_critic
+
+    return load_critic(CriticConfig(family="qwen2_vl", tiny=True))
+
+
+def tiny_cfg(output_dir: Path, *overrides: str) -> DRFRunConfig:
+    """configs/tiny_drf.yaml with its prompt file made absolute, writing under ``output_dir``."""
+    return load_config(
+        TINY_CONFIG,
+        DRFRunConfig,
+        [
+            f"prompts={ROOT / 'configs' / 'prompts' / 'tiny_eval.jsonl'}",
+            f"logging.output_dir={output_dir}",
+            *overrides,
+        ],
+    )
+
+
+def make_trainer(cfg: DRFRunConfig, resume: str | None = None):
+    """A trainer over copies of the session's tiny modules (the trainer adds a LoRA, so they must be fresh)."""
+    from trainers.drf import DRFTrainer
+
+    return DRFTrainer(cfg, resume, generator=tiny_generator(fresh=True), critic=shared_critic())
+
+
+@pytest.fixture
+def run_cfg(tmp_path):
+    return functools.partial(tiny_cfg, tmp_path)

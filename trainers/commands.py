@@ -1,0 +1,67 @@
+"""``drf train CONFIG``: run the training recipe a config's top-level section names (``drf:`` or ``grpo:``).
+
+Only argparse is imported at load time; the handler imports the recipe when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+# Recipe section -> "module:function" taking (config, resume) and returning the run directory.
+TRAINERS = {
+    "drf": "trainers.drf:train",
+    "grpo": "trainers.grpo:train",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="fine-tune a video generator with a run config (recipe chosen by its drf:/grpo: section)",
+        description="Fine-tune a video generator. Multi-GPU: accelerate launch -m drf train CONFIG.",
+    )
+    parser.add_argument("config", help="YAML run config with a drf: (or grpo:) section, e.g. configs/tiny_drf.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set drf.steps=10 (repeatable)",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="latest|PATH",
+        help="continue from the run's newest checkpoint ('latest') or a checkpoints/step-N directory",
+    )
+    parser.set_defaults(func=train_command)
+
+
+def recipe_of(schema: type, config_path: str) -> str:
+    """The recipe section a run-config schema carries (``drf`` or ``grpo``)."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(schema)}
+    found = [name for name in TRAINERS if name in names]
+    if not found:
+        from drf.errors import ConfigError
+
+        raise ConfigError(
+            f"{config_path}: no recipe section to train with; add a top-level 'drf:' (or 'grpo:') section"
+        )
+    return found[0]
+
+
+def train_command(args: argparse.Namespace) -> int:
+    import importlib
+
+    from drf.commands import resolve_schema
+    from drf.config import load_config
+
+    schema = resolve_schema(args.config)
+    recipe = recipe_of(schema, args.config)
+    cfg = load_config(args.config, schema, args.overrides)
+    module, function = TRAINERS[recipe].split(":")
+    run_dir = getattr(importlib.import_module(module), function)(cfg, resume=args.resume)
+    print(f"done: {run_dir}")
+    return 0
