@@ -1,0 +1,560 @@
+"""Inspection reports: what a critic thought of a video question by question, and where its gradient points.
+
+A report is a plain data model (``Report`` of ``VideoView``s, charts and base-vs-current comparisons) rendered by one
+jinja2 template into a single self-contained HTML file. ``inspect_video`` fills a ``VideoView`` from any object with
+the critic interface (``score``/``explain``), so this module never imports the critics package; only the run-directory
+path below, which has to rebuild the run's critic and questions, imports critics and prompts, inside the functions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import math
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drf.errors import ConfigError, InputError
+from drf.report import images
+from drf.report.rundir import (
+    SampleScore,
+    read_config,
+    read_scores,
+    reward_curves,
+    sample_steps,
+    sample_videos,
+)
+from drf.report.saliency import saliency_maps
+from drf.report.svg import line_chart
+
+REPORT_FILE = "report.html"
+TEMPLATE = "report.html.j2"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Data model
+
+
+@dataclass
+class QuestionView:
+    """One row of the question table; ``saliency`` is a PNG data URI of the heat-map overlays ("" when not computed)."""
+
+    id: str
+    aspect: str
+    kind: str
+    text: str
+    expected: str
+    weight: float
+    p_expected: float | None = None
+    reward: float | None = None
+    explanation: str = ""
+    saliency: str = ""
+
+
+@dataclass
+class VideoView:
+    """One inspected video: its prompt, the animation, the frames the heat maps are drawn on, and the question rows."""
+
+    title: str
+    prompt: str
+    animation: str
+    frames: str
+    frame_indices: list[int]
+    frame_width: int
+    total: float | None
+    aspects: dict[str, float]
+    questions: list[QuestionView]
+
+
+@dataclass
+class Comparison:
+    """The same sample slot at the base step and at the current step."""
+
+    name: str
+    prompt: str
+    base_step: int
+    current_step: int
+    base: str
+    current: str
+    base_total: float | None = None
+    current_total: float | None = None
+    width: int = 0
+
+
+@dataclass
+class Chart:
+    title: str
+    svg: str
+
+
+@dataclass
+class Report:
+    title: str
+    source: str
+    notes: list[str] = field(default_factory=list)
+    videos: list[VideoView] = field(default_factory=list)
+    charts: list[Chart] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+@dataclass
+class SaliencyOptions:
+    """How heat maps are made: SmoothGrad samples and noise, box-blur size, and how many frames each question shows."""
+
+    samples: int = 1
+    noise_std: float = 0.05
+    kernel: int = 3
+    frames: int = 4
+    enabled: bool = True
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Inspecting one video
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """Generated text made safe to show: control characters and unassigned code points become U+FFFD."""
+    text = _CONTROL.sub("\ufffd", text)
+    return "".join(c if unicodedata.category(c) not in ("Cn", "Cs", "Co") else "\ufffd" for c in text).strip()
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def inspect_video(
+    critic: Any,
+    frames: torch.Tensor,
+    question_set: Any,
+    *,
+    title: str,
+    aspect_weights: Mapping[str, float] | None = None,
+    saliency: SaliencyOptions | None = None,
+    explain: bool = True,
+    fps: float = 8.0,
+) -> VideoView:
+    """Score ``frames`` [T,3,H,W] in [0,1] against one question set; heat maps and explanations per question.
+
+    ``critic`` needs ``score(frames [B,T,3,H,W], question_sets) -> CriticOutput`` and ``explain(...)``.
+    """
+    from drf.rewards import RewardOutput, aggregate
+
+    if frames.dim() != 4 or frames.shape[1] != 3:
+        raise InputError(f"{title}: frames must be [T,3,H,W], got {tuple(frames.shape)}")
+    options = saliency or SaliencyOptions()
+    video = frames.float().clamp(0, 1)[None]
+    sets = [question_set]
+    with torch.no_grad():
+        output = critic.score(video, sets)
+    ids = list(output.question_ids[0])
+    by_id = {q.id: q for q in question_set.questions}
+    total, per_aspect = aggregate(RewardOutput.from_critic(output, sets), dict(aspect_weights or {}))
+
+    indices = images.pick_frames(video.shape[1], options.frames)
+    heat = None
+    if options.enabled:
+        generator = torch.Generator().manual_seed(0)
+        heat = saliency_maps(
+            lambda x: critic.score(x, sets).rewards,
+            video,
+            samples=options.samples,
+            noise_std=options.noise_std,
+            kernel=options.kernel,
+            generator=generator,
+        )[0]  # [Q,T,H,W]
+    explanations = critic.explain(video, sets)[0] if explain else [""] * len(ids)
+
+    rows = []
+    for q, qid in enumerate(ids):
+        question = by_id[qid]
+        picture = ""
+        if heat is not None:
+            shown = images.overlay(video[0], heat[q].to(video.dtype))
+            picture = images.png_data_uri(images.strip(shown, indices))
+        rows.append(
+            QuestionView(
+                id=qid,
+                aspect=question.aspect,
+                kind=question.kind,
+                text=question.text,
+                expected=question.expected,
+                weight=float(question.weight),
+                p_expected=_finite(float(output.p_expected[0, q])),
+                reward=_finite(float(output.rewards[0, q])),
+                explanation=clean_text(explanations[q]) if q < len(explanations) else "",
+                saliency=picture,
+            )
+        )
+    height = video.shape[-2]
+    strip = images.strip(video[0], indices)
+    return VideoView(
+        title=title,
+        prompt=question_set.prompt,
+        animation=images.gif_data_uri(video[0], fps),
+        frames=images.png_data_uri(strip),
+        frame_indices=indices,
+        frame_width=strip.shape[-1] * images.display_scale(height),
+        total=_finite(float(total[0])),
+        aspects={a: v for a, t in sorted(per_aspect.items()) if (v := _finite(float(t[0]))) is not None},
+        questions=rows,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = lambda v, digits=3: "—" if v is None else f"{v:.{digits}f}"
+    env.filters["sortkey"] = lambda v: "" if v is None else repr(float(v))
+    return env
+
+
+def build_report(report: Report) -> str:
+    """The report as one HTML document: no external assets, pictures inlined as data URIs."""
+    return _environment().get_template(TEMPLATE).render(report=report, scale=images.display_scale)
+
+
+def save_html(html: str, path: str | os.PathLike) -> Path:
+    """Write atomically, so a reader (or a browser refresh) never sees half a report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report.", suffix=".html.tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(html)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def summarize(report: Report, worst: int = 5) -> str:
+    """A terminal summary: totals, aspects and the lowest-reward questions of each video; curve end points."""
+    lines = [f"{report.title} ({report.source})"]
+    lines += [f"note: {note}" for note in report.notes]
+    for video in report.videos:
+        total = "—" if video.total is None else f"{video.total:.3f}"
+        lines.append(f"{video.title}: {video.prompt!r}  total {total}")
+        if video.aspects:
+            lines.append("  " + "  ".join(f"{a} {v:.3f}" for a, v in video.aspects.items()))
+        scored = sorted((q for q in video.questions if q.reward is not None), key=lambda q: q.reward)
+        for q in scored[:worst]:
+            p = "—" if q.p_expected is None else f"{q.p_expected:.2f}"
+            lines.append(f"  {q.reward:9.3f}  p={p}  {q.id}  (expected {q.expected!r})")
+    for comparison in report.comparisons:
+        base = "—" if comparison.base_total is None else f"{comparison.base_total:.3f}"
+        current = "—" if comparison.current_total is None else f"{comparison.current_total:.3f}"
+        lines.append(
+            f"{comparison.name}: step {comparison.base_step} {base} -> step {comparison.current_step} {current}"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Composing: the critic and question sets of a video or a run (lazy imports of critics and prompts)
+
+
+def _section(data: Mapping[str, Any], schema: type, name: str, where: str) -> Any:
+    """Build a config dataclass from a plain mapping, naming an unknown key's nearest valid key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: section {name!r} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in fields(schema) if f.init}
+    for key in data:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean {name}.{near[0]}?" if near else ""
+            raise ConfigError(f"{where}: unknown key {name}.{key}{hint}")
+    config = schema(**dict(data))
+    if hasattr(config, "validate"):
+        config.validate()
+    return config
+
+
+def critic_config_from_file(path: str | os.PathLike):
+    """A CriticConfig from a YAML file: its ``critic:`` section (a run config) or the whole file (a bare section)."""
+    import yaml
+
+    from critics.config import CriticConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such critic config; give a YAML file with a critic: section")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if isinstance(data, Mapping) and "critic" in data:
+        data = data["critic"]
+    return _section(data, CriticConfig, "critic", str(path))
+
+
+def default_critic_config():
+    """The critic used when none is named: the tiny offline one (random weights, for trying the tools only)."""
+    from critics.config import CriticConfig
+
+    return CriticConfig(family="qwen2_vl", tiny=True)
+
+
+TINY_NOTE = (
+    "the critic is a tiny untrained model (random weights): rewards, explanations and heat maps are not meaningful"
+)
+
+
+def load_critic_for(config: Any) -> tuple[Any, list[str]]:
+    """Load a critic and the notes a reader should see about it."""
+    from critics.registry import load_critic
+
+    notes = [TINY_NOTE] if getattr(config, "tiny", False) else []
+    return load_critic(config), notes
+
+
+def _questions_config(data: Mapping[str, Any] | None, where: str):
+    from prompts.config import QuestionsConfig
+
+    return _section(data or {}, QuestionsConfig, "questions", where)
+
+
+def run_question_sets(run_dir: Path) -> dict[str, Any]:
+    """Question sets recorded in ``questions.jsonl``, keyed by normalised prompt (the last record of a prompt wins)."""
+    import json
+
+    from prompts.files import normalize_prompt
+    from prompts.schema import QuestionSet
+
+    path = run_dir / "questions.jsonl"
+    sets: dict[str, Any] = {}
+    if not path.is_file():
+        return sets
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(
+                f"{path}:{lineno}: invalid JSON ({err.msg}); the run's question record is damaged"
+            ) from None
+        qset = QuestionSet.from_dict(data, where=f"{path}:{lineno}")
+        sets[normalize_prompt(qset.prompt)] = qset
+    return sets
+
+
+def question_set_for(prompt: str, *, questions_file: str | None = None, config: Any = None) -> Any:
+    """Questions for one prompt: from a question file when given (the file's only set when no prompt matches is
+    ambiguous), else the configured decomposer (the rule decomposer by default)."""
+    from prompts.config import QuestionsConfig
+    from prompts.registry import decompose
+
+    if questions_file:
+        from prompts.files import load_question_file
+
+        sets = load_question_file(questions_file)
+        if not prompt and len(sets) == 1:
+            return next(iter(sets.values()))
+        if not prompt:
+            raise InputError(f"{questions_file} holds {len(sets)} question sets; pick one with --prompt")
+        return decompose(prompt, QuestionsConfig(decomposer="file", file=str(questions_file)))
+    if not prompt:
+        raise InputError('no prompt given; pass --prompt "..." (or --questions FILE with one question set)')
+    return decompose(prompt, config or QuestionsConfig())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reports for a video and for a run directory
+
+
+def report_for_video(
+    path: str | os.PathLike,
+    *,
+    critic: Any,
+    question_set: Any,
+    notes: Sequence[str] = (),
+    aspect_weights: Mapping[str, float] | None = None,
+    saliency: SaliencyOptions | None = None,
+    explain: bool = True,
+) -> Report:
+    """Report for one video file (mp4/gif/folder of frames)."""
+    from drf.video_io import read_video
+
+    path = Path(path)
+    frames = read_video(path)
+    view = inspect_video(critic, frames, question_set, title=path.name, aspect_weights=aspect_weights,
+                         saliency=saliency, explain=explain)  # fmt: skip
+    return Report(title=f"drf inspect: {path.name}", source=str(path), notes=list(notes), videos=[view])
+
+
+def _curve_charts(run_dir: Path) -> list[Chart]:
+    from drf.logging import METRICS_FILE, read_metrics
+
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return []
+    charts = []
+    for prefix, series in reward_curves(read_metrics(path)).items():
+        title = f"{prefix}: total and per aspect"
+        charts.append(Chart(title=title, svg=line_chart(series, title=title)))
+    return charts
+
+
+def _prompt_of(video: Path, score: SampleScore | None, prompts: Sequence[str], index: int) -> str | None:
+    if score is not None and score.prompt:
+        return score.prompt
+    match = re.match(r"^(\d+)_", video.name)
+    position = int(match.group(1)) if match else index
+    return prompts[position] if 0 <= position < len(prompts) else None
+
+
+def _comparisons(base_step: int, base_dir: Path, step: int, step_dir: Path, prompts: Sequence[str]) -> list[Comparison]:
+    from drf.video_io import read_video
+
+    base_scores, scores = read_scores(base_dir), read_scores(step_dir)
+    base_videos = {p.name: p for p in sample_videos(base_dir)}
+    out = []
+    for index, video in enumerate(sample_videos(step_dir)):
+        base = base_videos.get(video.name)
+        if base is None:
+            continue
+        current_frames, base_frames = read_video(video), read_video(base)
+        score = scores.get(video.name)
+        base_score = base_scores.get(base.name)
+        out.append(
+            Comparison(
+                name=video.stem,
+                prompt=_prompt_of(video, score, prompts, index) or "",
+                base_step=base_step,
+                current_step=step,
+                base=images.gif_data_uri(base_frames),
+                current=images.gif_data_uri(current_frames),
+                base_total=base_score.total if base_score else None,
+                current_total=score.total if score else None,
+                width=current_frames.shape[-1] * images.display_scale(current_frames.shape[-2], 128),
+            )
+        )
+    return out
+
+
+def report_for_run(
+    run_dir: str | os.PathLike,
+    *,
+    critic: Any = None,
+    step: int | None = None,
+    max_videos: int = 2,
+    saliency: SaliencyOptions | None = None,
+    explain: bool = True,
+) -> Report:
+    """Report for a run directory: reward curves, base-vs-current samples, and per-question inspection of up to
+    ``max_videos`` current samples with ``critic`` (rebuilt from the run's config.yaml when None)."""
+    from drf.config import FramesConfig
+    from drf.frames import frames_from_config
+    from drf.video_io import read_video
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: not a directory; give a run directory (runs/<name>) or a video file")
+    config = read_config(run_dir)
+    where = str(run_dir / "config.yaml")
+    report = Report(title=f"drf inspect: run {run_dir.name}", source=str(run_dir), charts=_curve_charts(run_dir))
+    steps = sample_steps(run_dir)
+    if step is not None and step not in steps:
+        have = ", ".join(map(str, steps)) or "none"
+        raise InputError(f"{run_dir}: no samples at step {step} (samples/step-{step}); steps with samples: {have}")
+    if not steps:
+        report.notes.append("the run has no sample videos yet (samples/step-N/)")
+        return report
+    current = step if step is not None else max(steps)
+    base = 0 if 0 in steps else min(steps)
+    prompts = (
+        [p for p in config.get("prompts", []) if isinstance(p, str)] if isinstance(config.get("prompts"), list) else []
+    )
+    if base != current:
+        report.comparisons = _comparisons(base, steps[base], current, steps[current], prompts)
+
+    videos = sample_videos(steps[current])[: max(0, max_videos)]
+    if not videos:
+        return report
+    if critic is None:
+        from critics.config import CriticConfig
+
+        section = config.get("critic")
+        critic_config = (
+            _section(section, CriticConfig, "critic", where) if section is not None else default_critic_config()
+        )
+        critic, notes = load_critic_for(critic_config)
+        report.notes += notes
+    questions_config = _questions_config(config.get("questions"), where)
+    frames_section = (config.get("sampling") or {}).get("frames")
+    frames_config = _section(frames_section, FramesConfig, "sampling.frames", where) if frames_section else None
+    recorded = run_question_sets(run_dir)
+    scores = read_scores(steps[current])
+
+    from prompts.files import normalize_prompt
+
+    for index, video in enumerate(videos):
+        prompt = _prompt_of(video, scores.get(video.name), prompts, index)
+        if not prompt:
+            report.notes.append(f"{video.name}: prompt unknown (no scores.json entry, no config prompt); skipped")
+            continue
+        qset = recorded.get(normalize_prompt(prompt)) or question_set_for(prompt, config=questions_config)
+        frames = read_video(video)
+        title = f"step {current} · {video.name}"
+        picked = frames_from_config(frames_config, frames.shape[0], index) if frames_config is not None else None
+        if picked is not None:  # the critic saw only these frames during training; inspect what it saw
+            frames = frames[picked]
+            title += f" (frames {', '.join(map(str, picked))}, as scored in training)"
+        report.videos.append(
+            inspect_video(
+                critic,
+                frames,
+                qset,
+                title=title,
+                aspect_weights=questions_config.aspect_weights,
+                saliency=saliency,
+                explain=explain,
+            )
+        )
+    return report
+
+
+def write_report(
+    run_dir: str | os.PathLike,
+    *,
+    critic: Any = None,
+    step: int | None = None,
+    out: str | os.PathLike | None = None,
+    max_videos: int = 2,
+    saliency: SaliencyOptions | None = None,
+    explain: bool = True,
+) -> Path:
+    """Build the run's report and write it to ``out`` (default ``run_dir/report.html``); returns the path.
+
+    Trainers call this at the end of a run with their own critic, so nothing is loaded twice.
+    """
+    report = report_for_run(run_dir, critic=critic, step=step, max_videos=max_videos, saliency=saliency,
+                            explain=explain)  # fmt: skip
+    return save_html(build_report(report), out or Path(run_dir) / REPORT_FILE)

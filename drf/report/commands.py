@@ -1,0 +1,79 @@
+"""``drf inspect``: a self-contained HTML report (and a terminal summary) for a video or a run directory.
+
+This is the one place in ``drf`` that composes critics and prompts, and it does so inside the handler, so ``drf``
+itself never imports them. Only argparse is imported at load time.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "inspect",
+        help="HTML report: per-question rewards, explanations, saliency heat maps, run curves",
+        description="Write a self-contained HTML report for a video (mp4/gif/folder of frames) or a run directory, "
+        "and print a summary.",
+    )
+    parser.add_argument("target", metavar="VIDEO_OR_RUN_DIR", help="a video file, a folder of frames, or runs/<name>")
+    parser.add_argument("--prompt", default="", help="the video's prompt (videos only; decomposed into questions)")
+    parser.add_argument("--questions", metavar="FILE", help="question file (YAML/JSONL) instead of decomposing")
+    parser.add_argument("--critic", metavar="CONFIG", help="YAML with a critic: section (default: the tiny critic)")
+    parser.add_argument("--step", type=int, help="run directories: sample step to inspect (default: the latest)")
+    parser.add_argument("--out", help="report path (default: report.html, or RUN_DIR/report.html)")
+    parser.add_argument("--max-videos", type=int, default=2, help="run directories: samples inspected in depth")
+    parser.add_argument("--samples", type=int, default=1, help="SmoothGrad noise samples per heat map (1 = plain)")
+    parser.add_argument("--noise", type=float, default=0.05, help="SmoothGrad noise standard deviation")
+    parser.add_argument("--smooth", type=int, default=3, help="odd box-blur size of heat maps (1 = none)")
+    parser.add_argument("--frames", type=int, default=4, help="frames shown per question")
+    parser.add_argument("--no-saliency", action="store_true", help="skip the gradient heat maps")
+    parser.add_argument("--no-explain", action="store_true", help="skip the critic's generated explanations")
+    parser.set_defaults(func=inspect_command)
+
+
+def _options(args: argparse.Namespace):
+    from drf.errors import InputError
+    from drf.report.builder import SaliencyOptions
+
+    if args.smooth < 1 or args.smooth % 2 == 0:
+        raise InputError(f"--smooth is {args.smooth}; give an odd number >= 1 (1 = no smoothing)")
+    if args.samples < 1 or args.frames < 1:
+        raise InputError("--samples and --frames must be >= 1")
+    return SaliencyOptions(samples=args.samples, noise_std=args.noise, kernel=args.smooth, frames=args.frames,
+                           enabled=not args.no_saliency)  # fmt: skip
+
+
+def _critic(args: argparse.Namespace):
+    from drf.report.builder import critic_config_from_file, default_critic_config, load_critic_for
+
+    config = critic_config_from_file(args.critic) if args.critic else default_critic_config()
+    return load_critic_for(config)
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    from drf.errors import InputError
+    from drf.report import builder
+    from drf.report.rundir import is_run_dir
+
+    target = Path(args.target)
+    if not target.exists():
+        raise InputError(f"{target}: no such file or folder; give a video (mp4/gif/frames folder) or a run directory")
+    options = _options(args)
+    if is_run_dir(target):
+        critic, notes = _critic(args) if args.critic else (None, [])
+        report = builder.report_for_run(target, critic=critic, step=args.step, max_videos=args.max_videos,
+                                        saliency=options, explain=not args.no_explain)  # fmt: skip
+        report.notes = notes + report.notes
+        out = Path(args.out) if args.out else target / builder.REPORT_FILE
+    else:
+        qset = builder.question_set_for(args.prompt, questions_file=args.questions)
+        critic, notes = _critic(args)
+        report = builder.report_for_video(target, critic=critic, question_set=qset, notes=notes, saliency=options,
+                                          explain=not args.no_explain)  # fmt: skip
+        out = Path(args.out) if args.out else Path(builder.REPORT_FILE)
+    builder.save_html(builder.build_report(report), out)
+    print(builder.summarize(report))
+    print(f"report -> {out}")
+    return 0

@@ -1,0 +1,160 @@
+"""Reading a run directory for its report: sample steps, their scores, logged reward curves and the resolved config.
+
+Layout (DESIGN §3): ``config.yaml``, ``questions.jsonl``, ``metrics.jsonl``, ``samples/step-N/*.gif|mp4`` with a
+``scores.json`` beside the videos. Every piece is optional, so a report also works for a run that stopped early.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drf.errors import InputError
+
+SAMPLES_DIR = "samples"
+VIDEO_SUFFIXES = (".gif", ".mp4")
+_STEP = re.compile(r"^step-(\d+)$")
+_CURVE = re.compile(r"^(?P<prefix>.+)/(?:total|aspect/(?P<aspect>[^/]+))$")
+
+
+def is_run_dir(path: Path) -> bool:
+    """A folder is a run directory when it holds any of the files a trainer writes."""
+    return path.is_dir() and any((path / name).exists() for name in ("config.yaml", "metrics.jsonl", SAMPLES_DIR))
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The resolved config as plain data ({} when the run has none)."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise InputError(
+            f"{path}: invalid YAML ({getattr(err, 'problem', err)}); the run's config is damaged"
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of config sections, got {type(data).__name__}")
+    return data
+
+
+def sample_steps(run_dir: Path) -> dict[int, Path]:
+    """``{step: samples/step-N}`` for every sample folder that holds at least one video, in step order."""
+    root = run_dir / SAMPLES_DIR
+    if not root.is_dir():
+        return {}
+    steps = {}
+    for child in root.iterdir():
+        match = _STEP.match(child.name)
+        if match and child.is_dir() and sample_videos(child):
+            steps[int(match.group(1))] = child
+    return dict(sorted(steps.items()))
+
+
+def sample_videos(step_dir: Path) -> list[Path]:
+    return sorted(p for p in step_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+
+
+@dataclass
+class SampleScore:
+    """What a trainer recorded for one sample video: its prompt, total reward, per-aspect and per-question rewards."""
+
+    prompt: str | None = None
+    total: float | None = None
+    aspects: dict[str, float] = field(default_factory=dict)
+    questions: dict[str, float] = field(default_factory=dict)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)  # "nan"/"inf" strings written for non-finite values
+        except ValueError:
+            return None
+    return None
+
+
+def _numbers(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        return {}
+    out = {str(k): _number(v) for k, v in value.items()}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _sample_score(record: dict[str, Any]) -> SampleScore:
+    """Accept the record shapes a trainer may write: nested (``aspects``/``questions``) or flat metric names."""
+    total = next((_number(record[k]) for k in ("total", "reward", "reward/total") if k in record), None)
+    aspects = _numbers(record.get("aspects") or record.get("per_aspect"))
+    questions = _numbers(record.get("questions") or record.get("per_question") or record.get("rewards"))
+    for key, value in record.items():
+        match = _CURVE.match(str(key))
+        if match and match.group("aspect") and _number(value) is not None:
+            aspects.setdefault(match.group("aspect"), _number(value))
+        if "/q/" in str(key) and _number(value) is not None:
+            questions.setdefault(str(key).split("/q/", 1)[1], _number(value))
+    prompt = record.get("prompt")
+    return SampleScore(prompt=prompt if isinstance(prompt, str) else None, total=total, aspects=aspects,
+                       questions=questions)  # fmt: skip
+
+
+def _video_key(record: dict[str, Any]) -> str | None:
+    for key in ("file", "video", "path", "name"):
+        if isinstance(record.get(key), str):
+            return Path(record[key]).name
+    return None
+
+
+def read_scores(step_dir: Path) -> dict[str, SampleScore]:
+    """``{video file name: SampleScore}`` from ``scores.json``; videos are matched by file name, or by order."""
+    path = step_dir / "scores.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}:{err.lineno}: invalid JSON ({err.msg}); the sample scores are damaged") from None
+    videos = [p.name for p in sample_videos(step_dir)]
+    if isinstance(data, dict):
+        listed = next((data[k] for k in ("videos", "samples", "scores") if isinstance(data.get(k), list)), None)
+        if listed is None:
+            return {Path(k).name: _sample_score(v) for k, v in data.items() if isinstance(v, dict)}
+        data = listed
+    if not isinstance(data, list):
+        return {}
+    scores = {}
+    for index, record in enumerate(r for r in data if isinstance(r, dict)):
+        key = _video_key(record) or (videos[index] if index < len(videos) else None)
+        if key is not None:
+            scores[key] = _sample_score(record)
+    return scores
+
+
+def reward_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Logged ``<prefix>/total`` and ``<prefix>/aspect/<a>`` metrics as ``{prefix: {name: [(step, value)]}}``.
+
+    ``total`` comes first in each group; non-finite values are kept so charts can show them as gaps.
+    """
+    groups: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for record in records:
+        step = _number(record.get("step"))
+        if step is None:
+            continue
+        for key, value in record.items():
+            match = _CURVE.match(str(key))
+            number = _number(value)
+            if not match or number is None:
+                continue
+            name = match.group("aspect") or "total"
+            group = groups.setdefault(match.group("prefix"), {"total": []})
+            group.setdefault(name, []).append((step, number))
+    return {prefix: {k: v for k, v in series.items() if v} for prefix, series in groups.items()
+            if any(v for v in series.values())}  # fmt: skip

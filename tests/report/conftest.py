@@ -1,0 +1,139 @@
+"""Shared pieces of the report tests: the tiny critic, tiny-model videos and a run directory laid out like a trainer's.
+
+Everything expensive (critic load ~3 s, tiny Wan sampling) is built once per session.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from critics.base import CriticOutput
+from prompts.schema import Question, QuestionSet
+
+PROMPTS = ["a red cube on a checkered floor", "a blue sphere rolling to the left"]
+
+
+def small_question_set(prompt: str) -> QuestionSet:
+    """One question of every kind, few enough that saliency and explanations stay fast."""
+    return QuestionSet(
+        prompt=prompt,
+        questions=[
+            Question(id="align.object", aspect="alignment", kind="binary", text="Is there a cube in the video?",
+                     expected="yes"),
+            Question(id="align.absent", aspect="alignment", kind="binary", text="Is there a cylinder in the video?",
+                     expected="no", weight=0.5),
+            Question(id="align.colour", aspect="alignment", kind="choice", text="What colour is it?",
+                     expected="red", options=["red", "blue"]),
+            Question(id="qual.sharp", aspect="quality", kind="binary", text="Is the video sharp?", expected="yes"),
+            Question(id="align.caption", aspect="alignment", kind="dense", text="Describe the video.",
+                     expected=prompt, weight=0.5),
+        ],
+        decomposer="manual",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_critic():
+    from critics.config import CriticConfig
+    from critics.registry import load_critic
+
+    return load_critic(CriticConfig(family="qwen2_vl", tiny=True, max_explain_tokens=6))
+
+
+@pytest.fixture(scope="session")
+def tiny_videos(tmp_path_factory) -> dict[int, list[Path]]:
+    """Tiny-Wan videos (9 frames, 32x32) of PROMPTS for two 'steps' (different seeds stand in for training)."""
+    from drf.commands import sample_videos
+    from drf.config import SampleRunConfig, load_config
+
+    root = tmp_path_factory.mktemp("tiny_videos")
+    videos = {}
+    for step, seed in ((0, 0), (4, 1)):
+        cfg = load_config("configs/tiny_sample.yaml", SampleRunConfig, ["sampling.num_steps=2", f"seed={seed}"])
+        cfg.prompts = list(PROMPTS)
+        videos[step] = sample_videos(cfg, root / f"step-{step}")
+    return videos
+
+
+def _metrics(steps: int) -> list[dict]:
+    records = []
+    for step in range(steps):
+        record = {"step": step, "time": 1e9 + step, "reward/total": -1.0 + 0.1 * step}
+        record["reward/aspect/alignment"] = -1.2 + 0.15 * step
+        record["reward/aspect/quality"] = "nan" if step == 2 else -0.8 + 0.05 * step  # a logged NaN shows as a gap
+        if step % 2 == 0:
+            record["eval/reward/total"] = -1.1 + 0.1 * step
+        records.append(record)
+    return records
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory, tiny_videos) -> Path:
+    """A run directory as the trainer writes it: config, questions, metrics, samples at steps 0 and 4 + scores."""
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    run.mkdir()
+    config = {
+        "name": "tiny",
+        "prompts": "configs/prompts/tiny_eval.jsonl",
+        "sampling": {"num_steps": 2, "frames": {"policy": "every_n", "n": 2, "seed": 0}},
+        "critic": {"family": "qwen2_vl", "tiny": True, "max_explain_tokens": 6},
+        "questions": {"decomposer": "rule", "aspects": ["alignment", "quality"]},
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    with (run / "questions.jsonl").open("w") as fh:
+        for prompt in PROMPTS:
+            fh.write(small_question_set(prompt).to_json() + "\n")
+    with (run / "metrics.jsonl").open("w") as fh:
+        for record in _metrics(5):
+            fh.write(json.dumps(record) + "\n")
+    for step, paths in tiny_videos.items():
+        folder = run / "samples" / f"step-{step}"
+        folder.mkdir(parents=True)
+        records = []
+        for path, prompt in zip(paths, PROMPTS):
+            (folder / path.name).write_bytes(path.read_bytes())
+            records.append({"video": path.name, "prompt": prompt, "reward": -1.0 + 0.05 * step,
+                            "aspects": {"alignment": -1.0}, "questions": {"align.object": -0.7}})  # fmt: skip
+        (folder / "scores.json").write_text(json.dumps(records, indent=2))
+    return run
+
+
+class RegionCritic:
+    """A synthetic critic whose reward for each question reads one known region of the frames.
+
+    ``regions[qid] = (channel, rows, cols)``: the reward is the mean of that channel over the region, so the true
+    saliency of a question is exactly its region.
+    """
+
+    def __init__(self, regions: dict[str, tuple[int, slice, slice]]):
+        self.regions = regions
+
+    def score(self, frames: torch.Tensor, question_sets) -> CriticOutput:
+        rows = []
+        for b, qset in enumerate(question_sets):
+            row = []
+            for q in qset.questions:
+                channel, ys, xs = self.regions[q.id]
+                row.append(frames[b, :, channel, ys, xs].mean())
+            rows.append(torch.stack(row))
+        rewards = torch.stack(rows)
+        ids = [qset.ids for qset in question_sets]
+        shape = rewards.shape
+        nan = torch.full(shape, float("nan"))
+        return CriticOutput(
+            rewards=rewards,
+            p_expected=rewards.detach().clamp(0, 1),
+            p_yes=nan,
+            p_no=nan,
+            weights=torch.tensor([[q.weight for q in s.questions] for s in question_sets]),
+            mask=torch.ones(shape, dtype=torch.bool),
+            question_ids=ids,
+        )
+
+    def explain(self, frames: torch.Tensor, question_sets) -> list[list[str]]:
+        return [[f"<{q.id}> looks at its region & nothing else" for q in s.questions] for s in question_sets]
