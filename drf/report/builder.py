@@ -144,10 +144,12 @@ def inspect_video(
     saliency: SaliencyOptions | None = None,
     explain: bool = True,
     fps: float = 8.0,
+    frame_numbers: Sequence[int] | None = None,
 ) -> VideoView:
     """Score ``frames`` [T,3,H,W] in [0,1] against one question set; heat maps and explanations per question.
 
     ``critic`` needs ``score(frames [B,T,3,H,W], question_sets) -> CriticOutput`` and ``explain(...)``.
+    ``frame_numbers`` names each of the T frames in the source video (when they were picked from a longer one).
     """
     from drf.rewards import RewardOutput, aggregate
 
@@ -204,7 +206,7 @@ def inspect_video(
         prompt=question_set.prompt,
         animation=images.gif_data_uri(video[0], fps),
         frames=images.png_data_uri(strip),
-        frame_indices=indices,
+        frame_indices=[frame_numbers[i] for i in indices] if frame_numbers is not None else indices,
         frame_width=strip.shape[-1] * images.display_scale(height),
         total=_finite(float(total[0])),
         aspects={a: v for a, t in sorted(per_aspect.items()) if (v := _finite(float(t[0]))) is not None},
@@ -536,6 +538,7 @@ def report_for_run(
                 aspect_weights=questions_config.aspect_weights,
                 saliency=saliency,
                 explain=explain,
+                frame_numbers=picked,
             )
         )
     return report

@@ -47,16 +47,27 @@ def tiny_critic():
 
 @pytest.fixture(scope="session")
 def tiny_videos(tmp_path_factory) -> dict[int, list[Path]]:
-    """Tiny-Wan videos (9 frames, 32x32) of PROMPTS for two 'steps' (different seeds stand in for training)."""
-    from drf.commands import sample_videos
-    from drf.config import SampleRunConfig, load_config
+    """Tiny-Wan GIFs (9 frames, 32x32) of PROMPTS for two 'steps' (different noise stands in for training).
 
+    Uses the suite's shared tiny generator, so the components are built once for every test package.
+    """
+    from drf.grad_window import GradWindow
+    from drf.sampling import sample
+    from drf.video_io import write_video
+    from tests.fixtures.wan import tiny_generator
+
+    generator = tiny_generator()
     root = tmp_path_factory.mktemp("tiny_videos")
-    videos = {}
+    videos: dict[int, list[Path]] = {}
     for step, seed in ((0, 0), (4, 1)):
-        cfg = load_config("configs/tiny_sample.yaml", SampleRunConfig, ["sampling.num_steps=2", f"seed={seed}"])
-        cfg.prompts = list(PROMPTS)
-        videos[step] = sample_videos(cfg, root / f"step-{step}")
+        for index, prompt in enumerate(PROMPTS):
+            rng = torch.Generator().manual_seed(100 * seed + index)
+            with torch.no_grad():
+                cond = generator.encode_prompts([prompt], 4.0)
+                rollout = sample(generator, cond, GradWindow.none(2), rng=rng)
+                frames = generator.decode(rollout.latents)[0]
+            name = f"{index:03d}_{prompt.replace(' ', '_')}.gif"
+            videos.setdefault(step, []).append(write_video(root / f"step-{step}" / name, frames.float()))
     return videos
 
 

@@ -167,9 +167,26 @@ def test_run_report_compares_base_and_current_samples_with_their_scores(run_repo
     assert "(+0.200)" in text
     # The run scores every second frame, so the inspection shows the frames the critic saw in training.
     assert "(frames 0, 2, 4, 6, 8, as scored in training)" in text
+    assert "frames 0, 8 (heat maps" in text  # two shown frames, named by their place in the saved video
 
 
-def test_cli_inspects_a_run_directory_rebuilding_the_critic_from_its_config(tiny_run_dir, tmp_path, capsys):
+@pytest.fixture
+def loaded_configs(monkeypatch, tiny_critic) -> list:
+    """Record the critic configs the CLI loads and hand back the session's tiny critic (loading is the critics
+    package's business and tested there; a fresh tiny critic per call would cost seconds)."""
+    configs = []
+
+    def load(config):
+        configs.append(config)
+        return tiny_critic
+
+    monkeypatch.setattr("critics.registry.load_critic", load)
+    return configs
+
+
+def test_cli_inspects_a_run_directory_rebuilding_the_critic_from_its_config(
+    tiny_run_dir, tmp_path, capsys, loaded_configs
+):
     out = tmp_path / "r.html"
     args = ["inspect", str(tiny_run_dir), "--out", str(out), "--max-videos", "1", "--no-saliency", "--step", "0"]
     assert main(args) == 0
@@ -178,9 +195,11 @@ def test_cli_inspects_a_run_directory_rebuilding_the_critic_from_its_config(tiny
     parsed = parse_html(out.read_text())
     assert "step 0 · 000_" in parsed.text
     assert "Base vs current" not in parsed.text  # step 0 is the base itself
+    (config,) = loaded_configs
+    assert (config.family, config.tiny, config.max_explain_tokens) == ("qwen2_vl", True, 6)
 
 
-def test_cli_inspects_a_video_with_a_question_file(tiny_videos, tmp_path, capsys):
+def test_cli_inspects_a_video_with_a_question_file(tiny_videos, tmp_path, capsys, loaded_configs):
     questions = tmp_path / "q.jsonl"
     questions.write_text(small_question_set(PROMPTS[1]).to_json() + "\n")
     out = tmp_path / "v.html"
@@ -188,6 +207,7 @@ def test_cli_inspects_a_video_with_a_question_file(tiny_videos, tmp_path, capsys
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "note: the critic is a tiny untrained model" in printed
+    assert loaded_configs[0].tiny  # no --critic: the tiny offline critic, as the note says
     parsed = parse_html(out.read_text())
     for qid in small_question_set(PROMPTS[1]).ids:
         assert qid in parsed.text
@@ -200,13 +220,13 @@ def test_cli_inspects_a_video_with_a_question_file(tiny_videos, tmp_path, capsys
         (["--smooth", "2"], "--smooth is 2; give an odd number"),
     ],
 )
-def test_cli_errors_are_one_line(tiny_run_dir, capsys, args, message):
+def test_cli_errors_are_one_line(tiny_run_dir, capsys, loaded_configs, args, message):
     assert main(["inspect", str(tiny_run_dir), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
 
-def test_cli_video_without_prompt_or_questions_asks_for_one(tiny_videos, capsys):
+def test_cli_video_without_prompt_or_questions_asks_for_one(tiny_videos, capsys, loaded_configs):
     assert main(["inspect", str(tiny_videos[0][0])]) == 2
     assert "pass --prompt" in capsys.readouterr().err
 
@@ -214,3 +234,19 @@ def test_cli_video_without_prompt_or_questions_asks_for_one(tiny_videos, capsys)
 def test_cli_missing_target_is_an_input_error(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "nope.gif")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_cli_reads_the_critic_section_of_a_config_file(tiny_videos, tmp_path, capsys, loaded_configs):
+    config = tmp_path / "run.yaml"
+    config.write_text("name: x\ncritic:\n  family: llava\n  tiny: true\n  max_explain_tokens: 3\n")
+    args = ["inspect", str(tiny_videos[0][0]), "--prompt", PROMPTS[0], "--critic", str(config), "--no-saliency",
+            "--no-explain", "--out", str(tmp_path / "r.html")]  # fmt: skip
+    assert main(args) == 0
+    assert (loaded_configs[0].family, loaded_configs[0].max_explain_tokens) == ("llava", 3)
+
+
+def test_cli_names_the_nearest_key_for_a_misspelt_critic_field(tiny_videos, tmp_path, capsys):
+    config = tmp_path / "critic.yaml"
+    config.write_text("family: qwen2_vl\ntiny: true\nmax_explain_token: 3\n")
+    assert main(["inspect", str(tiny_videos[0][0]), "--prompt", PROMPTS[0], "--critic", str(config)]) == 2
+    assert "unknown key critic.max_explain_token; did you mean critic.max_explain_tokens?" in capsys.readouterr().err
