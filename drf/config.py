@@ -13,7 +13,6 @@ import dataclasses
 import difflib
 import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Iterator, Sequence
@@ -43,6 +42,7 @@ __all__ = [
     "invalid",
     "load_config",
     "save_config",
+    "type_name",
 ]
 
 
@@ -542,15 +542,15 @@ def save_config(cfg: Any, run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     target = run_dir / "config.yaml"
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".config.", suffix=".yaml.tmp")
+    tmp = run_dir / f".config.yaml.{os.getpid()}.tmp"  # same directory, so os.replace is a rename
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(dump_config(cfg))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return target
 
