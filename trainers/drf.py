@@ -127,6 +127,8 @@ class DRFTrainer:
     ) -> None:
         """``generator``/``critic``: already-built models to use instead of building them from ``cfg`` (tests and
         benches share one set of tiny models this way); the generator must not carry an adapter yet."""
+        from accelerate.utils import set_seed
+
         from critics.registry import load_critic
         from drf.checkpoint import NonFiniteGuard, load_checkpoint, resolve_resume
         from drf.config import dump_config, save_config
@@ -138,6 +140,7 @@ class DRFTrainer:
         train_cfg = cfg.drf
         self.accelerator = common.make_accelerator(train_cfg.mixed_precision)
         acc = self.accelerator
+        set_seed(cfg.seed)  # LoRA initialisation and anything else drawn from the global streams
         self.run_dir = Path(cfg.logging.output_dir) / cfg.name
         if resume is None and acc.is_main_process:
             common.check_fresh_run_dir(self.run_dir)
