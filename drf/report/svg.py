@@ -12,13 +12,18 @@ from html import escape
 PALETTE = ("#111111", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About ``count`` round tick values covering [low, high] (steps of 1, 2 or 5 times a power of ten)."""
-    if high <= low:
-        return [low]
+def _tick_step(low: float, high: float, count: int = 5) -> float:
+    """A round step (1, 2 or 5 times a power of ten) giving about ``count`` ticks over [low, high]."""
     raw = (high - low) / max(1, count - 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values inside [low, high]."""
+    if high <= low:
+        return [low]
+    step = _tick_step(low, high, count)
     first = math.ceil(low / step) * step
     ticks = []
     value = first
@@ -29,7 +34,7 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def _label(value: float) -> str:
-    return f"{value:.4g}"
+    return f"{value + 0.0:.4g}"  # no "-0"
 
 
 def _finite_points(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -78,6 +83,8 @@ def line_chart(
     if y_high == y_low:
         pad = abs(y_low) * 0.1 or 1.0
         y_low, y_high = y_low - pad, y_high + pad
+    y_step = _tick_step(y_low, y_high)  # widen the y range to whole ticks so both ends are labelled
+    y_low, y_high = math.floor(y_low / y_step) * y_step, math.ceil(y_high / y_step) * y_step
 
     def px(x: float) -> float:
         return left + (x - x_low) / (x_high - x_low) * plot_w
