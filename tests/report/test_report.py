@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -250,3 +251,21 @@ def test_cli_names_the_nearest_key_for_a_misspelt_critic_field(tiny_videos, tmp_
     config.write_text("family: qwen2_vl\ntiny: true\nmax_explain_token: 3\n")
     assert main(["inspect", str(tiny_videos[0][0]), "--prompt", PROMPTS[0], "--critic", str(config)]) == 2
     assert "unknown key critic.max_explain_token; did you mean critic.max_explain_tokens?" in capsys.readouterr().err
+
+
+def test_max_videos_zero_reports_curves_and_comparisons_without_loading_the_critic(tiny_run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    (run / "config.yaml").write_text("critic:\n  family: qwen2_5_vl\n  path: /nowhere/7b-critic\n")
+    html = write_report(run, max_videos=0).read_text()
+    text = parse_html(html).text
+    assert "Base vs current samples" in text and "reward: total and per aspect" in text
+    assert "align.object" not in text
+
+
+def test_a_run_without_samples_still_gets_a_report_that_says_so(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "reward/total": -1.0}\n{"step": 2, "reward/total": -0.5}\n')
+    text = parse_html(write_report(run).read_text()).text
+    assert "the run has no sample videos yet" in text
