@@ -29,7 +29,9 @@ class CriticConfig:
     )
     dtype: str = field(
         default="float32",
-        metadata={"help": f"Weight dtype; one of {', '.join(DTYPES)}. Rewards are computed in float32 regardless."},
+        metadata={
+            "help": f"Weight dtype; one of {', '.join(DTYPES)}. Rewards are computed in float32 (float64 for a float64 critic)."
+        },
     )
     device: str = field(
         default="cpu",

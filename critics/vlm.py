@@ -222,7 +222,7 @@ class HFVisionCritic(Critic):
         return out.last_hidden_state, prefix
 
     def _row_logprobs(self, rows: Sequence[_Row], vision: VisionInputs) -> list[torch.Tensor]:
-        """Float32 log-probs [n_i, V] at each row's scored positions (prompt end, then each continuation token)."""
+        """Log-probs [n_i, V] (float32, or float64 for a float64 model) at each row's scored positions (prompt end, then each continuation token)."""
         if self.config.shared_prefix:
             hidden, offset = self._hidden_shared(rows, vision)
             picked = [
@@ -237,7 +237,7 @@ class HFVisionCritic(Critic):
                 out = self.model(input_ids=ids, **vision.model_inputs, **self.official_kwargs(ids))
                 end = len(r.ids) - 1 if r.targets else r.prompt_len
                 logits.append(out.logits[0, r.prompt_len - 1 : end])
-        return [torch.log_softmax(x.float(), dim=-1) for x in logits]
+        return [torch.log_softmax(x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1) for x in logits]
 
     # ---- the Critic protocol --------------------------------------------------------------------------------------
     def _check_frames(self, frames: torch.Tensor, question_sets: Sequence[QuestionSet]) -> None:
@@ -288,7 +288,8 @@ class HFVisionCritic(Critic):
         return self._collect(results, question_sets, batch, q_max)
 
     def _collect(self, results, question_sets, batch: int, q_max: int) -> CriticOutput:
-        zero = torch.zeros((), device=self.device)
+        dtype = next((res[0][0].dtype for res in results if res), torch.float32)
+        zero = torch.zeros((), device=self.device, dtype=dtype)
         rewards, p_exp, p_yes, p_no, weights, mask = [], [], [], [], [], []
         for qset, res in zip(question_sets, results):
             pad = q_max - len(res)

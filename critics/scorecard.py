@@ -1,0 +1,138 @@
+"""Score existing videos and lay the answers out for people: what ``drf score`` prints.
+
+Kept out of the CLI module so the same table and JSON can be produced from Python.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drf.errors import InputError
+from drf.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES, read_video
+
+TINY_NOTE = "no --critic given: using the tiny untrained critic (random weights); its scores are not meaningful"
+
+
+def video_paths(path: str | Path) -> list[Path]:
+    """A video file, a folder of frames (one video), or a folder of videos (each one) -> the videos to score."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder; give a video, a folder of frames or a folder of videos")
+    if path.is_file():
+        return [path]
+    videos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    if videos:
+        return videos
+    if any(p.suffix.lower() in FRAME_SUFFIXES for p in path.iterdir()):
+        return [path]
+    raise InputError(f"{path}: folder holds neither videos ({', '.join(VIDEO_SUFFIXES)}) nor PNG/JPG frames")
+
+
+def subsample(frames: torch.Tensor, max_frames: int) -> torch.Tensor:
+    """frames [T,3,H,W] -> at most ``max_frames`` evenly spaced frames (first and last kept)."""
+    if frames.shape[0] <= max_frames:
+        return frames
+    index = torch.linspace(0, frames.shape[0] - 1, max_frames).round().long()
+    return frames[index]
+
+
+def load_videos(path: str | Path, max_frames: int) -> list[tuple[Path, torch.Tensor]]:
+    return [(p, subsample(read_video(p), max_frames)) for p in video_paths(path)]
+
+
+def _critic_config(path: str):
+    if not path:
+        from critics.config import CriticConfig
+
+        return CriticConfig(family="qwen2_vl", tiny=True), [TINY_NOTE]
+    from drf.report.builder import critic_config_from_file
+
+    return critic_config_from_file(path), []
+
+
+def _question_set(prompt: str, questions_file: str):
+    from prompts.config import QuestionsConfig
+    from prompts.registry import decompose
+
+    config = QuestionsConfig(decomposer="file", file=questions_file) if questions_file else QuestionsConfig()
+    return decompose(prompt, config)
+
+
+def _number(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 6)
+
+
+def score_videos(
+    videos: list[tuple[Path, torch.Tensor]], prompt: str, questions_file: str, critic_file: str, explain: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Score each video (frames [T,3,H,W]) against the prompt's questions -> (one record per video, notes)."""
+    from critics.registry import load_critic
+
+    qset = _question_set(prompt, questions_file)
+    if not len(qset):
+        raise InputError(f"prompt {prompt!r} yields no questions; check --prompt or --questions")
+    config, notes = _critic_config(critic_file)
+    critic = load_critic(config)
+    results = []
+    for path, frames in videos:
+        with torch.no_grad():
+            out = critic.score(frames[None], [qset])
+        texts = critic.explain(frames[None], [qset])[0] if explain else [None] * len(qset)
+        rows = []
+        for q_index, (q, text) in enumerate(zip(qset, texts)):
+            row = {
+                "id": q.id,
+                "aspect": q.aspect,
+                "kind": q.kind,
+                "question": q.text,
+                "expected": q.expected,
+                "p_expected": _number(float(out.p_expected[0, q_index])),
+                "reward": _number(float(out.rewards[0, q_index])),
+                "weight": q.weight,
+                "p_yes": _number(float(out.p_yes[0, q_index])),
+                "p_no": _number(float(out.p_no[0, q_index])),
+            }
+            if explain:
+                row["explanation"] = text
+            rows.append(row)
+        results.append({"video": str(path), "prompt": prompt, "frames": int(frames.shape[0]), "questions": rows})
+    return results, notes
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_table(result: dict[str, Any], explain: bool) -> str:
+    """One video's answers as aligned columns."""
+    headers = ["id", "aspect", "question", "expected", "p(expected)", "reward", "weight"]
+    if explain:
+        headers.append("explanation")
+    table = []
+    for row in result["questions"]:
+        cells = [
+            row["id"],
+            row["aspect"],
+            _clip(row["question"], 48),
+            _clip(row["expected"], 24),
+            f"{row['p_expected']:.3f}",
+            f"{row['reward']:.3f}",
+            f"{row['weight']:g}",
+        ]
+        if explain:
+            cells.append(_clip(row["explanation"], 60))
+        table.append(cells)
+    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
+    numeric = {4, 5, 6}
+
+    def line(cells: list[str]) -> str:
+        parts = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        return "  ".join(parts).rstrip()
+
+    head = f"{result['video']}  ({result['frames']} frames)  prompt: {result['prompt']}"
+    return "\n".join([head, line(headers), line(["-" * w for w in widths]), *(line(r) for r in table)])
