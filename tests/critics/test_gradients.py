@@ -11,10 +11,15 @@ from prompts.schema import Question, QuestionSet
 @pytest.mark.parametrize("family", ["qwen2_vl", "llava"])
 def test_pixel_gradient_matches_central_differences_in_float64(family, make_critic):
     critic = make_critic(family, dtype="float64")
-    qsets = [QuestionSet("a red cube", [
-        Question("red", "alignment", "binary", "Is there a red cube?", "yes"),
-        Question("caption", "quality", "dense", "Describe the video.", "a red cube"),
-    ])]
+    qsets = [
+        QuestionSet(
+            "a red cube",
+            [
+                Question("red", "alignment", "binary", "Is there a red cube?", "yes"),
+                Question("caption", "quality", "dense", "Describe the video.", "a red cube"),
+            ],
+        )
+    ]
     frames = torch.rand(1, 2, 3, 56, 56, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     direction = torch.randn(frames.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
 
