@@ -400,14 +400,17 @@ def report_for_video(
     aspect_weights: Mapping[str, float] | None = None,
     saliency: SaliencyOptions | None = None,
     explain: bool = True,
+    max_frames: int | None = 16,
 ) -> Report:
-    """Report for one video file (mp4/gif/folder of frames)."""
+    """Report for one video file (mp4/gif/folder of frames); the critic sees at most ``max_frames`` evenly spaced
+    frames (as ``drf score`` does), since a long video would not fit a critic's context."""
     from drf.video_io import read_video
 
     path = Path(path)
     frames = read_video(path)
-    view = inspect_video(critic, frames, question_set, title=path.name, aspect_weights=aspect_weights,
-                         saliency=saliency, explain=explain)  # fmt: skip
+    kept = images.pick_frames(frames.shape[0], max_frames) if max_frames else list(range(frames.shape[0]))
+    view = inspect_video(critic, frames[kept], question_set, title=path.name, aspect_weights=aspect_weights,
+                         saliency=saliency, explain=explain, frame_numbers=kept)  # fmt: skip
     return Report(title=f"drf inspect: {path.name}", source=str(path), notes=list(notes), videos=[view])
 
 

@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--samples", type=int, default=1, help="SmoothGrad noise samples per heat map (1 = plain)")
     parser.add_argument("--noise", type=float, default=0.05, help="SmoothGrad noise standard deviation")
     parser.add_argument("--smooth", type=int, default=3, help="odd box-blur size of heat maps (1 = none)")
+    parser.add_argument("--max-frames", type=int, default=16, help="videos: frames the critic sees, evenly spaced")
     parser.add_argument("--frames", type=int, default=4, help="frames shown per question")
     parser.add_argument("--no-saliency", action="store_true", help="skip the gradient heat maps")
     parser.add_argument("--no-explain", action="store_true", help="skip the critic's generated explanations")
@@ -39,8 +40,9 @@ def _options(args: argparse.Namespace):
 
     if args.smooth < 1 or args.smooth % 2 == 0:
         raise InputError(f"--smooth is {args.smooth}; give an odd number >= 1 (1 = no smoothing)")
-    if args.samples < 1 or args.frames < 1:
-        raise InputError("--samples and --frames must be >= 1")
+    for flag in ("samples", "frames", "max_frames"):
+        if getattr(args, flag) < 1:
+            raise InputError(f"--{flag.replace('_', '-')} is {getattr(args, flag)}; it must be >= 1")
     return SaliencyOptions(samples=args.samples, noise_std=args.noise, kernel=args.smooth, frames=args.frames,
                            enabled=not args.no_saliency)  # fmt: skip
 
@@ -71,7 +73,7 @@ def inspect_command(args: argparse.Namespace) -> int:
         qset = builder.question_set_for(args.prompt, questions_file=args.questions)
         critic, notes = _critic(args)
         report = builder.report_for_video(target, critic=critic, question_set=qset, notes=notes, saliency=options,
-                                          explain=not args.no_explain)  # fmt: skip
+                                          explain=not args.no_explain, max_frames=args.max_frames)  # fmt: skip
         out = Path(args.out) if args.out else Path(builder.REPORT_FILE)
     builder.save_html(builder.build_report(report), out)
     print(builder.summarize(report))

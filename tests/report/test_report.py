@@ -204,7 +204,8 @@ def test_cli_inspects_a_video_with_a_question_file(tiny_videos, tmp_path, capsys
     questions = tmp_path / "q.jsonl"
     questions.write_text(small_question_set(PROMPTS[1]).to_json() + "\n")
     out = tmp_path / "v.html"
-    args = ["inspect", str(tiny_videos[4][1]), "--questions", str(questions), "--out", str(out), "--frames", "2"]
+    args = ["inspect", str(tiny_videos[4][1]), "--questions", str(questions), "--out", str(out), "--frames", "2",
+            "--max-frames", "5"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "note: the critic is a tiny untrained model" in printed
@@ -212,6 +213,7 @@ def test_cli_inspects_a_video_with_a_question_file(tiny_videos, tmp_path, capsys
     parsed = parse_html(out.read_text())
     for qid in small_question_set(PROMPTS[1]).ids:
         assert qid in parsed.text
+    assert "frames 0, 8 (heat maps" in parsed.text  # 5 of 9 frames kept; the shown ones keep their video numbers
 
 
 @pytest.mark.parametrize(
@@ -219,6 +221,7 @@ def test_cli_inspects_a_video_with_a_question_file(tiny_videos, tmp_path, capsys
     [
         (["--step", "7"], "no samples at step 7 (samples/step-7); steps with samples: 0, 4"),
         (["--smooth", "2"], "--smooth is 2; give an odd number"),
+        (["--max-frames", "0"], "--max-frames is 0; it must be >= 1"),
     ],
 )
 def test_cli_errors_are_one_line(tiny_run_dir, capsys, loaded_configs, args, message):
