@@ -8,8 +8,8 @@ checkered floor, a pale sky, and the toy camera's field of view.
   a colour is the most frequent number of components over the frames;
 - size: apparent height over the distance from the object's bottom to the horizon (the sky/floor boundary), which
   cancels the distance to the camera: about object height / camera height;
-- shape: silhouette fill and shading structure (a cube's faces are flat, a cylinder's side is shaded by column only,
-  a sphere's shading varies both ways), voted over frames;
+- shape: shading structure of the side band (a sphere's shading changes down the columns; a cube shows flat faces, a
+  cylinder a smooth profile across the columns), voted over frames and object pieces;
 - relations: left/right by centroid x at frame 0, in front/behind by the bottom row (closer objects stand lower);
 - camera motion: an 8-parameter planar flow (exact for small motions of a plane) fitted to the floor between
   consecutive frames by Gauss-Newton (Lucas-Kanade); pans shift all floor rows alike, orbits shift near and far rows
@@ -199,14 +199,19 @@ def _flow_at(params: Tensor, points: Tensor, height: int, width: int) -> Tensor:
     return torch.stack([u, v], -1)
 
 
-def map_to_frame0(points: Tensor, flows: Tensor, frame: int, height: int, width: int) -> Tensor:
-    """Floor points [N,2] seen in ``frame`` mapped back to frame 0 by inverting the per-step flows [T-1,8]."""
+def map_to_frame0(points: Tensor, frames: Tensor, flows: Tensor, height: int, width: int) -> Tensor:
+    """Floor points [N,2], point i seen in frame ``frames[i]``, mapped back to frame 0 by inverting the per-step
+    flows [T-1,8] (all points step back together)."""
     p = points.clone()
-    for t in range(frame - 1, -1, -1):
-        q = p.clone()
-        for _ in range(6):  # fixed point of q + w_t(q) = p
-            q = p - _flow_at(flows[t], q, height, width)
-        p = q
+    for t in range(len(flows) - 1, -1, -1):
+        active = frames > t
+        if not active.any():
+            continue
+        target = p[active]
+        q = target.clone()
+        for _ in range(6):  # fixed point of q + w_t(q) = target
+            q = target - _flow_at(flows[t], q, height, width)
+        p[active] = q
     return p
 
 
@@ -225,6 +230,8 @@ class Track:
     bottom: Tensor  # [T,2] contact point: mean column of the lowest rows, lower edge of the lowest row
     height: Tensor  # [T] rows spanned
     width: Tensor  # [T] columns spanned
+    clean: Tensor  # [T] bool: seen whole, neither cut by the frame edge nor touching a nearer object
+    touching: list[set[str]] = field(default_factory=list)  # per frame, colours of the objects it touches
     shape_votes: Counter = field(default_factory=Counter)
 
 
@@ -238,34 +245,47 @@ class VideoFacts(Facts):
     camera_features: dict[str, float] = field(default_factory=dict)
 
 
-def _shape_vote(region_v: Tensor, mask: Tensor, cut: bool) -> str | None:
-    """Guess a shape from one silhouette ``mask`` [h,w] and the value channel ``region_v`` [h,w] over its bounding box;
-    ``cut`` marks a silhouette clipped by the frame edge, whose fill ratio means nothing."""
+def _shape_vote(region_v: Tensor, mask: Tensor) -> str | None:
+    """Guess a shape from one silhouette ``mask`` [h,w] and the value channel ``region_v`` [h,w] over its bounding box.
+
+    Looks at the side band (45-90 % of the height, below any top face or cap) column by column: a sphere's shading
+    changes down each column; a cube's and a cylinder's do not. Across the columns a cube shows one or two flat faces
+    (a constant or a step profile), a cylinder a smooth curve (fits a parabola better than a step).
+    """
     rows, cols = mask.shape
     if int(mask.sum()) < 20 or rows < 5 or cols < 4:
         return None
     inner = mask.clone()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
     inner[:, 1:] &= mask[:, :-1]
     inner[:, :-1] &= mask[:, 1:]
-    both_v = inner[1:] & inner[:-1]
-    both_h = inner[:, 1:] & inner[:, :-1]
-    if both_v.sum() < 4 or both_h.sum() < 4:
+    band = inner.clone()
+    band[: int(0.45 * rows)] = False
+    band[int(0.9 * rows) + 1 :] = False
+    used = [c for c in range(cols) if int(band[:, c].sum()) >= 2]
+    if len(used) < 4:
         return None
-    # Share of neighbouring interior pixels with (nearly) equal brightness, down the columns and along the rows.
-    flat_v = float(((region_v[1:] - region_v[:-1]).abs()[both_v] < FLAT_STEP).float().mean())
-    flat_h = float(((region_v[:, 1:] - region_v[:, :-1]).abs()[both_h] < FLAT_STEP).float().mean())
-    if flat_v > 0.6 and flat_h > 0.6:
+    columns = [region_v[band[:, c], c] for c in used]
+    profile = torch.stack([col.mean() for col in columns])
+    within = float(torch.cat([col - col.mean() for col in columns]).std())
+    if within > SPHERE_WITHIN_STD:
+        return "sphere"
+    if float(profile.max() - profile.min()) < FLAT_RANGE:
         return "cube"
-    if flat_v > 0.45 and flat_h < 0.45:
-        return "cylinder"
-    if not cut and float(mask.float().mean()) > 0.86:
-        return "cylinder"
-    return "sphere"
+    n = len(profile)
+    step = min(
+        float(((profile[:k] - profile[:k].mean()) ** 2).sum() + ((profile[k:] - profile[k:].mean()) ** 2).sum())
+        for k in range(1, n)
+    )
+    x = torch.linspace(-1, 1, n, dtype=profile.dtype)
+    design = torch.stack([torch.ones_like(x), x, x * x], 1)
+    fit = design @ torch.linalg.lstsq(design, profile[:, None]).solution
+    parabola = float(((fit[:, 0] - profile) ** 2).sum())
+    return "cube" if step + 1e-6 < STEP_OVER_PARABOLA * (parabola + 1e-6) else "cylinder"
 
 
-FLAT_STEP = 0.004
+SPHERE_WITHIN_STD = 0.045  # brightness std down the columns of the side band: spheres >= 0.06, others <= 0.03
+FLAT_RANGE = 0.07  # a profile flatter than this is one cube face (a cylinder's side spans >= 0.13)
+STEP_OVER_PARABOLA = 1.0
 
 
 def _tracks(video: Tensor, labels: Tensor, v: Tensor) -> list[Track]:
@@ -278,6 +298,7 @@ def _tracks(video: Tensor, labels: Tensor, v: Tensor) -> list[Track]:
         mask = labels == ci
         if int(mask.sum()) < min_area * max(1, t // 3):
             continue
+
         comp = connected_components(mask)
         parts: list[list[Tensor]] = []
         for f in range(t):
@@ -291,6 +312,8 @@ def _tracks(video: Tensor, labels: Tensor, v: Tensor) -> list[Track]:
         nan = float("nan")
         area, height, width = (torch.full((t,), nan) for _ in range(3))
         centroid, bottom = torch.full((t, 2), nan), torch.full((t, 2), nan)
+        clean = torch.zeros(t, dtype=torch.bool)
+        touching: list[set[str]] = [set() for _ in range(t)]
         votes: Counter = Counter()
         for f in range(t):
             if not parts[f]:
@@ -298,8 +321,7 @@ def _tracks(video: Tensor, labels: Tensor, v: Tensor) -> list[Track]:
             for m in parts[f]:
                 rr, cc = rows[m.any(1)], cols[m.any(0)]
                 r0, r1, c0, c1 = int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1
-                cut = r0 == 0 or c0 == 0 or r1 == h or c1 == w
-                vote = _shape_vote(v[f, r0:r1, c0:c1], m[r0:r1, c0:c1], cut)
+                vote = _shape_vote(v[f, r0:r1, c0:c1], m[r0:r1, c0:c1])
                 if vote is not None:
                     votes[vote] += 1
             # A single object may be split by an occluder: take all its pieces; a group is represented by its largest.
@@ -318,7 +340,16 @@ def _tracks(video: Tensor, labels: Tensor, v: Tensor) -> list[Track]:
             bottom[f, 1] = low + 1.0
             height[f] = float(rr.max() - rr.min() + 1)
             width[f] = float(cc.max() - cc.min() + 1)
-        tracks.append(Track(name, count, area, centroid, bottom, height, width, votes))
+            clean[f] = not bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
+            ring = F.max_pool2d(m.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0
+            touching[f] = {COLOR_NAMES[int(i)] for i in labels[f][ring].unique() if 0 <= int(i) != ci}
+        tracks.append(Track(name, count, area, centroid, bottom, height, width, clean, touching, votes))
+    # Touching a nearer object (standing lower in the image) means being partly hidden by it.
+    by_color = {tr.color: tr for tr in tracks}
+    for tr in tracks:
+        for f in range(t):
+            if any(c in by_color and by_color[c].bottom[f, 1] > tr.bottom[f, 1] for c in tr.touching[f]):
+                tr.clean[f] = False
     return tracks
 
 
@@ -385,20 +416,25 @@ def _base_points(track: Track, horizon: Tensor, focal: float) -> tuple[Tensor, T
 
 
 def _object_motion(track: Track, flows: Tensor, horizon: Tensor, height: int, width: int, focal: float) -> str | None:
-    """Motion of the base centre in frame-0 floor coordinates (units of camera height), or None when the object is
-    not seen at both ends of the video."""
+    """Motion of the base centre in frame-0 floor coordinates (units of camera height): a straight-line fit over the
+    frames where the object is seen whole; None when those frames do not cover both ends of the video."""
     t = len(track.area)
-    ok = ~torch.isnan(track.bottom[:, 0])
-    frames = [f for f in range(t) if ok[f]]
-    if len(frames) < t // 2 or frames[0] > 2 or frames[-1] < t - 3:
+    frames = [f for f in range(t) if track.clean[f]]
+    if len(frames) < max(3, t // 3) or frames[0] > t // 3 or frames[-1] < t - 1 - t // 3:
         return None
     points, _ = _base_points(track, horizon, focal)
-    back = torch.stack([map_to_frame0(points[f][None], flows, f, height, width)[0] for f in frames])
+    index = torch.tensor(frames)
+    back = map_to_frame0(points[index], index, flows, height, width)
     below = (back[:, 1] - float(horizon[0])).clamp_min(1.0)
-    lateral = (back[:, 0] - width / 2) / below
-    depth = focal / below
-    d_lat = float(lateral[-3:].mean() - lateral[:3].mean())
-    d_depth = float(depth[-3:].mean() - depth[:3].mean())
+    time = torch.tensor(frames, dtype=back.dtype)
+    time = time - time.mean()
+    span = (t - 1) / float((time**2).sum())
+
+    def displacement(x: Tensor) -> float:
+        return float((time * (x - x.mean())).sum()) * span
+
+    d_lat = displacement((back[:, 0] - width / 2) / below)
+    d_depth = displacement(focal / below)
     if max(abs(d_lat), abs(d_depth)) < MOVING_DISTANCE:
         return "none"
     if abs(d_lat) >= abs(d_depth):
@@ -406,18 +442,21 @@ def _object_motion(track: Track, flows: Tensor, horizon: Tensor, height: int, wi
     return "away" if d_depth > 0 else "toward"
 
 
-MOVING_DISTANCE = 0.3  # camera heights; toy objects travel 1.0-1.5 world units, about 0.5-0.9 camera heights
+MOVING_DISTANCE = 0.35  # camera heights; toy objects travel 1.2-1.6 world units, about 0.6-0.95 camera heights
 
 
 def _size_class(track: Track, horizon: Tensor) -> str | None:
+    """Apparent height over the bottom's distance below the horizon ~ object height / camera height (toy objects:
+    small 0.4-0.6, large 0.78-1.0), from frames where the object is seen whole when there are any."""
     below = track.bottom[:, 1] - horizon
-    ratio = _nanmedian(track.height / below.clamp_min(1.0))
+    ratios = track.height / below.clamp_min(1.0)
+    ratio = _nanmedian(ratios[track.clean] if track.clean.any() else ratios)
     if math.isnan(ratio):
         return None
     return "large" if ratio > SIZE_RATIO_THRESHOLD else "small"
 
 
-SIZE_RATIO_THRESHOLD = 0.6
+SIZE_RATIO_THRESHOLD = 0.68
 
 
 def analyze(video: Tensor) -> VideoFacts:
@@ -455,7 +494,8 @@ def analyze(video: Tensor) -> VideoFacts:
                 count=track.count,
                 motion=_object_motion(track, flows, horizon, h, w, focal) if track.count == 1 else "none",
                 x=float(_first_valid(track.centroid)[0]),
-                depth=float(_first_valid(distance)),
+                depth=float(_first_valid(torch.where(track.clean, distance, torch.nan))
+                            if track.clean[: t // 3].any() else _first_valid(distance)),
                 present=present,
                 stable=present,
             )

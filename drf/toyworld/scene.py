@@ -236,7 +236,8 @@ def _covered_fraction(d: Tensor, r_near: Tensor, r_far: Tensor) -> Tensor:
 class _Layout:
     """Objects placed so far, with their projections cached, so each candidate is checked only against them.
 
-    Rules: objects stay in view and mostly unoccluded at every frame, never interpenetrate, and every pair is clearly
+    Rules: objects stay whole in view (centres and base centres inside the margin, sides inside the frame) and mostly
+    unoccluded at every frame, never interpenetrate, and every pair is clearly
     left/right of each other with silhouettes apart at frame 0 (front/behind is stated only where depths differ by
     DEPTH_GAP).
     """
@@ -248,17 +249,21 @@ class _Layout:
         self.objects: list[ObjectSpec] = []
         self.cache: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # centres [F,3], uv [F,2], z [F], radius [F]
 
-    def _project(self, o: ObjectSpec) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        centers = o.base_positions(self.frames) + torch.tensor([0.0, o.extent, 0.0], dtype=torch.float64)
-        uv, z = project_points(centers[:, None], self.K.expand(self.frames, 3, 3), self.c2w)
+    def _project(self, o: ObjectSpec) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        base = o.base_positions(self.frames)
+        centers = base + torch.tensor([0.0, o.extent, 0.0], dtype=torch.float64)
+        uv, z = project_points(torch.stack([centers, base], 1), self.K.expand(self.frames, 3, 3), self.c2w)
         # Silhouette as a disc of radius 1.2 extents (covers a cube's diagonal), in pixels.
-        return centers, uv[:, 0], z[:, 0], 1.2 * o.extent * self.K[0, 0] / z[:, 0]
+        return centers, uv[:, 0], z[:, 0], 1.2 * o.extent * self.K[0, 0] / z[:, 0], uv[:, 1]
 
     def add(self, o: ObjectSpec) -> bool:
         """Place ``o`` if it fits with the objects placed so far."""
-        centers, uv, z, radius = self._project(o)
+        centers, uv, z, radius, base_uv = self._project(o)
         lo, hi = 64 * _MARGIN_PX_FRACTION, 64 * (1 - _MARGIN_PX_FRACTION)
-        if (z < 1.5).any() or (uv < lo).any() or (uv > hi).any():
+        if (z < 1.5).any() or (uv < lo).any() or (uv > hi).any() or (base_uv[:, 1] > hi).any():
+            return False
+        half_width = 1.3 * o.extent * self.K[0, 0] / z  # whole silhouettes stay inside the frame
+        if (uv[:, 0] - half_width < 1).any() or (uv[:, 0] + half_width > 63).any():
             return False
         for other, (c2, uv2, z2, r2) in zip(self.objects, self.cache):
             gap = (centers[:, [0, 2]] - c2[:, [0, 2]]).norm(dim=-1).min()
@@ -327,7 +332,7 @@ def _place(
     for i, (shape, color, size, _) in enumerate(kinds):
         for _ in range(tries):
             pos = rng.uniform(-2.0, 2.0) * right + rng.uniform(-1.8, 2.4) * fwd
-            travel = rng.uniform(1.0, 1.5) * axis if i == mover else torch.zeros(3, dtype=torch.float64)
+            travel = rng.uniform(1.2, 1.6) * axis if i == mover else torch.zeros(3, dtype=torch.float64)
             candidate = ObjectSpec(
                 shape, color, size, (float(pos[0]), float(pos[2])), yaw=rng.uniform(0, math.pi / 2),
                 motion=direction if i == mover else "none", travel=(float(travel[0]), float(travel[2])),

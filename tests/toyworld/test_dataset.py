@@ -1,9 +1,12 @@
 """Datasets: seeded, and a saved dataset loads back identical."""
 
+import pytest
 import torch
 
 from drf.toyworld.dataset import build_dataset, load_dataset, save_dataset
 from drf.toyworld.grammar import prompt_for
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_dataset_round_trips_through_npz(tmp_path):

@@ -17,20 +17,24 @@ from drf.toyworld.validate import fact_accuracy, question_accuracy
 from prompts.config import QuestionsConfig
 from prompts.rule import decompose_rule
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 THRESHOLD = 0.95  # the oracle's promise per question template on held-out renders
 
 
 @functools.lru_cache(maxsize=1)
 def _held_out():
-    """A fixed held-out set: 32 eval-split scenes rendered anti-aliased and stored as uint8, as training data is."""
+    """A fixed held-out set: 32 eval-split scenes rendered anti-aliased and stored as uint8, as training data is,
+    with their question sets and the oracle's facts."""
     data = build_dataset(32, seed=2024, split="eval")
     questions = [decompose_rule(p, QuestionsConfig()) for p in data.prompts]
-    return data, questions
+    facts = [analyze(data.frames(i)) for i in range(len(data))]
+    return data, questions, facts
 
 
 def test_oracle_answers_agree_with_ground_truth_on_held_out_renders():
-    data, questions = _held_out()
-    table = question_accuracy((s, data.frames(i), q) for i, (s, q) in enumerate(zip(data.scenes, questions)))
+    data, questions, facts = _held_out()
+    table = question_accuracy(zip(data.scenes, facts, questions))
     for name in ("align.object", "align.count", "align.camera", "align.spatial", "align.motion", "align.size"):
         assert table[name][1] >= 10, f"too few {name} questions in the held-out set: {table[name]}"
     for name, (ok, n) in table.items():
@@ -39,15 +43,18 @@ def test_oracle_answers_agree_with_ground_truth_on_held_out_renders():
 
 
 def test_oracle_facts_agree_with_the_scenes():
-    data, _ = _held_out()
-    table = fact_accuracy(data.scenes, [data.frames(i) for i in range(len(data))])
+    data, _, facts = _held_out()
+    table = fact_accuracy(data.scenes, facts)
+    # The oracle abstains on object motion when a nearer object hides the object for most of the video.
+    ok, n = table.pop("motion_answered")
+    assert ok / n >= 0.8, f"object motion answered for only {ok}/{n} objects"
     for name, (ok, n) in table.items():
         assert ok / n >= THRESHOLD, f"{name}: {ok}/{n} below {THRESHOLD}"
 
 
 def test_ground_truth_equals_the_decomposer_expectations_for_scene_prompts():
     """Prompts state only true facts, so every question the decomposer derives from them expects the true answer."""
-    data, questions = _held_out()
+    data, questions, _ = _held_out()
     checked = 0
     for scene, qs in zip(data.scenes, questions):
         for q in qs:
@@ -59,7 +66,7 @@ def test_ground_truth_equals_the_decomposer_expectations_for_scene_prompts():
 
 
 def test_score_reports_only_measurable_questions():
-    data, questions = _held_out()
+    data, questions, _ = _held_out()
     result = score(data.frames(0), questions[0])
     measured = {template_name(q) for q in questions[0] if q.id in result["scores"]}
     assert measured and measured <= set(SUPPORTED_TEMPLATES)

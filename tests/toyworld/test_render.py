@@ -9,6 +9,8 @@ from drf.geometry.camera import project_points, unproject_depth
 from drf.toyworld.render import render
 from drf.toyworld.scene import COLORS, CameraPath, ObjectSpec, Scene, sample_scene, sample_scenes
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _scene(camera: str = "orbit_left") -> Scene:
     objects = (

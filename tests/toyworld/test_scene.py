@@ -2,10 +2,13 @@
 
 import collections
 
+import pytest
 import torch
 
 from drf.toyworld.grammar import CAMERA_PHRASES, SETTING, plan_prompt, prompt_for
 from drf.toyworld.scene import HELD_OUT_COMBOS, CameraPath, sample_scene, sample_scenes, split_of
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _axes(c2w: torch.Tensor):
@@ -44,24 +47,24 @@ def test_jitter_is_seeded_and_small():
 
 
 def test_splits_are_disjoint_and_held_out_combos_only_appear_in_eval():
-    train, evals = sample_scenes(60, seed=0, split="train"), sample_scenes(30, seed=0, split="eval")
+    train, evals = sample_scenes(40, seed=0, split="train"), sample_scenes(20, seed=0, split="eval")
     assert all(split_of(s) == "train" for s in train) and all(split_of(s) == "eval" for s in evals)
     assert not any((o.color, o.shape) in HELD_OUT_COMBOS for s in train for o in s.objects)
     assert {prompt_for(s) for s in train}.isdisjoint(prompt_for(s) for s in evals)
 
 
 def test_sampler_covers_every_camera_move_object_motion_and_count():
-    scenes = sample_scenes(200, seed=5)
+    scenes = sample_scenes(120, seed=5)
     cameras = collections.Counter(s.camera.motion for s in scenes)
     motions = collections.Counter(o.motion for s in scenes for o in s.objects)
     counts = collections.Counter(len(s.objects) for s in scenes)
-    assert set(cameras) == set(CAMERA_PHRASES) and min(cameras.values()) >= 10
+    assert set(cameras) == set(CAMERA_PHRASES) and min(cameras.values()) >= 5
     assert set(motions) == {"none", "left", "right", "toward", "away"}
     assert set(counts) == {1, 2, 3}
 
 
 def test_prompt_states_only_what_is_true_in_the_scene():
-    for scene in sample_scenes(80, seed=11):
+    for scene in sample_scenes(50, seed=11):
         text, plan = prompt_for(scene), plan_prompt(scene)
         assert text == prompt_for(scene)  # deterministic
         assert SETTING in text and text.endswith(CAMERA_PHRASES[scene.camera.motion])
