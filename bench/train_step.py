@@ -216,7 +216,7 @@ def run_config(out_dir: Path, model: dict, k: int, large: bool, checkpointing: b
             lora_alpha=32 if large else 8,
             gradient_checkpointing=large,
             mixed_precision="bf16" if large else "no",
-            export_lora=False,
+            export=False,
         ),
     )
 

@@ -62,6 +62,5 @@ def train_command(args: argparse.Namespace) -> int:
     recipe = recipe_of(schema, args.config)
     cfg = load_config(args.config, schema, args.overrides)
     module, function = TRAINERS[recipe].split(":")
-    run_dir = getattr(importlib.import_module(module), function)(cfg, resume=args.resume)
-    print(f"done: {run_dir}")
+    getattr(importlib.import_module(module), function)(cfg, resume=args.resume)
     return 0

@@ -92,9 +92,11 @@ class TrainerConfig:
     eval_max_prompts: int = field(
         default=4, metadata={"help": "Eval prompts sampled and scored every logging.sample_every steps."}
     )
-    export_lora: bool = field(
-        default=True, metadata={"help": "At the end write run_dir/lora/ in diffusers format (load_lora_weights)."}
-    )
+    export: bool = field(
+        default=True,
+        metadata={"help": "At the end write the trained weights: run_dir/lora/ (diffusers load_lora_weights format) "
+                  "or, for full fine-tuning, run_dir/transformer/ (save_pretrained)."},
+    )  # fmt: skip
 
     def validate(self) -> None:
         positive = ("steps", "prompts_per_step", "gradient_accumulation", "lora_rank", "keep_last",
@@ -364,6 +366,29 @@ def batch_arithmetic(
         f"window: {window}",
         f"frames: {frames}",
     ]
+
+
+def critic_config_for(critic_cfg: Any, accelerator: Any, run_dir: Path) -> Any:
+    """The critic config one process loads: its own GPU under ``accelerate launch``, and a tiny critic built once.
+
+    A tiny critic (random, seeded) is written to ``run_dir/tiny_critic`` by the main process and loaded from there by
+    all, so every process scores with the same weights (each building its own would write where only the main
+    process may save).
+    """
+    import dataclasses
+
+    changes: dict[str, Any] = {}
+    if critic_cfg.device == "cuda" and accelerator.num_processes > 1:
+        changes["device"] = str(accelerator.device)
+    if critic_cfg.tiny:
+        from critics.tiny import build_tiny_critic
+
+        directory = run_dir / "tiny_critic"
+        if accelerator.is_main_process and not (directory / "config.json").is_file():
+            build_tiny_critic(critic_cfg.family, directory)
+        accelerator.wait_for_everyone()
+        changes.update(tiny=False, path=str(directory))
+    return dataclasses.replace(critic_cfg, **changes)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -173,10 +173,7 @@ class DRFTrainer:
             self.transformer.enable_gradient_checkpointing()
         self.chain = PenaltyProbe(self.generator, record=train_cfg.kl_weight > 0)
 
-        critic_cfg = cfg.critic
-        if critic_cfg.device == "cuda" and acc.num_processes > 1:
-            critic_cfg.device = str(acc.device)  # one critic per process, on that process's GPU
-        self.critic = critic or load_critic(critic_cfg)
+        self.critic = critic or load_critic(common.critic_config_for(cfg.critic, acc, self.run_dir))
 
         self.optimizer = common.build_optimizer(self.params, train_cfg, self.section)
         self.lr_scheduler = common.build_lr_scheduler(self.optimizer, train_cfg)
@@ -442,8 +439,10 @@ class DRFTrainer:
                 self.guard.update(self.step, finite)
                 if (d.checkpoint_every and self.step % d.checkpoint_every == 0) or self.step == d.steps:
                     self.save(self.step, metrics)
-        if d.export_lora:
+        if d.export:
             self.export()
+        if acc.is_main_process:
+            print(f"done: {self.run_dir}")
         return self.run_dir
 
 

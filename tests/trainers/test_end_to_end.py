@@ -72,7 +72,7 @@ def test_tiny_config_trains_and_writes_the_run_directory(tmp_path, capsys):
 def test_train_refuses_to_overwrite_a_finished_run(run_cfg):
     from tests.trainers.conftest import make_trainer
 
-    cfg = run_cfg("drf.steps=1", "logging.sample_every=0", "drf.export_lora=false")
+    cfg = run_cfg("drf.steps=1", "logging.sample_every=0", "drf.export=false")
     make_trainer(cfg).train()
     with pytest.raises(Exception, match="already holds a run; pass --resume latest"):
         make_trainer(cfg)

@@ -19,7 +19,7 @@ SETTINGS = (
     "drf.warmup_steps=2",
     "drf.ema=true",
     "drf.kl_weight=0.5",
-    "drf.export_lora=false",
+    "drf.export=false",
     "logging.sample_every=0",
     "sampling.frames.policy=random_n",
     "sampling.frames.n=3",
@@ -76,9 +76,7 @@ def test_resume_continues_bit_for_bit(run_cfg):
 
 
 def test_resume_from_a_checkpoint_path_restores_its_step(run_cfg):
-    cfg = run_cfg(
-        "name=path", "drf.steps=2", "drf.checkpoint_every=1", "drf.export_lora=false", "logging.sample_every=0"
-    )
+    cfg = run_cfg("name=path", "drf.steps=2", "drf.checkpoint_every=1", "drf.export=false", "logging.sample_every=0")
     trainer = make_trainer(cfg)
     trainer.train()
     resumed = make_trainer(cfg, resume=str(trainer.run_dir / "checkpoints" / "step-1"))

@@ -26,7 +26,7 @@ def test_reward_rises_on_one_prompt(tmp_path, run_cfg):
         "drf.kl_weight=0",
         "drf.ema=false",
         "drf.checkpoint_every=0",
-        "drf.export_lora=false",
+        "drf.export=false",
         "logging.sample_every=0",
         "sampling.guidance_scale=1.0",
         "sampling.grad_window.kind=last_k",
