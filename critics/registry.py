@@ -83,10 +83,19 @@ def load_critic(config: CriticConfig) -> Critic:
         raise CriticError(f"unknown critic family {config.family!r}; choose one of {', '.join(FAMILIES)}")
     config.validate()
     if config.tiny:
+        from transformers.utils import logging as hf_logging
+
         from critics.tiny import build_tiny_critic
 
-        with tempfile.TemporaryDirectory(prefix="drf-critic-") as tmp:
-            model, tokenizer = _load_model(config, str(build_tiny_critic(config.family, tmp)))
+        # The save/load round trip is an implementation detail here; its progress bars would only be noise.
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            with tempfile.TemporaryDirectory(prefix="drf-critic-") as tmp:
+                model, tokenizer = _load_model(config, str(build_tiny_critic(config.family, tmp)))
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
     else:
         model, tokenizer = _load_model(config, config.path)
