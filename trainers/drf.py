@@ -34,12 +34,15 @@ class DRFConfig(TrainerConfig):
 
     kl_weight: float = field(
         default=0.0,
-        metadata={"help": "Weight of ||v_theta - v_base||^2 at windowed steps (base = LoRA disabled); lora only."},
+        metadata={
+            "help": "Weight of the mean squared velocity difference to the base model (LoRA disabled) at the "
+            "windowed steps; lora only."
+        },
     )
     l2_weight: float = field(
         default=0.0,
-        metadata={"help": "Weight of ||x_theta - x_base||^2 between final latents and the base model's sample from "
-                  "the same noise (one extra gradient-free rollout); lora only."},
+        metadata={"help": "Weight of the mean squared difference between the final latents and the base model's "
+                  "sample from the same noise (one extra gradient-free rollout); lora only."},
     )  # fmt: skip
 
     autocast_decode: bool = field(
