@@ -68,16 +68,28 @@ class Facts:
     setting: str | None = None
     depth_gap: float = 0.0  # depths closer than this leave front/behind undetermined
 
-    def matching(self, subject: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[ObjectFacts]:
-        """Objects whose known attributes agree with the subject's slots (shape, color, size)."""
+    def matching(
+        self, subject: Mapping[str, Any], ignore: tuple[str, ...] = (), unknown_matches: bool = False
+    ) -> list[ObjectFacts]:
+        """Objects whose attributes agree with the subject's slots (shape, color, size); an attribute the facts do
+        not know (None) counts as agreeing only with ``unknown_matches``."""
         found = []
         for o in self.objects:
             if all(
-                key in ignore or subject.get(key) is None or getattr(o, key) == subject.get(key)
+                key in ignore
+                or subject.get(key) is None
+                or getattr(o, key) == subject.get(key)
+                or (unknown_matches and getattr(o, key) is None)
                 for key in ("shape", "color", "size")
             ):
                 found.append(o)
         return found
+
+    def count(self, subject: Mapping[str, Any]) -> int | None:
+        """How many objects match, or None when unknown attributes leave it open."""
+        strict = sum(o.count for o in self.matching(subject))
+        loose = sum(o.count for o in self.matching(subject, unknown_matches=True))
+        return strict if strict == loose else None
 
 
 def template_name(question: Any) -> str:
@@ -97,18 +109,22 @@ def _is_toy(subject: Mapping[str, Any]) -> bool:
 
 
 def _single(facts: Facts, subject: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> ObjectFacts | None:
+    """The one object the subject names, or None when it names none, several, or cannot be told apart."""
     if not isinstance(subject, Mapping) or not _is_toy(subject):
         return None
     found = facts.matching(subject, ignore)
-    return found[0] if len(found) == 1 else None
+    loose = facts.matching(subject, ignore, unknown_matches=True)
+    return found[0] if len(found) == 1 and len(loose) == 1 else None
 
 
 def _object(facts: Facts, slots: Mapping[str, Any]) -> str | None:
     if not _is_toy(slots):
         return None
-    total = sum(o.count for o in facts.matching(slots))
     wanted = slots.get("count") or 1
-    return _yes(total == wanted if wanted > 1 else total >= 1)
+    strict = sum(o.count for o in facts.matching(slots))
+    loose = sum(o.count for o in facts.matching(slots, unknown_matches=True))
+    answers = {_yes(total == wanted if wanted > 1 else total >= 1) for total in (strict, loose)}
+    return answers.pop() if len(answers) == 1 else None
 
 
 def _relation(facts: Facts, slots: Mapping[str, Any]) -> str | None:
@@ -152,8 +168,8 @@ def answer(facts: Facts, question: Any) -> str | None:
     if name == "align.count":
         if slots.get("noun") not in SHAPES:
             return None
-        total = str(sum(o.count for o in facts.matching({"shape": slots["noun"]})))
-        return total if total in question.options else None
+        total = facts.count({"shape": slots["noun"]})
+        return str(total) if total is not None and str(total) in question.options else None
     if name == "align.motion":
         o = _single(facts, slots.get("subject", {}))
         return _yes(o.motion == slots.get("motion")) if o is not None and o.motion is not None else None

@@ -39,9 +39,9 @@ def question_accuracy(items: Iterable[tuple[Scene, Tensor | Facts, Iterable[Any]
 
 
 def fact_accuracy(scenes: Sequence[Scene], videos: Sequence[Tensor | Facts]) -> dict[str, tuple[int, int]]:
-    """{fact: (agreements, total)} for the camera move and, per object group found by colour, presence, shape,
-    size, count and motion (singletons, where the oracle answers; "motion_answered" counts how often it does).
-    Takes videos or analysed facts."""
+    """{fact: (agreements, total)} for the camera move (overall and per true move, "camera:pan_left"...) and, per
+    object group found by colour, presence, shape, size, count and motion (singletons, where the oracle answers;
+    "motion_answered" counts how often it does). Takes videos or analysed facts."""
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
 
     def add(name: str, ok: bool) -> None:
@@ -51,6 +51,7 @@ def fact_accuracy(scenes: Sequence[Scene], videos: Sequence[Tensor | Facts]) -> 
     for scene, video in zip(scenes, videos):
         measured, true = _measured(video), scene_facts(scene)
         add("camera", measured.camera == true.camera)
+        add(f"camera:{true.camera}", measured.camera == true.camera)
         by_color = {o.color: o for o in measured.objects}
         add("no_extra_objects", set(by_color) <= {o.color for o in true.objects})
         for o in true.objects:
