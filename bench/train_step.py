@@ -128,6 +128,10 @@ def large_models(device: torch.device):
             qk_norm="rms_norm_across_heads",
             eps=1e-6,
         ).to(torch.bfloat16)
+        keep = set(transformer._keep_in_fp32_modules)  # as from_pretrained(torch_dtype=bf16) keeps them
+        for name, param in transformer.named_parameters():
+            if keep & set(name.split(".")):
+                param.data = param.data.float()
         vae = AutoencoderKLWan(
             base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, temperal_downsample=[False, True, True]
         )
@@ -142,7 +146,7 @@ def large_models(device: torch.device):
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
     )
     size = dict(height=480, width=832, num_frames=33, max_sequence_length=512)
-    gen = WanGenerator.from_components(components, scheduler="unipc", shift=3.0, **size)
+    gen = WanGenerator.from_components(components, scheduler="euler", shift=3.0, **size)
 
     tokenizer = build_chat_tokenizer("qwen2_5_vl")
     ids = {
@@ -165,6 +169,7 @@ def large_models(device: torch.device):
             rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1000000.0},
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
+            tie_word_embeddings=True,
         ),
         vision_config=dict(
             depth=32,
@@ -184,7 +189,7 @@ def large_models(device: torch.device):
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16).eval()
     critic_cfg = CriticConfig(family="qwen2_5_vl", tiny=True, dtype="bfloat16", device=str(device))
     critic = QwenVLCritic(model, tokenizer, critic_cfg, QWEN_FAMILIES["qwen2_5_vl"])
-    model_cfg = dict(path="random-1.3b", dtype="bfloat16", scheduler="unipc", shift=3.0, **size)
+    model_cfg = dict(path="random-1.3b", dtype="bfloat16", scheduler="euler", shift=3.0, **size)
     return gen, critic, model_cfg
 
 
@@ -192,7 +197,7 @@ def large_models(device: torch.device):
 # the run
 
 
-def run_config(out_dir: Path, model: dict, k: int, large: bool, checkpointing: bool = True):
+def run_config(out_dir: Path, model: dict, k: int, large: bool, checkpointing: bool, frames: str):
     from critics.config import CriticConfig
     from drf.config import FramesConfig, GradWindowConfig, LoggingConfig, ModelConfig, SamplingConfig
     from trainers.drf import DRFConfig, DRFRunConfig
@@ -207,7 +212,7 @@ def run_config(out_dir: Path, model: dict, k: int, large: bool, checkpointing: b
             num_steps=20 if large else 8,
             guidance_scale=5.0,
             grad_window=GradWindowConfig(kind="last_k", k=k, checkpointing=checkpointing),
-            frames=FramesConfig(policy="every_n", n=4),
+            frames=FramesConfig(policy=frames, n=4),
         ),
         critic=CriticConfig(family="qwen2_5_vl" if large else "qwen2_vl", tiny=True),
         logging=LoggingConfig(output_dir=str(out_dir)),
@@ -216,18 +221,21 @@ def run_config(out_dir: Path, model: dict, k: int, large: bool, checkpointing: b
             lora_alpha=32 if large else 8,
             gradient_checkpointing=large,
             mixed_precision="bf16" if large else "no",
+            autocast_decode=large,
             export=False,
         ),
     )
 
 
 def measure(
-    gen, critic, model: dict, k: int, steps: int, large: bool, device: torch.device, checkpointing: bool
+    gen, critic, model: dict, k: int, steps: int, large: bool, device: torch.device, checkpointing: bool, frames: str
 ) -> PhaseMeter:
     from trainers.drf import DRFTrainer
 
     with tempfile.TemporaryDirectory(prefix="drf-bench-") as tmp:
-        trainer = DRFTrainer(run_config(Path(tmp), model, k, large, checkpointing), generator=gen, critic=critic)
+        trainer = DRFTrainer(
+            run_config(Path(tmp), model, k, large, checkpointing, frames), generator=gen, critic=critic
+        )
         meter = PhaseMeter(device)
         trainer.micro_step(0, 0, PhaseMeter(device))  # warm-up (allocator, lazy inits)
         for step in range(1, steps + 1):
@@ -251,6 +259,12 @@ def main() -> None:
         default=True,
         help="recompute windowed steps in backward (sampling.grad_window.checkpointing)",
     )
+    parser.add_argument(
+        "--frames",
+        choices=("every_n", "first", "middle", "all"),
+        help="frames decoded with gradient and scored (every_n uses n=4). Default: every_n; with --large: first, "
+        "since the VAE backward over all 33 frames at 480x832 needs about 120 GB even in bf16",
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -259,15 +273,16 @@ def main() -> None:
         print("--large needs a CUDA GPU (random 1.3B + 3B models at 480x832x33); skipping")
         return
     ks = [1] if args.large else [int(k) for k in args.ks.split(",")]
+    frames = args.frames or ("first" if args.large else "every_n")
     gen, critic, model = (large_models if args.large else small_models)(device)
     base = copy.deepcopy(gen.pipe.transformer)
     what = "large (1.3B-sized Wan + 3B-sized Qwen2.5-VL, bf16)" if args.large else "wan-small + tiny qwen2_vl"
     print(f"# train step on {device} ({what}), {model['num_frames']}x{model['height']}x{model['width']}, "
-          f"{args.steps} steps per K, window checkpointing {'on' if args.checkpointing else 'off'}")  # fmt: skip
+          f"{args.steps} steps per K, frames {frames}, window checkpointing {'on' if args.checkpointing else 'off'}")  # fmt: skip
     results = {}
     for k in ks:
         gen.pipe.transformer = copy.deepcopy(base)  # every K starts from the adapter-free transformer
-        meter = measure(gen, critic, model, k, args.steps, args.large, device, args.checkpointing)
+        meter = measure(gen, critic, model, k, args.steps, args.large, device, args.checkpointing, frames)
         total = sum(meter.seconds[p] for p in PHASES)
         results[k] = (total, max(meter.peak_mb.values()))
         for phase in PHASES:
