@@ -23,7 +23,7 @@ from torch import Tensor
 from drf.geometry.camera import invert_pose
 from drf.geometry.lgm import LatentGeometryModel
 from drf.geometry.output import GeometryOutput
-from drf.geometry.rewards import CAMERA_TARGETS, trajectory_error
+from drf.geometry.rewards import CAMERA_TARGETS, rotation_vector, trajectory_error
 
 
 @dataclass
@@ -40,8 +40,8 @@ class DistillConfig:
     threads: int = field(default=1, metadata={"help": "CPU threads (the machine is shared)."})
     log_every: int = field(default=100, metadata={"help": "Steps between log lines."})
     w_depth: float = field(default=1.0, metadata={"help": "Weight of the log-depth L1 loss (surface pixels)."})
-    w_rotation: float = field(default=1.0, metadata={"help": "Weight of the rotation-matrix L1 loss."})
-    w_translation: float = field(default=1.0, metadata={"help": "Weight of the normalised translation L1 loss."})
+    w_rotation: float = field(default=5.0, metadata={"help": "Weight of the geodesic rotation loss (radians)."})
+    w_translation: float = field(default=5.0, metadata={"help": "Weight of the normalised translation L1 loss."})
     w_focal: float = field(default=0.1, metadata={"help": "Weight of the log-focal L1 loss."})
     w_static: float = field(default=0.2, metadata={"help": "Weight of the static-surface BCE loss."})
 
@@ -184,7 +184,9 @@ def distillation_loss(pred: GeometryOutput, labels: GeometryLabels, cfg: Distill
     surface = labels.surface.to(pred.depth.dtype)
     log_err = (pred.depth.clamp_min(1e-6).log() - labels.depth.clamp_min(1e-6).log()).abs()
     depth = (log_err * surface).sum() / surface.sum().clamp_min(1)
-    rotation = (pred.c2w[:, 1:, :3, :3] - labels.rel_c2w[:, 1:, :3, :3]).abs().mean()
+    # Geodesic angle (radians) of the residual rotation: the same scale as the normalised translations.
+    residual = pred.c2w[:, 1:, :3, :3].transpose(-1, -2) @ labels.rel_c2w[:, 1:, :3, :3]
+    rotation = rotation_vector(residual).norm(dim=-1).mean()
     translation = (pred.c2w[:, 1:, :3, 3] - labels.rel_c2w[:, 1:, :3, 3]).abs().mean()
     h = pred.size[0]
     focal = (pred.intrinsics[:, 0, 1, 1].log() - (labels.focal * h).log()).abs().mean()

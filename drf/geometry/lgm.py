@@ -5,6 +5,9 @@ Layout (one output frame per latent frame, N = F: Wan's latent frame k stands fo
 - a stitching ``Conv3d`` maps the generator's latent channels to ``dim`` features per latent pixel;
 - a trunk of blocks alternating spatial attention (within a frame, plus one camera token per frame) and temporal
   attention (across frames at each position, camera tokens included), each followed by an MLP;
+- a matching branch: per-frame features of frame t correlated with frame 0's at every shift up to ``match_radius``
+  latent pixels, softmaxed over shifts and averaged in each image quadrant — a pan moves all quadrants alike, a dolly
+  moves them apart, an orbit moves near and far parts by different amounts — which feeds the pose head;
 - heads: log-depth at ``upsample`` x the latent resolution (pixel shuffle), a static-surface logit at the same
   resolution, pose of each frame relative to frame 0 from (camera token t, camera token 0) as a 6D rotation plus a
   translation, and one focal length per clip from the pooled camera tokens.
@@ -44,6 +47,10 @@ class LGMConfig:
     max_side: int = field(default=64, metadata={"help": "Largest latent height or width (spatial embedding)."})
     temporal_scale: int = field(
         default=4, metadata={"help": "Pixel frames per latent frame; latent frame k labels pixel frame k * this."}
+    )
+    match_dim: int = field(default=32, metadata={"help": "Width of the per-frame features matched against frame 0."})
+    match_radius: int = field(
+        default=3, metadata={"help": "Largest shift (latent pixels) at which frame t is correlated with frame 0."}
     )
 
 
@@ -100,7 +107,9 @@ class LatentGeometryModel(nn.Module):
         self.config = cfg = config or LGMConfig()
         if cfg.dim % cfg.heads:
             raise InputError(f"LGMConfig.dim ({cfg.dim}) must be divisible by heads ({cfg.heads})")
-        self.stitch = nn.Conv3d(cfg.latent_channels, cfg.dim, kernel_size=(1, 3, 3), padding=(0, 1, 1))
+        # A 3x3x3 stitch sees each latent pixel's neighbours in the previous and next frames, so image motion (the
+        # cue for camera motion) is in the features from the first layer on.
+        self.stitch = nn.Conv3d(cfg.latent_channels, cfg.dim, kernel_size=3, padding=1)
         self.row_embed = nn.Parameter(torch.randn(cfg.max_side, cfg.dim) * 0.02)
         self.col_embed = nn.Parameter(torch.randn(cfg.max_side, cfg.dim) * 0.02)
         self.time_embed = nn.Parameter(torch.randn(cfg.max_frames, cfg.dim) * 0.02)
@@ -110,7 +119,13 @@ class LatentGeometryModel(nn.Module):
         up2 = cfg.upsample**2
         self.depth_head = nn.Linear(cfg.dim, up2)
         self.static_head = nn.Linear(cfg.dim, up2)
-        self.pose_head = nn.Sequential(nn.Linear(2 * cfg.dim, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, 9))
+        self.match = nn.Conv2d(cfg.latent_channels, cfg.match_dim, kernel_size=3, padding=1)
+        self.match_temperature = nn.Parameter(torch.tensor(10.0))
+        match_features = 4 * (2 * cfg.match_radius + 1) ** 2
+        self.pose_head = nn.Sequential(
+            nn.Linear(2 * cfg.dim + match_features, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim), nn.GELU(),
+            nn.Linear(cfg.dim, 9),
+        )
         self.focal_head = nn.Linear(cfg.dim, 1)
         with torch.no_grad():  # start at identity rotations, zero translation, unit depth, 50-degree field of view
             self.pose_head[-1].weight.mul_(0.01)
@@ -144,6 +159,24 @@ class LatentGeometryModel(nn.Module):
         x = self.norm(x)
         return x[:, :, 0], x[:, :, 1:]
 
+    def matching(self, latents: Tensor) -> Tensor:
+        """[B,F,4*(2r+1)^2]: for each frame, per image quadrant, the softmax over shifts of its feature correlation
+        with frame 0 (frame t's content at p + shift against frame 0's at p)."""
+        b, c, f, h, w = latents.shape
+        r = self.config.match_radius
+        x = latents.to(self.match.weight.dtype).transpose(1, 2).reshape(b * f, c, h, w)
+        feats = F.normalize(self.match(x), dim=1).reshape(b, f, -1, h, w)
+        padded = F.pad(feats, (r, r, r, r))
+        ref = feats[:, :1]
+        corr = torch.stack(
+            [(padded[..., r + dy : r + dy + h, r + dx : r + dx + w] * ref).sum(2)
+             for dy in range(-r, r + 1) for dx in range(-r, r + 1)],
+            dim=-1,
+        )  # [B,F,h,w,S]
+        prob = torch.softmax(self.match_temperature * corr, dim=-1)
+        quadrants = prob.reshape(b, f, 2, h // 2, 2, w // 2, -1).mean(dim=(3, 5))  # [B,F,2,2,S]
+        return quadrants.reshape(b, f, -1)
+
     def forward(self, latents: Tensor) -> GeometryOutput:
         cfg = self.config
         cam, pix = self.features(latents)
@@ -157,7 +190,7 @@ class LatentGeometryModel(nn.Module):
 
         depth = torch.exp(grid(self.depth_head).clamp(-8, 8))
         static = torch.sigmoid(grid(self.static_head))
-        pose = self.pose_head(torch.cat([cam, cam[:, :1].expand_as(cam)], dim=-1))  # [B,F,9]
+        pose = self.pose_head(torch.cat([cam, cam[:, :1].expand_as(cam), self.matching(latents)], dim=-1))  # [B,F,9]
         c2w = torch.zeros(b, f, 4, 4, dtype=pose.dtype, device=pose.device)
         c2w[..., :3, :3] = rotation_from_6d(pose[..., :6])
         c2w[..., :3, 3] = pose[..., 6:]
