@@ -197,14 +197,16 @@ class HFVisionCritic(Critic):
         feats = features.to(embeds.dtype).repeat(ids.shape[0], 1)
         return embeds.masked_scatter(slots, feats)
 
-    def _hidden_shared(self, rows: Sequence[_Row], vision: VisionInputs) -> tuple[torch.Tensor, int]:
+    def _hidden_shared(
+        self, rows: Sequence[_Row], vision: VisionInputs, features: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
         """Run the common prefix once, expand its KV cache over the rows, then run every row's remainder.
 
         Returns hidden states [R, L - P, D] and the prefix length P. P stops before each row's first scored position,
         so every needed hidden state comes from the batched remainder.
         """
         ids, mask = self._pad(rows)
-        embeds = self._embed(ids, self.vision_features(vision))
+        embeds = self._embed(ids, features)
         positions = self.position_ids(ids, mask, vision)
         prefix = min(_common_prefix_len([r.ids for r in rows]), min(r.prompt_len for r in rows) - 1)
         lm = self.model.model.language_model
@@ -221,10 +223,16 @@ class HFVisionCritic(Critic):
         )
         return out.last_hidden_state, prefix
 
-    def _row_logprobs(self, rows: Sequence[_Row], vision: VisionInputs) -> list[torch.Tensor]:
-        """Log-probs [n_i, V] (float32, or float64 for a float64 model) at each row's scored positions (prompt end, then each continuation token)."""
-        if self.config.shared_prefix:
-            hidden, offset = self._hidden_shared(rows, vision)
+    def _row_logprobs(
+        self, rows: Sequence[_Row], vision: VisionInputs, features: torch.Tensor | None
+    ) -> list[torch.Tensor]:
+        """Log-probs [n_i, V] at each row's scored positions (prompt end, then each continuation token).
+
+        Float32 (float64 for a float64 model). With ``features`` the shared prefix is used; without, the official
+        forward runs once per row, vision tower included.
+        """
+        if features is not None:
+            hidden, offset = self._hidden_shared(rows, vision, features)
             picked = [
                 hidden[i, r.prompt_len - 1 - offset : (len(r.ids) - 1 if r.targets else r.prompt_len) - offset]
                 for i, r in enumerate(rows)
@@ -274,18 +282,29 @@ class HFVisionCritic(Critic):
         self._check_frames(frames, question_sets)
         frames = frames.to(self.device)
         batch, q_max = len(question_sets), max((len(s) for s in question_sets), default=0)
+        visions = [self.prepare_vision(frames[b]) for b in range(batch)]
+        features = self._batched_features(visions) if self.config.shared_prefix else [None] * batch
         results: list[list[tuple]] = []
-        for b, qset in enumerate(question_sets):
-            vision = self.prepare_vision(frames[b])
+        for b, (qset, vision) in enumerate(zip(question_sets, visions)):
             rows: list[_Row] = []
             spans: list[tuple[int, int]] = []
             for q in qset:
                 q_rows = self.rows_for(q, self.prompt_ids(q, vision, frames.shape[1]))
                 spans.append((len(rows), len(rows) + len(q_rows)))
                 rows.extend(q_rows)
-            logprobs = self._row_logprobs(rows, vision) if rows else []
+            logprobs = self._row_logprobs(rows, vision, features[b]) if rows else []
             results.append([self._score_question(q, logprobs[s:e], rows[s:e]) for q, (s, e) in zip(qset, spans)])
         return self._collect(results, question_sets, batch, q_max)
+
+    def _batched_features(self, visions: list[VisionInputs]) -> list[torch.Tensor]:
+        """One vision-tower call for all videos -> features [N_b, D] per video."""
+        if not visions:
+            return []
+        merged = VisionInputs(
+            {key: torch.cat([v.model_inputs[key] for v in visions]) for key in visions[0].model_inputs},
+            [n for v in visions for n in v.counts],
+        )
+        return list(self.vision_features(merged).split([sum(v.counts) for v in visions]))
 
     def _collect(self, results, question_sets, batch: int, q_max: int) -> CriticOutput:
         dtype = next((res[0][0].dtype for res in results if res), torch.float32)
