@@ -30,9 +30,9 @@ from drf.geometry.rewards import CAMERA_TARGETS, rotation_vector, trajectory_err
 class DistillConfig:
     """One distillation run on toy-world clips."""
 
-    steps: int = field(default=3000, metadata={"help": "Optimizer steps."})
-    batch: int = field(default=32, metadata={"help": "Clips per step."})
-    lr: float = field(default=1e-3, metadata={"help": "Peak learning rate (linear warm-up, cosine decay)."})
+    steps: int = field(default=1800, metadata={"help": "Optimizer steps."})
+    batch: int = field(default=16, metadata={"help": "Clips per step."})
+    lr: float = field(default=3e-3, metadata={"help": "Peak learning rate (linear warm-up, cosine decay)."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     warmup: int = field(default=100, metadata={"help": "Warm-up steps."})
     seed: int = field(default=0, metadata={"help": "Seed of initialisation and batch order."})
@@ -355,8 +355,6 @@ def train_toy_lgm(
     """Render toy-world clips, encode them with the toy VAE, distil an LGM from the exact labels, evaluate it on
     held-out scenes and write ``<out_dir>/toy_lgm`` plus its entry in ``<out_dir>/manifest.json``; returns the entry."""
     import json
-    import shlex
-    import sys
     from dataclasses import asdict
 
     from drf.geometry.lgm import LGMConfig
@@ -394,7 +392,7 @@ def train_toy_lgm(
         "what": "latent geometry model for the toy world: depth, pose relative to frame 0, focal, static mask "
                 "from toy-VAE latents [B,16,5,8,8] (64x64x17 clips)",
         "vae": {"source": vae_source, "weights_sha256": vae_sha},
-        "command": shlex.join(["python", *sys.argv]) if sys.argv and sys.argv[0] else "train_toy_lgm()",
+        "command": "python -c 'from drf.geometry.distill import train_toy_lgm; train_toy_lgm()'  (config below)",
         "config": asdict(cfg),
         "model_config": asdict(model_config),
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -1,0 +1,30 @@
+"""The shipped toy-world LGM: its files are the ones its manifest records, it loads, and it reads toy latents."""
+
+import json
+
+import pytest
+import torch
+
+from drf.geometry.distill import MANIFEST, TOY_LGM, _sha256, toy_lgm_path
+from drf.geometry.lgm import LatentGeometryModel
+
+ROOT = toy_lgm_path().parent
+pytestmark = pytest.mark.skipif(not (toy_lgm_path() / "config.json").is_file(), reason="toy LGM not shipped")
+
+
+def test_manifest_records_every_shipped_file_with_its_sha256_and_figures():
+    entry = json.loads((ROOT / MANIFEST).read_text())["models"][TOY_LGM]
+    shipped = {p.relative_to(ROOT).as_posix() for p in toy_lgm_path().iterdir() if p.is_file()}
+    assert set(entry["files"]) == shipped
+    for relative, info in entry["files"].items():
+        assert _sha256(ROOT / relative) == info["sha256"] and (ROOT / relative).stat().st_size == info["bytes"]
+    assert sum(info["bytes"] for info in entry["files"].values()) < 3_000_000
+    metrics = entry["heldout_metrics"]
+    assert metrics["rotation_deg"] < metrics["rotation_deg_identity_baseline"]
+    assert metrics["depth_abs_rel"] < metrics["depth_abs_rel_constant_baseline"]
+
+
+def test_shipped_model_reads_toy_latents():
+    model = LatentGeometryModel.from_pretrained(toy_lgm_path())
+    geom = model(torch.randn(2, 16, 5, 8, 8))
+    assert geom.depth.shape == (2, 5, 16, 16) and torch.isfinite(geom.depth).all()
