@@ -98,3 +98,10 @@ def test_tiny_critic_round_trips_through_save_and_from_pretrained(family, tiny_d
     assert loaded(text)["input_ids"] == tokenizer(text)["input_ids"]
     assert loaded.chat_template == tokenizer.chat_template
     assert len(tokenizer.encode("Yes", add_special_tokens=False)) == 1
+
+
+def test_sampled_explanations_are_bounded_too(make_critic, questions):
+    critic = make_critic("qwen2_5_vl", max_explain_tokens=3, explain_do_sample=True, explain_temperature=1.0)
+    texts = critic.explain(torch.rand(1, 2, 3, 28, 28), questions[1:])
+    longest = max(len(token) for token in critic.tokenizer.get_vocab())
+    assert len(texts[0]) == 2 and all(len(text) <= 3 * longest for text in texts[0])

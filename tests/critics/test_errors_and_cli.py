@@ -125,3 +125,14 @@ def test_drf_score_on_an_unreadable_video_exits_2_with_one_line(tmp_path, capsys
     assert main(["score", str(bad), "--prompt", "a red cube"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "broken.mp4" in err and "\n" not in err
+
+
+def test_every_critic_config_field_is_documented_and_validated():
+    from drf.config import assert_all_fields_documented
+    from drf.errors import ConfigError
+
+    assert_all_fields_documented(CriticConfig)
+    with pytest.raises(ConfigError, match="critic.quantization is '3bit'"):
+        CriticConfig(tiny=True, quantization="3bit").validate()
+    with pytest.raises(ConfigError, match="critic.path is empty"):
+        CriticConfig().validate()
