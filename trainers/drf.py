@@ -168,7 +168,9 @@ class DRFTrainer:
         acc.wait_for_everyone()
         self.question_sets = dict(zip(everything, decompose_all(everything, cfg.questions, self.run_dir)))
 
-        self.generator = generator or WanGenerator.from_config(cfg.model, device=acc.device)
+        if generator is None:
+            generator = WanGenerator.from_config(cfg.model, device=acc.device)
+        self.generator = generator
         self.generator.pipe.set_progress_bar_config(disable=True)
         self.transformer = self.generator.trainable_module()
         self.params = common.setup_trainable(self.transformer, train_cfg, self.section)
@@ -176,7 +178,9 @@ class DRFTrainer:
             self.transformer.enable_gradient_checkpointing()
         self.chain = PenaltyProbe(self.generator, record=train_cfg.kl_weight > 0)
 
-        self.critic = critic or load_critic(common.critic_config_for(cfg.critic, acc, self.run_dir))
+        if critic is None:
+            critic = load_critic(common.critic_config_for(cfg.critic, acc, self.run_dir))
+        self.critic = critic
 
         self.optimizer = common.build_optimizer(self.params, train_cfg, self.section)
         self.lr_scheduler = common.build_lr_scheduler(self.optimizer, train_cfg)
@@ -195,6 +199,8 @@ class DRFTrainer:
             )
             self.step = int(state["step"])
             self.resumed_from = path
+            if state["config_yaml"] != self.config_yaml and acc.is_main_process:
+                print(f"note: the config differs from the one saved in {path}; continuing with the new one")
         else:
             self.resumed_from = None
 
@@ -222,8 +228,9 @@ class DRFTrainer:
         )
         lines.append(f"trainable: {what} ({count_parameters(self.params):,} parameters)")
         every = cfg.logging.sample_every
+        source = "held-out" if self.splits.eval else "train (no eval split)"
         lines.append(
-            f"eval: {min(d.eval_max_prompts, len(self._eval_prompts()))} prompts every {every} steps"
+            f"eval: {len(self._eval_prompts())} {source} prompts every {every} steps"
             if every
             else "eval: off (logging.sample_every = 0)"
         )
@@ -430,17 +437,17 @@ class DRFTrainer:
             while self.step < d.steps:
                 metrics, finite = self.train_step(self.step)
                 self.step += 1
-                if (cfg.logging.sample_every and self.step % cfg.logging.sample_every == 0) or (
-                    cfg.logging.sample_every and self.step == d.steps
-                ):
+                last = self.step == d.steps
+                every = cfg.logging.sample_every
+                if every and (self.step % every == 0 or last):
                     metrics.update(self.evaluate(self.step))
-                if self.step % cfg.logging.log_every == 0 or not finite or self.step == d.steps:
+                if self.step % cfg.logging.log_every == 0 or not finite or last:
                     logger.log(self.step, metrics)
                 bar.update(self.step, metrics["reward/total"], skipped=metrics["skipped"])
                 if not finite and acc.is_main_process:
                     print(f"step {self.step}: non-finite loss or gradient, step skipped")
                 self.guard.update(self.step, finite)
-                if (d.checkpoint_every and self.step % d.checkpoint_every == 0) or self.step == d.steps:
+                if (d.checkpoint_every and self.step % d.checkpoint_every == 0) or last:
                     self.save(self.step, metrics)
         if d.export:
             self.export()
