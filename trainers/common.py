@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -453,7 +453,7 @@ def sample_and_score(
     for index, (prompt, qset) in enumerate(zip(prompts, question_sets)):
         rng = torch.Generator().manual_seed(stream_seed(seed, index))
         cond = generator.encode_prompts([prompt], sampling.guidance_scale)
-        with autocast() if autocast is not None else _nullcontext():
+        with autocast() if autocast is not None else nullcontext():
             rollout = sample(generator, cond, GradWindow.none(sampling.num_steps), rng=rng)
         frames = generator.decode(rollout.latents)  # [1,T,3,H,W] in [0,1]
         picked = frames_from_config(sampling.frames, frames.shape[1], index)
@@ -479,8 +479,3 @@ def sample_and_score(
                 counts[key] = counts.get(key, 0) + 1
     (out_dir / "scores.json").write_text(json.dumps(records, indent=2, allow_nan=True) + "\n", encoding="utf-8")
     return {f"eval/{key}": sums[key] / counts[key] for key in sums}
-
-
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield
