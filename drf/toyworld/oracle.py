@@ -280,12 +280,17 @@ def _shape_vote(region_v: Tensor, mask: Tensor) -> str | None:
     design = torch.stack([torch.ones_like(x), x, x * x], 1)
     fit = design @ torch.linalg.lstsq(design, profile[:, None]).solution
     parabola = float(((fit[:, 0] - profile) ** 2).sum())
-    return "cube" if step + 1e-6 < STEP_OVER_PARABOLA * (parabola + 1e-6) else "cylinder"
+    if step + 1e-6 < STEP_OVER_PARABOLA * (parabola + 1e-6):
+        return "cube"
+    # A cube's profile changes in one or two jumps (face edges); a cylinder's changes a little at every column.
+    jumps = (profile[1:] - profile[:-1]).abs().sort(descending=True).values
+    return "cube" if float(jumps[:2].sum() / jumps.sum().clamp_min(1e-6)) > JUMP_SHARE else "cylinder"
 
 
 SPHERE_WITHIN_STD = 0.045  # brightness std down the columns of the side band: spheres >= 0.06, others <= 0.03
 FLAT_RANGE = 0.07  # a profile flatter than this is one cube face (a cylinder's side spans >= 0.13)
-STEP_OVER_PARABOLA = 1.0
+STEP_OVER_PARABOLA = 1.2  # residual of a one-step fit over a parabola fit: cubes mostly < 1, cylinders > 2
+JUMP_SHARE = 0.72  # share of the profile's total variation in its two largest steps: cylinders <= 0.62
 
 
 def _tracks(video: Tensor, labels: Tensor, v: Tensor) -> list[Track]:
