@@ -352,6 +352,36 @@ def check_fresh_run_dir(run_dir: Path) -> None:
         )
 
 
+@dataclass
+class RunSetup:
+    """What a recipe needs before models load: where it writes, its prompts and their question sets."""
+
+    run_dir: Path
+    splits: PromptSplits
+    question_sets: dict[str, Any]
+    config_yaml: str
+
+
+def prepare_run(cfg: Any, accelerator: Any, resume: str | None) -> RunSetup:
+    """Create ``output_dir/name`` with ``config.yaml`` and ``questions.jsonl`` (every train and eval prompt decomposed
+    once, on the main process; the others read the file). ``cfg`` needs name, prompts, eval_prompts, questions and
+    logging sections."""
+    from drf.config import dump_config, save_config
+    from prompts.registry import decompose_all
+
+    run_dir = Path(cfg.logging.output_dir) / cfg.name
+    if resume is None and accelerator.is_main_process:
+        check_fresh_run_dir(run_dir)
+    splits = load_prompt_splits(cfg.prompts, cfg.eval_prompts)
+    everything = list(dict.fromkeys(splits.train + splits.eval))
+    if accelerator.is_main_process:
+        save_config(cfg, run_dir)
+        decompose_all(everything, cfg.questions, run_dir)
+    accelerator.wait_for_everyone()
+    question_sets = dict(zip(everything, decompose_all(everything, cfg.questions, run_dir)))
+    return RunSetup(run_dir, splits, question_sets, dump_config(cfg))
+
+
 def batch_arithmetic(
     cfg: TrainerConfig, num_processes: int, num_train_prompts: int, window: str, frames: str
 ) -> list[str]:

@@ -143,9 +143,7 @@ class DRFTrainer:
 
         from critics.registry import load_critic
         from drf.checkpoint import NonFiniteGuard, load_checkpoint, resolve_resume
-        from drf.config import dump_config, save_config
         from drf.models.wan import WanGenerator
-        from prompts.registry import decompose_all
         from trainers import common
 
         self.cfg = cfg
@@ -153,20 +151,9 @@ class DRFTrainer:
         self.accelerator = common.make_accelerator(train_cfg.mixed_precision)
         acc = self.accelerator
         set_seed(cfg.seed)  # LoRA initialisation and anything else drawn from the global streams
-        self.run_dir = Path(cfg.logging.output_dir) / cfg.name
-        if resume is None and acc.is_main_process:
-            common.check_fresh_run_dir(self.run_dir)
-        self.splits = common.load_prompt_splits(cfg.prompts, cfg.eval_prompts)
-        self.config_yaml = dump_config(cfg)
-        if acc.is_main_process:
-            save_config(cfg, self.run_dir)
-
-        # Questions are decomposed once, on the main process, into run_dir/questions.jsonl; the others read it.
-        everything = list(dict.fromkeys(self.splits.train + self.splits.eval))
-        if acc.is_main_process:
-            decompose_all(everything, cfg.questions, self.run_dir)
-        acc.wait_for_everyone()
-        self.question_sets = dict(zip(everything, decompose_all(everything, cfg.questions, self.run_dir)))
+        setup = common.prepare_run(cfg, acc, resume)
+        self.run_dir, self.splits, self.question_sets = setup.run_dir, setup.splits, setup.question_sets
+        self.config_yaml = setup.config_yaml
 
         if generator is None:
             generator = WanGenerator.from_config(cfg.model, device=acc.device)
