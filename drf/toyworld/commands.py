@@ -1,0 +1,118 @@
+"""``drf toyworld train vae|t2v|critic`` and ``drf toyworld manifest --check``.
+
+Training writes into an asset folder (``--out``, the shipped ``drf/assets/toyworld`` by default) laid out as
+``generator/`` (a diffusers WanPipeline directory; the VAE is its ``vae/``) and ``critic/``, and records each model
+in that folder's ``manifest.json``. The VAE comes first (the T2V model learns its latents), then the T2V model, then
+the critic (it also trains on the T2V model's samples).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+MODELS = ("vae", "t2v", "critic")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    toy = subparsers.add_parser("toyworld", help="Train and check the shipped toy-world models.")
+    toy_sub = toy.add_subparsers(dest="toyworld_command", metavar="ACTION")
+    train = toy_sub.add_parser("train", help="Train one toy model on rendered clips and record it in the manifest.")
+    train.add_argument("model", choices=MODELS)
+    train.add_argument("--steps", type=int, default=None, help="Optimizer steps (default: the script's own).")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default=None, help="Asset folder to write (default: drf/assets/toyworld).")
+    train.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'.")
+    train.add_argument("--minutes", type=float, default=0.0, help="Stop training after this wall time (0: no cap).")
+    train.add_argument("--threads", type=int, default=1, help="CPU threads for training.")
+    train.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="Override a field of the script's training config (e.g. --set batch=8); repeatable.",
+    )
+    train.set_defaults(func=_train)
+    manifest = toy_sub.add_parser("manifest", help="Verify the shipped toy models against manifest.json.")
+    manifest.add_argument("--check", action="store_true", help="Recompute sha256s and report mismatches.")
+    manifest.add_argument("--root", default=None, help="Asset folder (default: drf/assets/toyworld).")
+    manifest.set_defaults(func=_manifest)
+    toy.set_defaults(func=lambda args: (toy.print_help(), 1)[1])
+
+
+def _apply_overrides(config, overrides: list[str]) -> None:
+    import dataclasses
+    import json
+
+    from drf.errors import ConfigError
+
+    names = {f.name: f for f in dataclasses.fields(config)}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or key not in names:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        setattr(config, key, value)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from drf.toyworld.assets import ASSETS_DIR, CRITIC_DIR, GENERATOR_DIR
+    from drf.toyworld.train import manifest
+
+    root = Path(args.out) if args.out else ASSETS_DIR
+    if args.model == "vae":
+        from drf.toyworld.train.vae import VAETrainConfig as Config
+        from drf.toyworld.train.vae import train_vae as run
+
+        directory, exclude = root / GENERATOR_DIR / "vae", ()
+    elif args.model == "t2v":
+        from drf.toyworld.train.t2v import T2VTrainConfig as Config
+        from drf.toyworld.train.t2v import train_t2v as run
+
+        directory, exclude = root / GENERATOR_DIR, ("vae",)
+    else:
+        from drf.toyworld.train.critic import CriticTrainConfig as Config
+        from drf.toyworld.train.critic import train_critic as run
+
+        directory, exclude = root / CRITIC_DIR, ()
+    config = Config(seed=args.seed, minutes=args.minutes, threads=args.threads)
+    if args.steps is not None:
+        config.steps = args.steps
+    _apply_overrides(config, args.overrides)
+    directory.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    from drf.toyworld.train.data import resolve_device
+
+    device = resolve_device(args.device)
+    _, summary = run(config, root, device=str(device))
+    info = {
+        "command": manifest.command_line(),
+        "seed": args.seed,
+        "device": manifest.device_name(device),
+        "torch": torch.__version__,
+        **summary,
+    }
+    path = manifest.record(root, args.model, directory, info, exclude)
+    print(f"{args.model}: wrote {directory} and recorded it in {path}")
+    return 0
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from drf.toyworld.assets import ASSETS_DIR, load_manifest, verify_manifest
+
+    root = Path(args.root) if args.root else ASSETS_DIR
+    models = load_manifest(root).get("models", {})
+    for name, entry in models.items():
+        size = sum(f["bytes"] for f in entry.get("files", {}).values())
+        print(f"{name}: {len(entry.get('files', {}))} files, {size / 1e6:.2f} MB, metrics {entry.get('metrics', {})}")
+    if not args.check:
+        return 0
+    problems = verify_manifest(root)
+    for problem in problems:
+        print(f"mismatch: {problem}")
+    print("manifest ok" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 1

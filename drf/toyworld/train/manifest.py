@@ -1,0 +1,50 @@
+"""Write a trained model's entry into the toy-world asset manifest (files with sha256 and size, provenance, metrics)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drf.toyworld.assets import MANIFEST, load_manifest, sha256_file
+
+
+def command_line() -> str:
+    """The command that is running, as a person would retype it (``drf toyworld train ...``)."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("drf", "__main__.py", "cli.py"):
+        argv[0] = "drf"
+    return shlex.join(argv)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def file_entries(root: Path, directory: Path, exclude: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """{path relative to root: {sha256, bytes}} for every file under ``directory`` outside the ``exclude`` subfolders."""
+    entries = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        inner = path.relative_to(directory).parts
+        if inner and inner[0] in exclude:
+            continue
+        entries[path.relative_to(root).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return entries
+
+
+def record(root: Path, name: str, directory: Path, info: dict[str, Any], exclude: tuple[str, ...] = ()) -> Path:
+    """Set the entry ``name`` of ``root``'s manifest (the shipped asset folder or a training ``--out``) for the files
+    under ``directory``."""
+    root = Path(root)
+    manifest = load_manifest(root)
+    manifest.setdefault("models", {})[name] = {"files": file_entries(root, Path(directory), exclude), **info}
+    path = root / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path

@@ -1,0 +1,136 @@
+"""Train the toy Wan VAE (``AutoencoderKLWan``) on rendered clips and store its latent statistics.
+
+Reconstruction is L1 + MSE of the decoded posterior mean with a very small KL term (the posterior stays close to
+deterministic, as in Wan). Training uses 5-frame windows of the 17-frame clips: the VAE is causal and convolutional
+with a feature cache between 4-frame chunks, so a window holds every case it meets (the lone first frame, then a
+chunk) at a third of the cost. After training, the per-channel mean and standard deviation of the posterior means over
+training clips go into the VAE config (``latents_mean``/``latents_std``), which ``WanGenerator.decode`` and
+``WanPipeline`` use, so the latents the T2V model learns are about unit variance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from drf.toyworld.assets import GENERATOR_DIR
+from drf.toyworld.train.data import Clips, clips, resolve_device
+from drf.toyworld.train.loop import Clock, log, lr_at, set_lr, setup
+
+VAE_ARCH = dict(base_dim=12, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+
+
+@dataclass
+class VAETrainConfig:
+    steps: int = field(default=1500, metadata={"help": "Optimizer steps."})
+    seed: int = field(default=0, metadata={"help": "Seed of the initialisation, batches and data split draws."})
+    batch: int = field(default=4, metadata={"help": "Clips per step."})
+    window: int = field(default=5, metadata={"help": "Frames per training window (4n+1)."})
+    lr: float = field(default=2e-3, metadata={"help": "Peak learning rate (warm-up then cosine)."})
+    kl_weight: float = field(default=1e-4, metadata={"help": "Weight of the per-element KL term."})
+    sample_posterior: bool = field(
+        default=False, metadata={"help": "Decode a posterior sample (else its mean, which trains faster)."}
+    )
+    train_clips: int = field(default=1000, metadata={"help": "Rendered training clips."})
+    eval_clips: int = field(default=100, metadata={"help": "Held-out clips for PSNR."})
+    stats_clips: int = field(default=200, metadata={"help": "Training clips the latent statistics are taken over."})
+    minutes: float = field(default=0.0, metadata={"help": "Stop after this wall time (0: no cap)."})
+    threads: int = field(default=1, metadata={"help": "CPU threads (1: on shared CPUs more threads wait on each other)."})
+    arch: dict = field(default_factory=lambda: dict(VAE_ARCH), metadata={"help": "AutoencoderKLWan config."})
+
+
+def to_vae(frames: torch.Tensor) -> torch.Tensor:
+    """frames [B,T,3,H,W] in [0,1] -> VAE input [B,3,T,H,W] in [-1,1]."""
+    return frames.transpose(1, 2) * 2 - 1
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-video PSNR in dB of [B,...] tensors in [0,1]."""
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return -10 * torch.log10(mse)
+
+
+@torch.no_grad()
+def latent_stats(vae, video: torch.Tensor, device: torch.device, batch: int = 8) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the posterior means over ``video`` [N,T,3,H,W] uint8 (full clips)."""
+    total = total_sq = 0.0
+    count = 0
+    for start in range(0, len(video), batch):
+        x = to_vae(video[start : start + batch].float() / 255.0).to(device)
+        mu = vae.encode(x).latent_dist.mode().double()
+        total = total + mu.sum(dim=(0, 2, 3, 4))
+        total_sq = total_sq + (mu**2).sum(dim=(0, 2, 3, 4))
+        count += mu.numel() // mu.shape[1]
+    mean = total / count
+    std = (total_sq / count - mean**2).clamp_min(1e-8).sqrt()
+    return [round(float(m), 5) for m in mean], [round(float(s), 5) for s in std]
+
+
+@torch.no_grad()
+def eval_psnr(vae, data: Clips, device: torch.device, batch: int = 8) -> dict[str, float]:
+    """Held-out reconstruction PSNR (posterior mode, full 17-frame clips), mean and worst clip."""
+    values = []
+    for start in range(0, len(data), batch):
+        frames = data.frames(list(range(start, min(len(data), start + batch)))).to(device)
+        recon = vae(to_vae(frames)).sample.clamp(-1, 1).transpose(1, 2) * 0.5 + 0.5
+        values.append(psnr(recon, frames).cpu())
+    values = torch.cat(values)
+    return {"psnr_db": round(float(values.mean()), 2), "psnr_min_db": round(float(values.min()), 2)}
+
+
+def train_vae(config: VAETrainConfig, root: Path, device: str = "auto") -> tuple[object, dict]:
+    """Train, set latent statistics, save to ``root/generator/vae`` (diffusers layout); returns (vae, summary)."""
+    from diffusers import AutoencoderKLWan
+
+    dev = resolve_device(device)
+    setup(config.seed, dev, config.threads)
+    train = clips(config.train_clips, config.seed, "train")
+    held_out = clips(config.eval_clips, config.seed + 1, "eval")
+    vae = AutoencoderKLWan(**config.arch).to(dev).train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(config.seed)
+    clock = Clock(config.minutes)
+    frames_total = train.video.shape[1]
+    done = 0
+    for step in range(config.steps):
+        if clock.expired():
+            log(f"time cap reached after {step} steps")
+            break
+        set_lr(optimizer, lr_at(step, clock.progress(step, config.steps), config.lr))
+        index = torch.randint(len(train), (config.batch,), generator=gen)
+        start = int(torch.randint(frames_total - config.window + 1, (1,), generator=gen))
+        frames = train.frames(index)[:, start : start + config.window]
+        if torch.rand((), generator=gen) < 0.5:  # mirror: the VAE has no notion of left and right
+            frames = frames.flip(-1)
+        x = to_vae(frames).to(dev)
+        posterior = vae.encode(x).latent_dist
+        z = posterior.sample() if config.sample_posterior else posterior.mode()
+        recon = vae.decode(z).sample
+        l1 = (recon - x).abs().mean()
+        mse = ((recon - x) ** 2).mean()
+        kl = 0.5 * (posterior.mean**2 + posterior.var - 1 - posterior.logvar).mean()
+        loss = l1 + mse + config.kl_weight * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        done += 1
+        if step % 50 == 0:
+            log(f"vae step {step} loss {loss.item():.4f} l1 {l1.item():.4f} kl {kl.item():.2f} {clock.elapsed:.0f}s")
+    vae.eval()
+    mean, std = latent_stats(vae, train.video[: config.stats_clips], dev)
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+    metrics = eval_psnr(vae, held_out, dev)
+    train_seconds = round(clock.elapsed, 1)
+    log(f"vae held-out PSNR {metrics['psnr_db']} dB (min {metrics['psnr_min_db']}), {train_seconds}s")
+    vae.to("cpu").save_pretrained(Path(root) / GENERATOR_DIR / "vae", safe_serialization=True)
+    summary = {
+        "steps": done,
+        "train_seconds": train_seconds,
+        "metrics": {**metrics, "eval_clips": len(held_out), "latents_std_mean": round(sum(std) / len(std), 4)},
+        "config": asdict(config),
+        "data": {"train_clips": len(train), "split": "train", "eval_split": "eval", "frames": 17, "size": 64},
+    }
+    return vae, summary
