@@ -362,6 +362,10 @@ class RunSetup:
     config_yaml: str
 
 
+def run_dir_of(cfg: Any) -> Path:
+    return Path(cfg.logging.output_dir) / cfg.name
+
+
 def prepare_run(cfg: Any, accelerator: Any, resume: str | None) -> RunSetup:
     """Create ``output_dir/name`` with ``config.yaml`` and ``questions.jsonl`` (every train and eval prompt decomposed
     once, on the main process; the others read the file). ``cfg`` needs name, prompts, eval_prompts, questions and
@@ -369,7 +373,7 @@ def prepare_run(cfg: Any, accelerator: Any, resume: str | None) -> RunSetup:
     from drf.config import dump_config, save_config
     from prompts.registry import decompose_all
 
-    run_dir = Path(cfg.logging.output_dir) / cfg.name
+    run_dir = run_dir_of(cfg)
     if resume is None and accelerator.is_main_process:
         check_fresh_run_dir(run_dir)
     splits = load_prompt_splits(cfg.prompts, cfg.eval_prompts)

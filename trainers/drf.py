@@ -151,6 +151,7 @@ class DRFTrainer:
         self.accelerator = common.make_accelerator(train_cfg.mixed_precision)
         acc = self.accelerator
         set_seed(cfg.seed)  # LoRA initialisation and anything else drawn from the global streams
+        resume_path = resolve_resume(common.run_dir_of(cfg), resume) if resume is not None else None
         setup = common.prepare_run(cfg, acc, resume)
         self.run_dir, self.splits, self.question_sets = setup.run_dir, setup.splits, setup.question_sets
         self.config_yaml = setup.config_yaml
@@ -174,10 +175,10 @@ class DRFTrainer:
         self.ema = common.build_ema(self.params, train_cfg)
         self.guard = NonFiniteGuard(self.run_dir, train_cfg.max_consecutive_skips)
         self.step = 0
-        if resume is not None:
-            path = resolve_resume(self.run_dir, resume)
+        self.resumed_from = resume_path
+        if resume_path is not None:
             state = load_checkpoint(
-                path,
+                resume_path,
                 trainable_module_or_setter=self.transformer,
                 optimizer=self.optimizer,
                 lr_scheduler=self.lr_scheduler,
@@ -185,11 +186,8 @@ class DRFTrainer:
                 accelerator=acc,
             )
             self.step = int(state["step"])
-            self.resumed_from = path
             if state["config_yaml"] != self.config_yaml and acc.is_main_process:
-                print(f"note: the config differs from the one saved in {path}; continuing with the new one")
-        else:
-            self.resumed_from = None
+                print(f"note: the config differs from the one saved in {resume_path}; continuing with the new one")
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _autocast(self):
