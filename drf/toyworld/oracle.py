@@ -5,17 +5,19 @@ no scene metadata, only what the toy world's look guarantees: saturated object c
 checkered floor, a pale sky, and the toy camera's field of view.
 
 - objects: HSV colour masks (hue nearest a palette colour, high saturation), then connected components; the count of
-  a colour is the most frequent number of components over the frames;
+  a colour is the most frequent number of components over the first frames (identical objects start apart);
 - size: apparent height over the distance from the object's bottom to the horizon (the sky/floor boundary), which
   cancels the distance to the camera: about object height / camera height;
 - shape: shading structure of the side band (a sphere's shading changes down the columns; a cube shows flat faces, a
   cylinder a smooth profile across the columns), voted over frames and object pieces;
-- relations: left/right by centroid x at frame 0, in front/behind by the bottom row (closer objects stand lower);
+- relations: left/right by centroid x at the start, in front/behind by the floor distance of the base centre (from
+  the bottom row, the horizon and the object's width: closer objects stand lower);
 - camera motion: an 8-parameter planar flow (exact for small motions of a plane) fitted to the floor between
   consecutive frames by Gauss-Newton (Lucas-Kanade); pans shift all floor rows alike, orbits shift near and far rows
   differently, dollies expand or contract the floor;
-- object motion: the object's floor contact point, mapped back to frame 0 through the floor flows, then converted to
-  floor coordinates with the horizon: a displacement across is left/right, along is toward/away.
+- object motion: the object's base centre, mapped back to frame 0 through the floor flows and converted to floor
+  coordinates with the horizon, fitted by a straight line over the frames where nothing nearer touches it: a
+  displacement across is left/right, along is toward/away; no answer when those frames miss either end.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from torch import Tensor
 
 from drf.errors import InputError
 from drf.toyworld.facts import Facts, ObjectFacts, answer, correct
-from drf.toyworld.scene import COLORS, SHAPES, CameraPath
+from drf.toyworld.scene import COLORS, CameraPath
 
 COLOR_NAMES = tuple(COLORS)
 MIN_SATURATION = 0.45
@@ -464,6 +466,20 @@ def _size_class(track: Track, horizon: Tensor) -> str | None:
 SIZE_RATIO_THRESHOLD = 0.68
 
 
+def _start_distance(track: Track, distance: Tensor) -> float:
+    """Floor distance [camera heights] early in the video, preferring frames where the object is seen whole."""
+    early = len(distance) // 3
+    if track.clean[:early].any():
+        distance = torch.where(track.clean, distance, torch.full_like(distance, float("nan")))
+    return float(_first_valid(distance))
+
+
+def _shape_share(track: Track) -> float:
+    """Share of the frames' shape votes that go to the winning shape (1.0 without votes)."""
+    total = sum(track.shape_votes.values())
+    return track.shape_votes.most_common(1)[0][1] / total if total else 1.0
+
+
 def analyze(video: Tensor) -> VideoFacts:
     """Measure the facts of ``video`` [T,3,H,W] in [0,1] (a render or a generated video)."""
     if not isinstance(video, Tensor) or video.dim() != 4 or video.shape[1] != 3 or video.shape[0] < 2:
@@ -499,10 +515,9 @@ def analyze(video: Tensor) -> VideoFacts:
                 count=track.count,
                 motion=_object_motion(track, flows, horizon, h, w, focal) if track.count == 1 else "none",
                 x=float(_first_valid(track.centroid)[0]),
-                depth=float(_first_valid(torch.where(track.clean, distance, torch.nan))
-                            if track.clean[: t // 3].any() else _first_valid(distance)),
+                depth=_start_distance(track, distance),
                 present=present,
-                stable=present,
+                stable=present and _shape_share(track) >= 0.5,
             )
         )
     return facts
@@ -524,5 +539,3 @@ def score(video: Tensor, questions: Iterable[Any]) -> dict[str, Any]:
     mean = sum(scores.values()) / len(scores) if scores else None
     return {"scores": scores, "answers": answers, "mean": mean}
 
-
-__all__ = ["SHAPES", "VideoFacts", "Track", "analyze", "score", "rgb_to_hsv", "connected_components"]
