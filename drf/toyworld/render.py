@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from drf.errors import InputError
 from drf.geometry.camera import camera_rays, intrinsics_from_fov
 from drf.toyworld.scene import COLORS, FLOORS, Scene
 
@@ -167,6 +168,11 @@ def render(
     ``supersample`` > 1 averages ss x ss sub-pixel rays for the RGB (anti-aliased edges); depth, validity and masks
     always come from the pixel-centre ray so they stay exact.
     """
+    if min(num_frames, height, width, supersample) < 1:
+        raise InputError(
+            f"render: frames, height, width and supersample must be >= 1, got {num_frames}, {height}, {width}, "
+            f"{supersample}"
+        )
     c2w = scene.camera.poses(num_frames).to(dtype)
     K = intrinsics_from_fov(scene.camera.fov_deg, height, width, dtype=dtype)
     pixel_angle = 1.0 / float(K[1, 1])

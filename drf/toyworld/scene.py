@@ -4,7 +4,7 @@ video, write its prompt and answer questions about it exactly.
 World axes are y-up with the floor at y = 0. Directions of motion ("left", "toward") are defined in the frame-0 camera:
 "left" is camera-left as seen at frame 0, "toward" is towards the frame-0 camera along its horizontal forward axis.
 Relations ("left of", "in front of") are also judged at frame 0: left/right by the horizontal image position of the
-objects' centres, front/behind by their camera z-depth.
+objects' centres, front/behind by their camera z-depth (undetermined when the depths differ by less than DEPTH_GAP).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from drf.errors import InputError
 from drf.geometry.camera import intrinsics_from_fov, look_at, project_points, rotation_about_y
 
 SHAPES = ("cube", "sphere", "cylinder")
@@ -52,6 +53,11 @@ TARGET_HEIGHT = 0.4
 DEPTH_GAP = 0.9
 
 
+def _check_choice(what: str, value: object, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise InputError(f"toy world: {what} {value!r} is not one of {', '.join(valid)}")
+
+
 @dataclass(frozen=True)
 class ObjectSpec:
     """One primitive resting on the floor; ``travel`` is its world (dx, dz) displacement over the whole video."""
@@ -63,6 +69,15 @@ class ObjectSpec:
     yaw: float = 0.0  # radians about world y (matters for cubes)
     motion: str = "none"
     travel: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        for name, value, valid in (
+            ("shape", self.shape, SHAPES),
+            ("color", self.color, tuple(COLORS)),
+            ("size", self.size, tuple(SIZES)),
+            ("motion", self.motion, OBJECT_MOTIONS),
+        ):
+            _check_choice(f"object {name}", value, valid)
 
     @property
     def extent(self) -> float:
@@ -92,6 +107,9 @@ class CameraPath:
     amount: float = 0.0
     jitter: float = 0.0
     jitter_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("camera motion", self.motion, CAMERA_MOTIONS)
 
     def eyes_and_targets(self, num_frames: int) -> tuple[Tensor, Tensor]:
         """World eye and target positions [T,3] before jitter."""
@@ -347,7 +365,7 @@ def _place(
 def sample_scene(seed: int, split: str | None = None, num_frames: int = 17, max_tries: int = 10_000) -> Scene:
     """A random valid scene, fully determined by ``seed`` (and ``split``: "train", "eval" or None for either)."""
     if split not in (None, "train", "eval"):
-        raise ValueError(f"split must be 'train', 'eval' or None, got {split!r}")
+        raise InputError(f"toy world: split must be 'train', 'eval' or None, got {split!r}")
     rng = random.Random(seed)
     for _ in range(max_tries):
         scene = _draw_scene(rng, seed, num_frames)

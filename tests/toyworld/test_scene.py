@@ -5,8 +5,9 @@ import collections
 import pytest
 import torch
 
+from drf.errors import InputError
 from drf.toyworld.grammar import CAMERA_PHRASES, SETTING, plan_prompt, prompt_for
-from drf.toyworld.scene import HELD_OUT_COMBOS, CameraPath, sample_scene, sample_scenes, split_of
+from drf.toyworld.scene import HELD_OUT_COMBOS, CameraPath, ObjectSpec, sample_scene, sample_scenes, split_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -80,3 +81,12 @@ def test_prompt_states_only_what_is_true_in_the_scene():
 def test_example_prompt_shape():
     scene = sample_scene(3)
     assert prompt_for(scene).startswith(("a ", "one ", "two ", "three "))
+
+
+def test_unknown_vocabulary_is_a_one_line_input_error():
+    with pytest.raises(InputError, match="object color 'pink' is not one of red, orange"):
+        ObjectSpec("cube", "pink", "small", (0.0, 0.0))
+    with pytest.raises(InputError, match="camera motion 'zoom_in'"):
+        CameraPath(motion="zoom_in")
+    with pytest.raises(InputError, match="split must be"):
+        sample_scene(0, split="test")
