@@ -20,7 +20,8 @@ RUN_SCHEMAS = {
 }
 
 
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """The CONFIG argument and repeatable ``--set KEY=VALUE`` overrides every config-driven command takes."""
     parser.add_argument("config", help="YAML run config (see configs/)")
     parser.add_argument(
         "--set",
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     config = subparsers.add_parser("config", help="inspect run configs")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     show = config_sub.add_parser("show", help="print the resolved config (defaults + file + --set overrides)")
-    _add_config_args(show)
+    add_config_args(show)
     show.add_argument("--schema", choices=sorted(RUN_SCHEMAS), help="config schema (default: from the file)")
     show.set_defaults(func=config_show)
     reference = config_sub.add_parser("reference", help="list every config key with its type, default and meaning")
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reference.set_defaults(func=config_reference)
 
     sample_parser = subparsers.add_parser("sample", help="generate videos for the config's prompts")
-    _add_config_args(sample_parser)
+    add_config_args(sample_parser)
     sample_parser.add_argument("--out", help="output directory (default: logging.output_dir/name)")
     sample_parser.set_defaults(func=sample_command)
 
@@ -78,7 +79,9 @@ def config_show(args: argparse.Namespace) -> int:
 def config_reference(args: argparse.Namespace) -> int:
     from drf.config import describe
 
-    rows = [(key, kind, repr(default), text) for key, kind, default, text in describe(resolve_schema(None, args.schema))]
+    rows = [
+        (key, kind, repr(default), text) for key, kind, default, text in describe(resolve_schema(None, args.schema))
+    ]
     if args.format == "markdown":
         print("| key | type | default | meaning |\n|---|---|---|---|")
         for key, kind, default, text in rows:
@@ -91,11 +94,6 @@ def config_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def _slug(text: str, limit: int = 40) -> str:
-    keep = "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
-    return "_".join(filter(None, keep.split("_")))[:limit] or "video"
-
-
 def sample_videos(cfg: Any, out_dir: Path) -> list[Path]:
     """Sample one video per prompt with the gradient-free chain and write them (plus the resolved config)."""
     import torch
@@ -104,7 +102,7 @@ def sample_videos(cfg: Any, out_dir: Path) -> list[Path]:
     from drf.grad_window import GradWindow
     from drf.models.wan import WanGenerator
     from drf.sampling import sample
-    from drf.video_io import write_video
+    from drf.video_io import video_filename, write_video
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     generator = WanGenerator.from_config(cfg.model, device=device)
@@ -117,7 +115,7 @@ def sample_videos(cfg: Any, out_dir: Path) -> list[Path]:
             cond = generator.encode_prompts([prompt], cfg.sampling.guidance_scale)
             rollout = sample(generator, cond, GradWindow.none(cfg.sampling.num_steps), rng=rng)
             frames = generator.decode(rollout.latents)[0]
-        path = out_dir / f"{index:03d}_{_slug(prompt)}.{cfg.logging.video_format}"
+        path = out_dir / video_filename(index, prompt, cfg.logging.video_format)
         paths.append(write_video(path, frames.float().cpu(), fps=cfg.logging.fps))
     return paths
 

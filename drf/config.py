@@ -743,6 +743,9 @@ class LoggingConfig:
     tensorboard: bool = field(default=False, metadata={"help": "Also log to tensorboard (needs the extra)."})
     video_format: Literal["gif", "mp4"] = field(default="gif", metadata={"help": "File format of saved videos."})
     fps: int = field(default=8, metadata={"help": "Frames per second of saved videos."})
+    report: bool = field(
+        default=True, metadata={"help": "Write report.html into the run directory when training ends."}
+    )
 
     def validate(self) -> None:
         for key, low in (("log_every", 1), ("sample_every", 0), ("fps", 1)):

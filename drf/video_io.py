@@ -129,3 +129,9 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: float = 8.0) -> Pat
         finally:
             writer.close()
     return path
+
+
+def video_filename(index: int, prompt: str, video_format: str, limit: int = 40) -> str:
+    """``003_a_red_cube.gif``: sorted by prompt index, readable at a glance, safe on every filesystem."""
+    words = "_".join(filter(None, "".join(c if c.isalnum() else "_" for c in prompt.lower()).split("_")))
+    return f"{index:03d}_{words[:limit] or 'video'}.{video_format}"

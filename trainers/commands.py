@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from drf.commands import add_config_args
+
 # Recipe section -> "module:function" taking (config, resume) and returning the run directory.
 TRAINERS = {
     "drf": "trainers.drf:train",
@@ -20,15 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fine-tune a video generator with a run config (recipe chosen by its drf:/grpo: section)",
         description="Fine-tune a video generator. Multi-GPU: accelerate launch -m drf train CONFIG.",
     )
-    parser.add_argument("config", help="YAML run config with a drf: (or grpo:) section, e.g. configs/tiny_drf.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set drf.steps=10 (repeatable)",
-    )
+    add_config_args(parser)
     parser.add_argument(
         "--resume",
         metavar="latest|PATH",

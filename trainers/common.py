@@ -14,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -450,11 +449,6 @@ def export_lora(generator: Any, out_dir: str | Path) -> Path:
 # evaluation: sample, save and score
 
 
-def slug(text: str, limit: int = 40) -> str:
-    keep = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return keep[:limit] or "video"
-
-
 @torch.no_grad()
 def sample_and_score(
     generator: Any,
@@ -472,14 +466,14 @@ def sample_and_score(
 ) -> dict[str, float]:
     """Sample one video per prompt (fixed noise per prompt, so evaluations compare), write it and its scores.
 
-    Writes ``out_dir/<index>_<slug>.<format>`` and ``out_dir/scores.json`` (total, per aspect and per question reward
+    Writes ``out_dir/<index>_<prompt words>.<format>`` and ``out_dir/scores.json`` (total, per aspect and per question reward
     and the critic's answer probability per question); returns the mean ``eval/reward/...`` metrics.
     """
     from drf.frames import frames_from_config
     from drf.grad_window import GradWindow
     from drf.rewards import RewardOutput, aggregate, reward_metrics
     from drf.sampling import sample
-    from drf.video_io import write_video
+    from drf.video_io import video_filename, write_video
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -496,7 +490,7 @@ def sample_and_score(
         rewards = RewardOutput.from_critic(out, [qset])
         total, per_aspect = aggregate(rewards, aspect_weights)
         metrics = reward_metrics(rewards, per_aspect, total, prefix="reward")
-        path = write_video(out_dir / f"{index:03d}_{slug(prompt)}.{video_format}", frames[0].float().cpu(), fps=fps)
+        path = write_video(out_dir / video_filename(index, prompt, video_format), frames[0].float().cpu(), fps=fps)
         records.append(
             {
                 "video": path.name,

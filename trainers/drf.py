@@ -419,6 +419,8 @@ class DRFTrainer:
             resume_step=self.step if self.resumed_from else None,
         )
         with logger, progress(d.steps, "drf", accelerator=acc, initial=self.step) as bar:
+            if cfg.logging.sample_every and self.step == 0:
+                logger.log(0, self.evaluate(0))  # the base model: what every later sample is compared with
             while self.step < d.steps:
                 metrics, finite = self.train_step(self.step)
                 self.step += 1
@@ -436,6 +438,11 @@ class DRFTrainer:
                     self.save(self.step, metrics)
         if d.export:
             self.export()
+        if cfg.logging.report and acc.is_main_process:
+            from drf.report.builder import write_report
+
+            print(f"report: {write_report(self.run_dir, critic=self.critic, max_videos=1)}")
+        acc.wait_for_everyone()
         if acc.is_main_process:
             print(f"done: {self.run_dir}")
         return self.run_dir

@@ -32,6 +32,7 @@ def tiny_cfg(output_dir: Path, *overrides: str) -> DRFRunConfig:
         [
             f"prompts={ROOT / 'configs' / 'prompts' / 'tiny_eval.jsonl'}",
             f"logging.output_dir={output_dir}",
+            "logging.report=false",
             *overrides,
         ],
     )

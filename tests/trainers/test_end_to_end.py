@@ -38,8 +38,9 @@ def test_tiny_config_trains_and_writes_the_run_directory(tmp_path, capsys):
     assert {q["prompt"] for q in questions} >= {"a red cube on a checkered floor", "a white cube behind a red sphere"}
 
     records = read_metrics(run)
-    assert [r["step"] for r in records] == [1, 2]
-    for record in records:
+    assert [r["step"] for r in records] == [0, 1, 2]  # step 0: the base model's eval samples
+    assert (run / "samples" / "step-0" / "scores.json").is_file()
+    for record in records[1:]:
         for key in ("reward/total", "grad_norm", "lr", "skipped", "time/step", "memory/peak_mb", "time/sampling",
                     "time/decode", "time/critic", "time/backward", "kl"):  # fmt: skip
             assert key in record, key
@@ -67,6 +68,9 @@ def test_tiny_config_trains_and_writes_the_run_directory(tmp_path, capsys):
 
     lora = load_file(run / "lora" / "pytorch_lora_weights.safetensors")
     assert lora and all(k.startswith("transformer.") for k in lora)
+    report = (run / "report.html").read_text()
+    # The report shows the latest eval video with every question it was scored on (max_videos=1).
+    assert any(all(qid in report for qid in s["questions"]) for s in scores)
 
 
 def test_train_refuses_to_overwrite_a_finished_run(run_cfg):
