@@ -65,7 +65,7 @@ class ObjectFacts:
 class Facts:
     objects: list[ObjectFacts] = field(default_factory=list)
     camera: str | None = None
-    setting: str | None = None
+    setting: str | None = None  # None: no recognised setting in view
     depth_gap: float = 0.0  # depths closer than this leave front/behind undetermined
 
     def matching(
@@ -178,8 +178,10 @@ def answer(facts: Facts, question: Any) -> str | None:
     if name == "align.camera":
         return _camera(facts, question)
     if name == "align.setting":
-        return _yes(facts.setting == slots.get("setting")) if facts.setting is not None else None
+        return _yes(facts.setting == slots.get("setting"))
     if name == "phys.permanence":
+        if not facts.objects:
+            return None  # nothing to keep or lose
         present = all(o.present for o in facts.objects)
         return _yes(present) if str(question.id).endswith("permanence") else _yes(not present)
     if name == "temp.identity":

@@ -466,6 +466,13 @@ def _size_class(track: Track, horizon: Tensor) -> str | None:
 SIZE_RATIO_THRESHOLD = 0.68
 
 
+def _is_checkered(gray: Tensor, floor: Tensor) -> bool:
+    """A grey floor covers a good part of the frames and has two tones (tile brightnesses differ by >= 0.2)."""
+    if float(floor.float().mean()) < 0.2:
+        return False
+    return float(gray[floor].std()) > 0.05
+
+
 def _start_distance(track: Track, distance: Tensor) -> float:
     """Floor distance [camera heights] early in the video, preferring frames where the object is seen whole."""
     early = len(distance) // 3
@@ -499,7 +506,7 @@ def analyze(video: Tensor) -> VideoFacts:
     camera, feats = _camera_class(flows, horizon, h, w)
     focal = 0.5 * h / math.tan(math.radians(CameraPath().fov_deg) / 2)
     facts = VideoFacts(camera=camera, horizon=horizon, flows=flows, camera_features=feats)
-    facts.setting = "checkered floor" if float(floor.float().mean()) > 0.2 else None
+    facts.setting = "checkered floor" if _is_checkered(gray, floor) else None
     for track in _tracks(video, labels, val):
         facts.tracks.append(track)
         shape = track.shape_votes.most_common(1)[0][0] if track.shape_votes else None

@@ -131,6 +131,15 @@ def test_an_object_that_vanishes_breaks_permanence():
     assert next(o for o in analyze(out.rgb).objects if o.color == "red").present
 
 
+def test_a_blank_video_shows_no_objects_and_no_checkered_floor():
+    data, questions, _ = _held_out()
+    result = score(torch.full((17, 3, 64, 64), 0.5), questions[0])
+    answers = {q.id: result["answers"].get(q.id) for q in questions[0]}
+    assert all(answers[q.id] in ("no", None) for q in questions[0] if template_name(q) == "align.object")
+    assert answers["align.setting.checkered_floor"] == "no" and answers["phys.permanence"] is None
+    assert result["mean"] < 0.5
+
+
 def test_hsv_matches_colorsys():
     rgb = torch.rand(2, 3, 4, 5)
     h, s, v = rgb_to_hsv(rgb)
