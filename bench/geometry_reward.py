@@ -1,6 +1,6 @@
 """Geometry reward from latents vs from pixels, on the same toy-world videos: seconds per batch and their ratio.
 
-Latent path: the latent geometry model on the generator's latents [B,16,5,8,8], then the geometry rewards.
+Latent path: the latent geometry model on the generator's latents [B,16,5,h,w], then the geometry rewards.
 Pixel path: VAE decode to [B,17,3,64,64], then a pixel-space geometry network, then the same rewards. The pixel-space
 network is the LGM architecture reading 8x8 pixel patches of the five frames the latent frames stand for (a stitching
 layer over 192 patch channels instead of 16 latent channels): the cheapest pixel model of the same capacity, so the
@@ -40,7 +40,8 @@ def main() -> None:
     path = toy_lgm_path()
     lgm = LatentGeometryModel.from_pretrained(path) if (path / "config.json").is_file() else LatentGeometryModel()
     lgm.eval()
-    pixel_model = LatentGeometryModel(LGMConfig(**{**lgm.config.__dict__, "latent_channels": 3 * 8 * 8})).eval()
+    pixel_model = LatentGeometryModel(LGMConfig(**{**lgm.config.__dict__, "latent_channels": 3 * 8 * 8, "patch": 1}))
+    pixel_model.eval()
     scenes = sample_scenes(BATCH, seed=5)
     latents = encode_latents(vae, torch.stack([render(s).rgb for s in scenes]))
     motions = [s.camera.motion for s in scenes]
@@ -70,8 +71,10 @@ def main() -> None:
     t_decode = seconds(decode)
     t_pixel_geom = seconds(lambda: pixel_geometry(video))
     t_pixel = t_decode + t_pixel_geom
-    print(f"setup: batch {BATCH}, 64x64x17 clips, latents {list(latents.shape)}, 1 thread, VAE: {vae_source}, "
-          f"LGM: {path if (path / 'config.json').is_file() else 'random'}")
+    print(
+        f"setup: batch {BATCH}, 64x64x17 clips, latents {list(latents.shape)}, 1 thread, VAE: {vae_source}, "
+        f"LGM: {path if (path / 'config.json').is_file() else 'random'}"
+    )
     print(f"latent path (LGM + rewards): {t_latent * 1000:.1f} ms per batch")
     print(f"pixel path, VAE decode: {t_decode * 1000:.1f} ms per batch")
     print(f"pixel path, pixel geometry stand-in + rewards: {t_pixel_geom * 1000:.1f} ms per batch")

@@ -365,8 +365,10 @@ def train_toy_lgm(
     vae, vae_source = load_vae(cfg.vae_path or None)
     vae_weights = next((p for p in Path(vae_source).glob("*.safetensors")), None) if Path(vae_source).is_dir() else None
     vae_sha = _sha256(vae_weights) if vae_weights else None
-    model_config = model_config or LGMConfig()
-    grid = (cfg.size // 8) * model_config.upsample
+    latent_side = cfg.size // int(getattr(vae.config, "scale_factor_spatial", 8))
+    # Tokens stay 8x8 whatever the VAE's spatial factor, so the trunk's cost does not grow with the latent grid.
+    model_config = model_config or LGMConfig(patch=max(1, latent_side // 8))
+    grid = latent_side // model_config.patch * model_config.upsample
     train_lat, train_lab = toyworld_dataset(_scenes(cfg, "train", cfg.train_videos), vae, grid, cfg.num_frames, cfg.size)
     eval_scenes = _scenes(cfg, "eval", cfg.eval_videos)
     eval_lat, eval_lab = toyworld_dataset(eval_scenes, vae, grid, cfg.num_frames, cfg.size)
@@ -390,7 +392,7 @@ def train_toy_lgm(
             for name in sorted(p.name for p in target.iterdir() if p.is_file())
         },
         "what": "latent geometry model for the toy world: depth, pose relative to frame 0, focal, static mask "
-                "from toy-VAE latents [B,16,5,8,8] (64x64x17 clips)",
+                f"from toy-VAE latents {list(train_lat.shape[1:])} of 64x64x17 clips",
         "vae": {"source": vae_source, "weights_sha256": vae_sha},
         "command": "python -c 'from drf.geometry.distill import train_toy_lgm; train_toy_lgm()'  (config below)",
         "config": asdict(cfg),
@@ -401,7 +403,8 @@ def train_toy_lgm(
         "data_seconds": round(data_seconds, 1),
         "steps_done": int(history[-1]["step"]) if history else 0,
         "final_train_loss": history[-1]["loss"] if history else None,
-        "heldout_metrics": {**metrics, **exact},
+        # NaN (e.g. a correlation with a constant) is not JSON: recorded as null.
+        "heldout_metrics": {k: (None if math.isnan(v) else v) for k, v in {**metrics, **exact}.items()},
         "torch": torch.__version__,
     }
     manifest_path = Path(out_dir) / MANIFEST
@@ -409,7 +412,7 @@ def train_toy_lgm(
     manifest.setdefault("models", {})[TOY_LGM] = entry
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     if log:
-        log("held-out: " + " ".join(f"{k}={v:.4g}" for k, v in entry["heldout_metrics"].items()))
+        log("held-out: " + " ".join(f"{k}={v}" for k, v in entry["heldout_metrics"].items()))
     return entry
 
 

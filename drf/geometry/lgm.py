@@ -2,7 +2,8 @@
 generator's latents, so geometry rewards need no VAE decode and no pixel-space geometry network.
 
 Layout (one output frame per latent frame, N = F: Wan's latent frame k stands for pixel frame 4k, i.e. 0, 4, 8, ...):
-- a stitching ``Conv3d`` maps the generator's latent channels to ``dim`` features per latent pixel;
+- a stitching ``Conv3d`` maps the generator's latent channels to ``dim`` features per token of ``patch`` x ``patch``
+  latent pixels (3 latent frames deep, so image motion is visible from the first layer);
 - a trunk of blocks alternating spatial attention (within a frame, plus one camera token per frame) and temporal
   attention (across frames at each position, camera tokens included), each followed by an MLP;
 - a matching branch: per-frame features of frame t correlated with frame 0's at every shift up to ``match_radius``
@@ -42,7 +43,10 @@ class LGMConfig:
     blocks: int = field(default=2, metadata={"help": "Trunk blocks (each: spatial attention, temporal attention)."})
     heads: int = field(default=4, metadata={"help": "Attention heads."})
     mlp_ratio: int = field(default=2, metadata={"help": "MLP width as a multiple of dim."})
-    upsample: int = field(default=2, metadata={"help": "Depth/static grid = latent grid x this."})
+    patch: int = field(
+        default=1, metadata={"help": "Latent pixels per token side (the stitching conv's stride); tokens = latent / patch."}
+    )
+    upsample: int = field(default=2, metadata={"help": "Depth/static grid = token grid x this."})
     max_frames: int = field(default=32, metadata={"help": "Longest clip in latent frames (temporal embedding)."})
     max_side: int = field(default=64, metadata={"help": "Largest latent height or width (spatial embedding)."})
     temporal_scale: int = field(
@@ -107,9 +111,8 @@ class LatentGeometryModel(nn.Module):
         self.config = cfg = config or LGMConfig()
         if cfg.dim % cfg.heads:
             raise InputError(f"LGMConfig.dim ({cfg.dim}) must be divisible by heads ({cfg.heads})")
-        # A 3x3x3 stitch sees each latent pixel's neighbours in the previous and next frames, so image motion (the
-        # cue for camera motion) is in the features from the first layer on.
-        self.stitch = nn.Conv3d(cfg.latent_channels, cfg.dim, kernel_size=3, padding=1)
+        p = cfg.patch
+        self.stitch = nn.Conv3d(cfg.latent_channels, cfg.dim, kernel_size=(3, p + 2, p + 2), stride=(1, p, p), padding=1)
         self.row_embed = nn.Parameter(torch.randn(cfg.max_side, cfg.dim) * 0.02)
         self.col_embed = nn.Parameter(torch.randn(cfg.max_side, cfg.dim) * 0.02)
         self.time_embed = nn.Parameter(torch.randn(cfg.max_frames, cfg.dim) * 0.02)
@@ -119,7 +122,7 @@ class LatentGeometryModel(nn.Module):
         up2 = cfg.upsample**2
         self.depth_head = nn.Linear(cfg.dim, up2)
         self.static_head = nn.Linear(cfg.dim, up2)
-        self.match = nn.Conv2d(cfg.latent_channels, cfg.match_dim, kernel_size=3, padding=1)
+        self.match = nn.Conv2d(cfg.latent_channels, cfg.match_dim, kernel_size=p + 2, stride=p, padding=1)
         self.match_temperature = nn.Parameter(torch.tensor(10.0))
         match_features = 4 * (2 * cfg.match_radius + 1) ** 2
         self.pose_head = nn.Sequential(
@@ -139,6 +142,10 @@ class LatentGeometryModel(nn.Module):
                 f"latent geometry model expects latents [B,{cfg.latent_channels},F,h,w], got {list(latents.shape)}"
             )
         f, h, w = latents.shape[2:]
+        if h % (2 * cfg.patch) or w % (2 * cfg.patch):
+            raise InputError(
+                f"latent height and width ({h}x{w}) must be multiples of 2 x patch ({2 * cfg.patch}) for this model"
+            )
         if f > cfg.max_frames or max(h, w) > cfg.max_side or f < 1:
             raise InputError(
                 f"latents of {f} frames at {h}x{w} exceed the model's limits ({cfg.max_frames} frames, "
@@ -165,7 +172,9 @@ class LatentGeometryModel(nn.Module):
         b, c, f, h, w = latents.shape
         r = self.config.match_radius
         x = latents.to(self.match.weight.dtype).transpose(1, 2).reshape(b * f, c, h, w)
-        feats = F.normalize(self.match(x), dim=1).reshape(b, f, -1, h, w)
+        feats = self.match(x)
+        h, w = feats.shape[-2:]
+        feats = F.normalize(feats, dim=1).reshape(b, f, -1, h, w)
         padded = F.pad(feats, (r, r, r, r))
         ref = feats[:, :1]
         corr = torch.stack(
@@ -181,7 +190,7 @@ class LatentGeometryModel(nn.Module):
         cfg = self.config
         cam, pix = self.features(latents)
         b, f, hw, _ = pix.shape
-        h, w = latents.shape[3:]
+        h, w = latents.shape[3] // cfg.patch, latents.shape[4] // cfg.patch
         up = cfg.upsample
 
         def grid(head: nn.Linear) -> Tensor:  # [B,F,h*w,D] -> [B,F,h*up,w*up]

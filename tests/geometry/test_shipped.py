@@ -26,5 +26,17 @@ def test_manifest_records_every_shipped_file_with_its_sha256_and_figures():
 
 def test_shipped_model_reads_toy_latents():
     model = LatentGeometryModel.from_pretrained(toy_lgm_path())
-    geom = model(torch.randn(2, 16, 5, 8, 8))
-    assert geom.depth.shape == (2, 5, 16, 16) and torch.isfinite(geom.depth).all()
+    side = 8 * model.config.patch  # the toy model's token grid is 8x8
+    geom = model(torch.randn(2, 16, 5, side, side))
+    grid = 8 * model.config.upsample
+    assert geom.depth.shape == (2, 5, grid, grid) and torch.isfinite(geom.depth).all()
+
+
+def test_shipped_model_was_distilled_on_the_shipped_toy_vae():
+    """The LGM reads one VAE's latent space; after retraining the toy VAE, rerun ``train_toy_lgm()``."""
+    vae_dir = ROOT.parent / "toyworld" / "generator" / "vae"
+    weights = sorted(vae_dir.glob("*.safetensors"))
+    if not weights:
+        pytest.skip("toy VAE not shipped")
+    entry = json.loads((ROOT / MANIFEST).read_text())["models"][TOY_LGM]
+    assert entry["vae"]["weights_sha256"] == _sha256(weights[0]), "toy VAE changed: retrain the LGM (train_toy_lgm())"
