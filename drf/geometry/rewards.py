@@ -52,7 +52,7 @@ class GeometryRewardConfig:
         metadata={"help": "A reprojected point farther than depth_i * (1 + tol) is hidden in frame i: not compared."},
     )
     reproj_edge_tol: float = field(
-        default=0.02,
+        default=0.1,
         metadata={"help": "Pixels whose inverse depth bends more than this (relative second difference) are depth "
                   "edges, where bilinear sampling mixes surfaces; they are not compared."},
     )
