@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[dev,quant]"
 	@touch $@
 
+# The main job on the embedded default: DRF on tiny models (random weights until the toy world ships its
+# trained generator and critic), with held-out rewards before/after and runs/demo/report.html.
 demo: $(STAMP)
-	$(VENV)/bin/drf sample configs/tiny_sample.yaml --out runs/demo
+	rm -rf runs/demo
+	$(VENV)/bin/drf train configs/tiny_drf.yaml --set name=demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -418,16 +418,20 @@ class DRFTrainer:
             project_name=cfg.name,
             resume_step=self.step if self.resumed_from else None,
         )
+        first_eval: dict[str, float] = {}
+        last_eval: dict[str, float] = {}
         with logger, progress(d.steps, "drf", accelerator=acc, initial=self.step) as bar:
             if cfg.logging.sample_every and self.step == 0:
-                logger.log(0, self.evaluate(0))  # the base model: what every later sample is compared with
+                first_eval = self.evaluate(0)  # the base model: what every later sample is compared with
+                logger.log(0, first_eval)
             while self.step < d.steps:
                 metrics, finite = self.train_step(self.step)
                 self.step += 1
                 last = self.step == d.steps
                 every = cfg.logging.sample_every
                 if every and (self.step % every == 0 or last):
-                    metrics.update(self.evaluate(self.step))
+                    last_eval = self.evaluate(self.step)
+                    metrics.update(last_eval)
                 if self.step % cfg.logging.log_every == 0 or not finite or last:
                     logger.log(self.step, metrics)
                 bar.update(self.step, metrics["reward/total"], skipped=metrics["skipped"])
@@ -436,6 +440,9 @@ class DRFTrainer:
                 self.guard.update(self.step, finite)
                 if (d.checkpoint_every and self.step % d.checkpoint_every == 0) or last:
                     self.save(self.step, metrics)
+        if acc.is_main_process and first_eval and last_eval:
+            for line in _before_after(first_eval, last_eval, self.step):
+                print(line)
         if d.export:
             self.export()
         if cfg.logging.report and acc.is_main_process:
@@ -446,6 +453,15 @@ class DRFTrainer:
         if acc.is_main_process:
             print(f"done: {self.run_dir}")
         return self.run_dir
+
+
+def _before_after(before: dict[str, float], after: dict[str, float], step: int) -> list[str]:
+    """Held-out reward of the base model (step 0) against the trained one, total and per aspect."""
+    lines = [f"held-out reward, step 0 -> step {step}:"]
+    for key in sorted(k for k in after if k.startswith("eval/reward/") and "/q/" not in k and k in before):
+        name = key.removeprefix("eval/reward/").removeprefix("aspect/")
+        lines.append(f"  {name:<10} {before[key]:+.4f} -> {after[key]:+.4f} ({after[key] - before[key]:+.4f})")
+    return lines
 
 
 def train(cfg: DRFRunConfig, resume: str | None = None) -> Path:
