@@ -24,6 +24,7 @@ from critics.base import Critic, CriticOutput
 from critics.config import CriticConfig
 from critics.scoring import answer_token_ids, binary_reward, choice_reward, dense_reward, token_weights
 from drf.errors import CriticError, InputError, TemplateError
+from drf.text import clean_text
 from prompts.schema import Question, QuestionSet
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -351,6 +352,6 @@ class HFVisionCritic(Critic):
                     pad_token_id=self.pad_id,
                     **(sampling if cfg.explain_do_sample else {"do_sample": False}),
                 )
-                answers.append(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip())
+                answers.append(clean_text(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)))
             texts.append(answers)
         return texts

@@ -14,7 +14,6 @@ import math
 import os
 import re
 import tempfile
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -34,6 +33,7 @@ from drf.report.rundir import (
 )
 from drf.report.saliency import saliency_maps
 from drf.report.svg import line_chart
+from drf.text import clean_text
 
 REPORT_FILE = "report.html"
 TEMPLATE = "report.html.j2"
@@ -119,15 +119,6 @@ class SaliencyOptions:
 
 # --------------------------------------------------------------------------------------------------------------------
 # Inspecting one video
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-
-
-def clean_text(text: str) -> str:
-    """Generated text made safe to show: control characters and unassigned code points become U+FFFD."""
-    text = _CONTROL.sub("\ufffd", text)
-    return "".join(c if unicodedata.category(c) not in ("Cn", "Cs", "Co") else "\ufffd" for c in text).strip()
 
 
 def _finite(value: float) -> float | None:
