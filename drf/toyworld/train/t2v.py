@@ -63,7 +63,7 @@ class T2VTrainConfig:
     shift: float = field(default=5.0, metadata={"help": "Flow shift, shared by training and the saved scheduler."})
     cfg_dropout: float = field(default=0.1, metadata={"help": "Share of prompts replaced by the empty prompt."})
     max_sequence_length: int = field(default=512, metadata={"help": "Text tokens (WanGenerator's default)."})
-    text_tokens: int = field(default=80, metadata={"help": "Tokens the text encoder runs on in training (see below)."})
+    text_tokens: int = field(default=96, metadata={"help": "Tokens the text encoder runs on in training (see below)."})
     train_clips: int = field(default=1000, metadata={"help": "Rendered training clips."})
     eval_prompts: int = field(default=24, metadata={"help": "Held-out prompts sampled for the oracle score."})
     eval_steps: int = field(default=12, metadata={"help": "Sampling steps for the evaluation."})
@@ -92,6 +92,7 @@ def encode_latents(vae, data: Clips, device: torch.device, batch: int = 8) -> to
 
 def encode_train_prompts(pipe, prompts: list[str], tokens: int, max_sequence_length: int, device) -> torch.Tensor:
     """``pipe.encode_prompt(prompts, max_sequence_length)`` with gradient, running the encoder on ``tokens`` only."""
+    tokens = min(tokens, max_sequence_length)
     embeds, _ = pipe.encode_prompt(
         prompt=prompts, do_classifier_free_guidance=False, max_sequence_length=tokens, device=device
     )
@@ -176,7 +177,12 @@ def train_t2v(config: T2VTrainConfig, root: Path, device: str = "auto") -> tuple
     train_seconds = round(clock.elapsed, 1)
     transformer.eval(), text_encoder.eval()
     pipe.to("cpu")
+    # save_pretrained rewrites vae/ too (its config gains loading metadata); keep the VAE run's exact files so its
+    # manifest entry stays valid.
+    vae_files = {p: p.read_bytes() for p in (generator_dir / "vae").iterdir() if p.is_file()}
     pipe.save_pretrained(generator_dir, safe_serialization=True)
+    for path, data in vae_files.items():
+        path.write_bytes(data)
     metrics = evaluate_t2v(generator_dir, config)
     log(f"t2v metrics {metrics}")
     params = {
