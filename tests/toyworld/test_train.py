@@ -1,0 +1,95 @@
+"""Smoke test of the three toy training scripts chained as in the shipped run (VAE -> T2V -> critic), at toy sizes:
+each writes a loadable model, a manifest entry that verifies, and finite metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from drf.cli import main
+from drf.toyworld.assets import load_manifest, verify_manifest
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy-assets")
+    cache = tmp_path_factory.mktemp("toy-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DRF_TOYWORLD_CACHE", str(cache))
+    common = ["--out", str(root), "--device", "cpu", "--steps", "2"]
+    vae = ["--set", "train_clips=3", "--set", "eval_clips=2", "--set", "stats_clips=2", "--set", "batch=1"]
+    t2v = ["--set", "train_clips=3", "--set", "eval_prompts=2", "--set", "eval_steps=2", "--set", "batch=2"]
+    critic = ["--set", "train_clips=3", "--set", "eval_clips=2", "--set", "t2v_train=2", "--set", "t2v_eval=1",
+              "--set", "t2v_steps=2", "--set", "renders_per_step=1", "--set", "samples_per_step=1",
+              "--set", "questions_per_video=2"]  # fmt: skip
+    codes = [
+        main(["toyworld", "train", "vae", *common, *vae]),
+        main(["toyworld", "train", "t2v", *common, *t2v]),
+        main(["toyworld", "train", "critic", *common, *critic]),
+    ]
+    mp.undo()
+    return root, codes
+
+
+def test_each_script_writes_a_verified_manifest_entry(trained):
+    root, codes = trained
+    assert codes == [0, 0, 0]
+    models = load_manifest(root)["models"]
+    assert set(models) == {"vae", "t2v", "critic"}
+    assert verify_manifest(root) == []
+    for entry in models.values():
+        assert entry["steps"] == 2 and entry["seed"] == 0 and entry["command"]
+    assert math.isfinite(models["vae"]["metrics"]["psnr_db"])
+    assert 0.0 <= models["t2v"]["metrics"]["oracle_score_samples"] <= 1.0
+    assert 0.0 <= models["critic"]["metrics"]["accuracy_heldout_renders"] <= 1.0
+
+
+def test_vae_config_holds_latent_statistics_from_training(trained):
+    from diffusers import AutoencoderKLWan
+
+    root, _ = trained
+    vae = AutoencoderKLWan.from_pretrained(root / "generator" / "vae")
+    assert len(vae.config.latents_std) == vae.config.z_dim
+    assert all(s > 0 for s in vae.config.latents_std)
+    # The stats are the trained model's, not diffusers' defaults for the 16-channel Wan 2.1 VAE.
+    assert vae.config.latents_std[0] != pytest.approx(2.8184)
+
+
+def test_trained_models_load_and_score_through_the_public_paths(trained):
+    from critics.config import CriticConfig
+    from critics.registry import load_critic
+    from drf.toyworld.assets import load_toy_generator
+    from prompts.registry import decompose
+
+    root, _ = trained
+    generator = load_toy_generator(root)
+    cond = generator.encode_prompts(["a red cube on a checkered floor, the camera is static"], 1.0)
+    latents = generator.init_latents(1, torch.Generator().manual_seed(0))
+    frames = generator.decode(latents)
+    assert frames.shape == (1, 17, 3, 64, 64)
+    assert generator.velocity(latents, torch.tensor(500.0), cond).shape == latents.shape
+    critic = load_critic(CriticConfig(family="qwen2_vl", path=str(root / "critic")))
+    qset = decompose("a red cube on a checkered floor, the camera is static")
+    out = critic.score(frames, [qset])
+    assert torch.isfinite(out.rewards[out.mask]).all()
+
+
+def test_training_prompt_encoding_equals_the_pipeline_at_full_length():
+    """Training runs the text encoder on a short prefix and zero-pads; it must equal encode_prompt at full length,
+    or the transformer would be trained on embeddings it never sees at sampling time."""
+    from diffusers import WanPipeline
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from drf.models.tiny import build_tiny_wan_components
+    from drf.toyworld.train.t2v import TEXT_ENCODER_ARCH, encode_train_prompts
+
+    components = build_tiny_wan_components("wan-tiny")
+    components["text_encoder"] = UMT5EncoderModel(UMT5Config(**TEXT_ENCODER_ARCH))
+    components["transformer"] = None
+    pipe = WanPipeline(**components)
+    prompts = ["a small red cube left of a blue sphere on a checkered floor, the camera pans left", ""]
+    full, _ = pipe.encode_prompt(prompt=prompts, do_classifier_free_guidance=False, max_sequence_length=128)
+    short = encode_train_prompts(pipe, prompts, tokens=40, max_sequence_length=128, device="cpu")
+    torch.testing.assert_close(short, full, rtol=0, atol=0)
