@@ -1,16 +1,17 @@
-"""``drf toyworld train vae|t2v|critic`` and ``drf toyworld manifest --check``.
+"""``drf toyworld train vae|t2v|critic|geometry`` and ``drf toyworld manifest --check``.
 
 Training writes into an asset folder (``--out``, the shipped ``drf/assets/toyworld`` by default) laid out as
 ``generator/`` (a diffusers WanPipeline directory; the VAE is its ``vae/``) and ``critic/``, and records each model
 in that folder's ``manifest.json``. The VAE comes first (the T2V model learns its latents), then the T2V model, then
-the critic (it also trains on the T2V model's samples).
+the critic (it also trains on the T2V model's samples). ``geometry`` distils the latent geometry model from exact
+renders encoded by the shipped VAE and writes it, with its own manifest, into ``drf/assets/geometry`` by default.
 """
 
 from __future__ import annotations
 
 import argparse
 
-MODELS = ("vae", "t2v", "critic")
+MODELS = ("vae", "t2v", "critic", "geometry")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--minutes", type=float, default=0.0, help="Stop training after this wall time (0: no cap).")
     train.add_argument("--threads", type=int, default=1, help="CPU threads for training.")
     train.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="Override a field of the script's training config (e.g. --set batch=8); repeatable.",
     )
     train.set_defaults(func=_train)
@@ -60,6 +65,8 @@ def _train(args: argparse.Namespace) -> int:
     from drf.toyworld.assets import ASSETS_DIR, CRITIC_DIR, GENERATOR_DIR
     from drf.toyworld.train import manifest
 
+    if args.model == "geometry":
+        return _train_geometry(args)
     root = Path(args.out) if args.out else ASSETS_DIR
     if args.model == "vae":
         from drf.toyworld.train.vae import VAETrainConfig as Config
@@ -96,6 +103,20 @@ def _train(args: argparse.Namespace) -> int:
     }
     path = manifest.record(root, args.model, directory, info, exclude)
     print(f"{args.model}: wrote {directory} and recorded it in {path}")
+    return 0
+
+
+def _train_geometry(args: argparse.Namespace) -> int:
+    from drf.geometry.distill import ASSETS_DIR, ToyLGMConfig, train_toy_lgm
+
+    config = ToyLGMConfig()
+    config.train.seed, config.train.minutes, config.train.threads = args.seed, args.minutes, args.threads
+    if args.steps is not None:
+        config.train.steps = args.steps
+    _apply_overrides(config, args.overrides)
+    out = args.out or ASSETS_DIR
+    train_toy_lgm(out, config)
+    print(f"geometry: wrote {out}/toy_lgm and recorded it in {out}/manifest.json")
     return 0
 
 
