@@ -14,7 +14,7 @@ import torch
 
 from critics.config import CriticConfig
 from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
-from critics.tiny import build_tokenizer
+from critics.tiny import build_tokenizer, qwen_vision_token_ids
 from prompts.schema import Question, QuestionSet
 
 SUBJECTS = (
@@ -33,15 +33,7 @@ def build_critic(hidden: int, layers: int, max_pixels: int) -> QwenVLCritic:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     tokenizer = build_tokenizer("qwen2_5_vl")
-    ids = {
-        name: tokenizer.convert_tokens_to_ids(tok)
-        for name, tok in (
-            ("image_token_id", "<|image_pad|>"),
-            ("video_token_id", "<|video_pad|>"),
-            ("vision_start_token_id", "<|vision_start|>"),
-            ("vision_end_token_id", "<|vision_end|>"),
-        )
-    }
+    ids = qwen_vision_token_ids(tokenizer)
     head_dim = 32
     text = dict(
         vocab_size=(len(tokenizer) + 63) // 64 * 64,

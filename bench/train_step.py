@@ -110,6 +110,7 @@ def large_models(device: torch.device):
     from critics.config import CriticConfig
     from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
     from critics.tiny import build_tokenizer as build_chat_tokenizer
+    from critics.tiny import qwen_vision_token_ids
     from drf.models.tiny import build_tokenizer
     from drf.models.wan import WanGenerator
 
@@ -149,15 +150,7 @@ def large_models(device: torch.device):
     gen = WanGenerator.from_components(components, scheduler="euler", shift=3.0, **size)
 
     tokenizer = build_chat_tokenizer("qwen2_5_vl")
-    ids = {
-        key: tokenizer.convert_tokens_to_ids(tok)
-        for key, tok in (
-            ("image_token_id", "<|image_pad|>"),
-            ("video_token_id", "<|video_pad|>"),
-            ("vision_start_token_id", "<|vision_start|>"),
-            ("vision_end_token_id", "<|vision_end|>"),
-        )
-    }
+    ids = qwen_vision_token_ids(tokenizer)
     config = Qwen2_5_VLConfig(
         text_config=dict(
             vocab_size=151936,

@@ -89,15 +89,9 @@ def _vocab_size(tokenizer) -> int:
     return (len(tokenizer) + 63) // 64 * 64
 
 
-def _qwen_model(family: str, tokenizer):
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-    )
-
-    ids = {
+def qwen_vision_token_ids(tokenizer) -> dict[str, int]:
+    """The Qwen-VL config fields that name the vision placeholder tokens, read from ``tokenizer``."""
+    return {
         name: tokenizer.convert_tokens_to_ids(tok)
         for name, tok in (
             ("image_token_id", "<|image_pad|>"),
@@ -106,6 +100,17 @@ def _qwen_model(family: str, tokenizer):
             ("vision_end_token_id", "<|vision_end|>"),
         )
     }
+
+
+def _qwen_model(family: str, tokenizer):
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+    )
+
+    ids = qwen_vision_token_ids(tokenizer)
     text = dict(
         vocab_size=_vocab_size(tokenizer),
         hidden_size=32,
