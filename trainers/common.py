@@ -26,6 +26,7 @@ from torch import nn
 from drf.config import invalid
 from drf.errors import ConfigError, InputError
 
+JUDGES = ("", "toyworld")
 LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 
 
@@ -91,6 +92,11 @@ class TrainerConfig:
     eval_max_prompts: int = field(
         default=4, metadata={"help": "Eval prompts sampled and scored every logging.sample_every steps."}
     )
+    judge: str = field(
+        default="",
+        metadata={"help": "Independent measure scored on every evaluation video next to the critic, never a training "
+                  "reward: '' none, 'toyworld' the toy-world pixel oracle (eval/oracle/total, eval/oracle/aspect/*)."},
+    )  # fmt: skip
     export: bool = field(
         default=True,
         metadata={"help": "At the end write the trained weights: run_dir/lora/ (diffusers load_lora_weights format) "
@@ -114,6 +120,8 @@ class TrainerConfig:
             raise invalid("ema_decay", f"must be in [0, 1) (got {self.ema_decay})")
         if not 0 <= self.lora_dropout < 1:
             raise invalid("lora_dropout", f"must be in [0, 1) (got {self.lora_dropout})")
+        if self.judge not in JUDGES:
+            raise invalid("judge", f"is {self.judge!r}; choose one of {', '.join(repr(j) for j in JUDGES)}")
         if self.trainable == "lora" and not self.lora_target_modules:
             raise invalid("lora_target_modules", "is empty; list module names such as [to_q, to_k, to_v, to_out.0]")
         if self.trainable == "full" and not self.full_modules:
@@ -235,10 +243,13 @@ def build_optimizer(params: Sequence[nn.Parameter], cfg: TrainerConfig, section:
     return torch.optim.AdamW(list(params), **kwargs)
 
 
-def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig) -> Any:
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig, updates_per_step: int = 1) -> Any:
+    """The schedule over every optimiser update of the run (``steps`` x updates per step; warm-up in updates)."""
     from diffusers.optimization import get_scheduler
 
-    return get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
+    return get_scheduler(
+        cfg.lr_schedule, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps * updates_per_step
+    )
 
 
 def build_ema(params: Sequence[nn.Parameter], cfg: TrainerConfig) -> Any:
@@ -449,6 +460,32 @@ def export_lora(generator: Any, out_dir: str | Path) -> Path:
 # evaluation: sample, save and score
 
 
+def load_judge(name: str) -> Any:
+    """The evaluation judge named by ``TrainerConfig.judge``: ``score(video [T,3,H,W] in [0,1], questions) ->
+    {"scores": {question id: 0 or 1}, ...}`` over the questions it can measure, or None for no judge."""
+    if not name:
+        return None
+    if name == "toyworld":
+        from drf.toyworld import oracle
+
+        return oracle.score
+    raise ConfigError(f"judge {name!r} is unknown; choose one of {', '.join(repr(j) for j in JUDGES)}")
+
+
+def judge_metrics(verdict: dict[str, Any], question_set: Any) -> dict[str, float]:
+    """``oracle/total`` and ``oracle/aspect/<aspect>``: the mean 0/1 score of the questions the judge measured."""
+    scores = verdict["scores"]
+    if not scores:
+        return {}
+    by_aspect: dict[str, list[int]] = {}
+    for q in question_set.questions:
+        if q.id in scores:
+            by_aspect.setdefault(q.aspect, []).append(scores[q.id])
+    metrics = {"oracle/total": sum(scores.values()) / len(scores)}
+    metrics.update({f"oracle/aspect/{a}": sum(v) / len(v) for a, v in by_aspect.items()})
+    return metrics
+
+
 @torch.no_grad()
 def sample_and_score(
     generator: Any,
@@ -463,11 +500,14 @@ def sample_and_score(
     fps: int,
     aspect_weights: dict[str, float] | None,
     autocast: Any = None,
+    judge: Any = None,
 ) -> dict[str, float]:
     """Sample one video per prompt (fixed noise per prompt, so evaluations compare), write it and its scores.
 
     Writes ``out_dir/<index>_<prompt words>.<format>`` and ``out_dir/scores.json`` (total, per aspect and per question reward
-    and the critic's answer probability per question); returns the mean ``eval/reward/...`` metrics.
+    and the critic's answer probability per question); returns the mean ``eval/reward/...`` metrics. With a ``judge``
+    (see ``load_judge``) each video is also judged: its per-question 0/1 scores go into scores.json and the means
+    come back as ``eval/oracle/...``.
     """
     from drf.frames import frames_from_config
     from drf.grad_window import GradWindow
@@ -501,6 +541,11 @@ def sample_and_score(
                 "p_expected": out.p_expected_by_id(0),
             }
         )
+        if judge is not None:
+            verdict = judge(frames[0].float().cpu(), qset.questions)
+            judged = judge_metrics(verdict, qset)
+            records[-1]["oracle"] = {"total": judged.get("oracle/total"), "scores": verdict["scores"]}
+            metrics.update(judged)
         for key, value in metrics.items():
             if math.isfinite(value):
                 sums[key] = sums.get(key, 0.0) + value

@@ -25,6 +25,7 @@ import torch
 from critics.config import CriticConfig
 from drf.config import LoggingConfig, ModelConfig, SamplingConfig, invalid
 from prompts.config import QuestionsConfig
+from trainers.base import Trainer, finite_all, metric_means
 from trainers.common import TrainerConfig
 
 
@@ -129,114 +130,21 @@ class PenaltyProbe:
         return torch.stack(terms).mean()
 
 
-class DRFTrainer:
-    """Builds everything a DRF run needs from its config, optionally resumes, and trains with ``train()``."""
+class DRFTrainer(Trainer):
+    """DRF: the shared loop (``trainers.base.Trainer``) around a step that backpropagates the critic's rewards."""
 
     section = "drf"
 
-    def __init__(
-        self, cfg: DRFRunConfig, resume: str | None = None, *, generator: Any = None, critic: Any = None
-    ) -> None:
-        """``generator``/``critic``: already-built models to use instead of building them from ``cfg`` (tests and
-        benches share one set of tiny models this way); the generator must not carry an adapter yet."""
-        from accelerate.utils import set_seed
+    def setup_recipe(self) -> None:
+        self.chain = PenaltyProbe(self.generator, record=self.cfg.drf.kl_weight > 0)
 
-        from critics.registry import load_critic
-        from drf.checkpoint import NonFiniteGuard, load_checkpoint, resolve_resume
-        from drf.models.wan import WanGenerator
-        from trainers import common
-
-        self.cfg = cfg
-        train_cfg = cfg.drf
-        self.accelerator = common.make_accelerator(train_cfg.mixed_precision)
-        acc = self.accelerator
-        set_seed(cfg.seed)  # LoRA initialisation and anything else drawn from the global streams
-        resume_path = resolve_resume(common.run_dir_of(cfg), resume) if resume is not None else None
-        setup = common.prepare_run(cfg, acc, resume)
-        self.run_dir, self.splits, self.question_sets = setup.run_dir, setup.splits, setup.question_sets
-        self.config_yaml = setup.config_yaml
-
-        if generator is None:
-            generator = WanGenerator.from_config(cfg.model, device=acc.device)
-        self.generator = generator
-        self.generator.pipe.set_progress_bar_config(disable=True)
-        self.transformer = self.generator.trainable_module()
-        self.params = common.setup_trainable(self.transformer, train_cfg, self.section)
-        if train_cfg.gradient_checkpointing:
-            self.transformer.enable_gradient_checkpointing()
-        self.chain = PenaltyProbe(self.generator, record=train_cfg.kl_weight > 0)
-
-        if critic is None:
-            critic = load_critic(common.critic_config_for(cfg.critic, acc, self.run_dir))
-        self.critic = critic
-
-        self.optimizer = common.build_optimizer(self.params, train_cfg, self.section)
-        self.lr_scheduler = common.build_lr_scheduler(self.optimizer, train_cfg)
-        self.ema = common.build_ema(self.params, train_cfg)
-        self.guard = NonFiniteGuard(self.run_dir, train_cfg.max_consecutive_skips)
-        self.step = 0
-        self.resumed_from = resume_path
-        if resume_path is not None:
-            state = load_checkpoint(
-                resume_path,
-                trainable_module_or_setter=self.transformer,
-                optimizer=self.optimizer,
-                lr_scheduler=self.lr_scheduler,
-                ema=self.ema,
-                accelerator=acc,
-            )
-            self.step = int(state["step"])
-            if state["config_yaml"] != self.config_yaml and acc.is_main_process:
-                print(f"note: the config differs from the one saved in {resume_path}; continuing with the new one")
-
-    # ------------------------------------------------------------------------------------------------ helpers
-    def _autocast(self):
-        return self.accelerator.autocast()
-
-    def _describe(self) -> list[str]:
-        from trainers.common import batch_arithmetic, count_parameters
-
-        cfg, d = self.cfg, self.cfg.drf
-        w = cfg.sampling.grad_window
+    def window_description(self) -> str:
+        w = self.cfg.sampling.grad_window
         steps = f"steps {sorted(w.steps)}" if w.kind == "steps" else f"k={w.k}"
-        window = (
-            f"{cfg.sampling.num_steps} sampling steps, gradient through {w.kind} {steps} "
+        return (
+            f"{self.cfg.sampling.num_steps} sampling steps, gradient through {w.kind} {steps} "
             f"(checkpointing {'on' if w.checkpointing else 'off'})"
         )
-        f = cfg.sampling.frames
-        frames = f"{f.policy} (n={f.n}) of {cfg.model.num_frames} frames at {cfg.model.height}x{cfg.model.width}"
-        lines = batch_arithmetic(d, self.accelerator.num_processes, len(self.splits.train), window, frames)
-        what = (
-            f"lora r={d.lora_rank} on {', '.join(d.lora_target_modules)}"
-            if d.trainable == "lora"
-            else (f"full: {', '.join(d.full_modules)}")
-        )
-        lines.append(f"trainable: {what} ({count_parameters(self.params):,} parameters)")
-        every = cfg.logging.sample_every
-        source = "held-out" if self.splits.eval else "train (no eval split)"
-        lines.append(
-            f"eval: {len(self._eval_prompts())} {source} prompts every {every} steps"
-            if every
-            else "eval: off (logging.sample_every = 0)"
-        )
-        return lines
-
-    def _eval_prompts(self) -> list[str]:
-        prompts = self.splits.eval or self.splits.train
-        return prompts[: self.cfg.drf.eval_max_prompts]
-
-    def _prompts_for(self, step: int, micro: int) -> list[str]:
-        from trainers.common import prompt_index
-
-        acc, b = self.accelerator, self.cfg.drf.prompts_per_step
-        start = ((step * self.cfg.drf.gradient_accumulation + micro) * acc.num_processes + acc.process_index) * b
-        n = len(self.splits.train)
-        return [self.splits.train[prompt_index(self.cfg.seed, start + i, n)] for i in range(b)]
-
-    def data_state(self, step: int) -> dict[str, int]:
-        d = self.cfg.drf
-        position = step * d.gradient_accumulation * self.accelerator.num_processes * d.prompts_per_step
-        return {"position": position, "epoch": position // len(self.splits.train)}
 
     # ------------------------------------------------------------------------------------------------ one step
     def micro_step(self, step: int, micro: int, timer: Any) -> tuple[torch.Tensor, dict[str, float]]:
@@ -288,7 +196,6 @@ class DRFTrainer:
     def train_step(self, step: int) -> tuple[dict[str, float], bool]:
         """One optimiser step (all micro-batches) -> (metrics, finite). A non-finite step changes no weights."""
         from drf.logging import Timer, peak_memory_mb
-        from trainers.common import clip_gradients, reduce_gradients
 
         d, acc = self.cfg.drf, self.accelerator
         timer = Timer(acc.device)
@@ -296,25 +203,14 @@ class DRFTrainer:
         if acc.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(acc.device)
         self.optimizer.zero_grad(set_to_none=True)
-        losses, summed, counts = [], {}, {}
+        losses, records = [], []
         for micro in range(d.gradient_accumulation):
             loss, metrics = self.micro_step(step, micro, timer)
             losses.append(loss)
-            for key, value in metrics.items():
-                if math.isfinite(value):
-                    summed[key] = summed.get(key, 0.0) + value
-                    counts[key] = counts.get(key, 0) + 1
-        loss_finite = all(bool(torch.isfinite(x)) for x in losses)
-        finite = reduce_gradients(self.params, acc, loss_finite)
-        grad_norm = clip_gradients(self.params, d.max_grad_norm) if finite else math.nan
+            records.append(metrics)
         lr = self.lr_scheduler.get_last_lr()[0]
-        if finite:
-            self.optimizer.step()
-            self.lr_scheduler.step()
-            if self.ema is not None:
-                self.ema.step(self.params)
-        self.optimizer.zero_grad(set_to_none=True)
-        out = {key: summed[key] / counts[key] for key in summed}
+        finite, grad_norm = self.apply_gradients(finite_all(losses))
+        out = metric_means(records)
         if "reward/total" not in out:
             out["reward/total"] = math.nan
         out.update(
@@ -329,139 +225,6 @@ class DRFTrainer:
         )
         out.update(timer.metrics())
         return self._gather(out), finite
-
-    def _gather(self, metrics: dict[str, float]) -> dict[str, float]:
-        """Mean of each metric over processes (prompts differ per process, so so do the question ids)."""
-        if self.accelerator.num_processes == 1:
-            return metrics
-        from accelerate.utils import gather_object
-
-        merged: dict[str, list[float]] = {}
-        for record in gather_object([metrics]):
-            for key, value in record.items():
-                merged.setdefault(key, []).append(value)
-        return {key: sum(values) / len(values) for key, values in merged.items()}
-
-    # ------------------------------------------------------------------------------------------------ outputs
-    def save(self, step: int, metrics: dict[str, float] | None = None) -> Path:
-        from drf.checkpoint import save_checkpoint, trainable_state_dict
-
-        return save_checkpoint(
-            self.run_dir,
-            step,
-            trainable=trainable_state_dict(self.transformer),
-            optimizer=self.optimizer,
-            lr_scheduler=self.lr_scheduler,
-            ema=self.ema,
-            data_state=self.data_state(step),
-            config_yaml=self.config_yaml,
-            metrics={k: v for k, v in (metrics or {}).items() if k.startswith("reward/") and "/q/" not in k},
-            keep_last=self.cfg.drf.keep_last,
-            accelerator=self.accelerator,
-        )
-
-    def evaluate(self, step: int) -> dict[str, float]:
-        """Sample, save and score the eval prompts (main process), with EMA weights when EMA is on."""
-        from trainers.common import ema_weights, sample_and_score
-
-        metrics: dict[str, float] = {}
-        if self.accelerator.is_main_process:
-            prompts = self._eval_prompts()
-            lg = self.cfg.logging
-            with ema_weights(self.ema, self.params):
-                metrics = sample_and_score(
-                    self.generator,
-                    self.critic,
-                    prompts,
-                    [self.question_sets[p] for p in prompts],
-                    sampling=self.cfg.sampling,
-                    seed=self.cfg.seed,
-                    out_dir=self.run_dir / "samples" / f"step-{step}",
-                    video_format=lg.video_format,
-                    fps=lg.fps,
-                    aspect_weights=self.cfg.questions.aspect_weights,
-                    autocast=self._autocast,
-                )
-        self.accelerator.wait_for_everyone()
-        return metrics
-
-    def export(self) -> Path | None:
-        """The trained weights in a form others load: the LoRA for diffusers, or the full transformer."""
-        from trainers.common import ema_weights, export_lora
-
-        path = None
-        if self.accelerator.is_main_process:
-            with ema_weights(self.ema, self.params):
-                if self.cfg.drf.trainable == "lora":
-                    path = export_lora(self.generator, self.run_dir / "lora")
-                else:
-                    path = self.run_dir / "transformer"
-                    self.transformer.save_pretrained(path)
-        self.accelerator.wait_for_everyone()
-        return path
-
-    # ------------------------------------------------------------------------------------------------ loop
-    def train(self) -> Path:
-        """Train from ``self.step`` to ``drf.steps``; returns the run directory."""
-        from drf.logging import MetricsLogger, progress
-
-        cfg, d, acc = self.cfg, self.cfg.drf, self.accelerator
-        if acc.is_main_process:
-            where = f" (resumed from {self.resumed_from})" if self.resumed_from else ""
-            print(f"drf train: {cfg.name} -> {self.run_dir}{where}")
-            for line in self._describe():
-                print(f"  {line}")
-        logger = MetricsLogger(
-            self.run_dir,
-            accelerator=acc,
-            tensorboard=cfg.logging.tensorboard,
-            project_name=cfg.name,
-            resume_step=self.step if self.resumed_from else None,
-        )
-        first_eval: dict[str, float] = {}
-        last_eval: dict[str, float] = {}
-        with logger, progress(d.steps, "drf", accelerator=acc, initial=self.step) as bar:
-            if cfg.logging.sample_every and self.step == 0:
-                first_eval = self.evaluate(0)  # the base model: what every later sample is compared with
-                logger.log(0, first_eval)
-            while self.step < d.steps:
-                metrics, finite = self.train_step(self.step)
-                self.step += 1
-                last = self.step == d.steps
-                every = cfg.logging.sample_every
-                if every and (self.step % every == 0 or last):
-                    last_eval = self.evaluate(self.step)
-                    metrics.update(last_eval)
-                if self.step % cfg.logging.log_every == 0 or not finite or last:
-                    logger.log(self.step, metrics)
-                bar.update(self.step, metrics["reward/total"], skipped=metrics["skipped"])
-                if not finite and acc.is_main_process:
-                    print(f"step {self.step}: non-finite loss or gradient, step skipped")
-                self.guard.update(self.step, finite)
-                if (d.checkpoint_every and self.step % d.checkpoint_every == 0) or last:
-                    self.save(self.step, metrics)
-        if acc.is_main_process and first_eval and last_eval:
-            for line in _before_after(first_eval, last_eval, self.step):
-                print(line)
-        if d.export:
-            self.export()
-        if cfg.logging.report and acc.is_main_process:
-            from drf.report.builder import write_report
-
-            print(f"report: {write_report(self.run_dir, critic=self.critic, max_videos=1)}")
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            print(f"done: {self.run_dir}")
-        return self.run_dir
-
-
-def _before_after(before: dict[str, float], after: dict[str, float], step: int) -> list[str]:
-    """Held-out reward of the base model (step 0) against the trained one, total and per aspect."""
-    lines = [f"held-out reward, step 0 -> step {step}:"]
-    for key in sorted(k for k in after if k.startswith("eval/reward/") and "/q/" not in k and k in before):
-        name = key.removeprefix("eval/reward/").removeprefix("aspect/")
-        lines.append(f"  {name:<10} {before[key]:+.4f} -> {after[key]:+.4f} ({after[key] - before[key]:+.4f})")
-    return lines
 
 
 def train(cfg: DRFRunConfig, resume: str | None = None) -> Path:

@@ -1,0 +1,319 @@
+"""The training loop every recipe runs: setup, resume, step-0 and periodic evaluation, logging, checkpoints, guards,
+export, the before/after print and the report.
+
+A recipe (DRF, GRPO) subclasses ``Trainer``, names its config section and implements ``train_step``; everything a
+run does around that step lives here once, so both recipes write the same run directory and compare on the same
+evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class Trainer:
+    """Builds a run from its config, optionally resumes, and trains with ``train()``; subclasses add ``train_step``."""
+
+    section = ""  # the recipe's config section ("drf" or "grpo"), also its progress-bar name
+
+    def __init__(self, cfg: Any, resume: str | None = None, *, generator: Any = None, critic: Any = None) -> None:
+        """``generator``/``critic``: already-built models to use instead of building them from ``cfg`` (tests and
+        benches share one set of tiny models this way); the generator must not carry an adapter yet."""
+        from accelerate.utils import set_seed
+
+        from critics.registry import load_critic
+        from drf.checkpoint import NonFiniteGuard, load_checkpoint, resolve_resume
+        from drf.models.wan import WanGenerator
+        from trainers import common
+
+        self.cfg = cfg
+        train_cfg = self.train_cfg
+        self.accelerator = common.make_accelerator(train_cfg.mixed_precision)
+        acc = self.accelerator
+        set_seed(cfg.seed)  # LoRA initialisation and anything else drawn from the global streams
+        resume_path = resolve_resume(common.run_dir_of(cfg), resume) if resume is not None else None
+        setup = common.prepare_run(cfg, acc, resume)
+        self.run_dir, self.splits, self.question_sets = setup.run_dir, setup.splits, setup.question_sets
+        self.config_yaml = setup.config_yaml
+
+        if generator is None:
+            generator = WanGenerator.from_config(cfg.model, device=acc.device)
+        self.generator = generator
+        self.generator.pipe.set_progress_bar_config(disable=True)
+        self.transformer = self.generator.trainable_module()
+        self.params = common.setup_trainable(self.transformer, train_cfg, self.section)
+        if train_cfg.gradient_checkpointing:
+            self.transformer.enable_gradient_checkpointing()
+
+        if critic is None:
+            critic = load_critic(common.critic_config_for(cfg.critic, acc, self.run_dir))
+        self.critic = critic
+        self.judge = common.load_judge(train_cfg.judge)
+        self.setup_recipe()
+
+        self.optimizer = common.build_optimizer(self.params, train_cfg, self.section)
+        self.lr_scheduler = common.build_lr_scheduler(self.optimizer, train_cfg, self.updates_per_step())
+        self.ema = common.build_ema(self.params, train_cfg)
+        self.guard = NonFiniteGuard(self.run_dir, train_cfg.max_consecutive_skips)
+        self.step = 0
+        self.resumed_from = resume_path
+        if resume_path is not None:
+            state = load_checkpoint(
+                resume_path,
+                trainable_module_or_setter=self.transformer,
+                optimizer=self.optimizer,
+                lr_scheduler=self.lr_scheduler,
+                ema=self.ema,
+                accelerator=acc,
+            )
+            self.step = int(state["step"])
+            self.load_recipe_state(state.get("extra", {}))
+            if state["config_yaml"] != self.config_yaml and acc.is_main_process:
+                print(f"note: the config differs from the one saved in {resume_path}; continuing with the new one")
+
+    # ------------------------------------------------------------------------------------------------ recipe hooks
+    @property
+    def train_cfg(self) -> Any:
+        return getattr(self.cfg, self.section)
+
+    def updates_per_step(self) -> int:
+        """Optimiser updates one ``train_step`` makes (the learning-rate schedule spans steps x this)."""
+        return 1
+
+    def setup_recipe(self) -> None:
+        """Build what the recipe needs besides generator and critic (probes, reward models); before the optimiser."""
+
+    def recipe_state(self) -> dict[str, Any]:
+        """JSON state the recipe carries across steps (saved in each checkpoint's ``extra``)."""
+        return {}
+
+    def load_recipe_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``recipe_state`` saved."""
+
+    def window_description(self) -> str:
+        """One line saying which sampling steps carry gradient."""
+        raise NotImplementedError
+
+    def train_step(self, step: int) -> tuple[dict[str, float], bool]:
+        """One optimiser step -> (metrics with at least ``reward/total``, finite). A non-finite step changes nothing."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _autocast(self):
+        return self.accelerator.autocast()
+
+    def _describe(self) -> list[str]:
+        from trainers.common import batch_arithmetic, count_parameters
+
+        cfg, d = self.cfg, self.train_cfg
+        f = cfg.sampling.frames
+        frames = f"{f.policy} (n={f.n}) of {cfg.model.num_frames} frames at {cfg.model.height}x{cfg.model.width}"
+        lines = batch_arithmetic(d, self.accelerator.num_processes, len(self.splits.train), self.window_description(),
+                                 frames)  # fmt: skip
+        what = (
+            f"lora r={d.lora_rank} on {', '.join(d.lora_target_modules)}"
+            if d.trainable == "lora"
+            else (f"full: {', '.join(d.full_modules)}")
+        )
+        lines.append(f"trainable: {what} ({count_parameters(self.params):,} parameters)")
+        every = cfg.logging.sample_every
+        source = "held-out" if self.splits.eval else "train (no eval split)"
+        judge = f", judged by the {d.judge} oracle" if d.judge else ""
+        lines.append(
+            f"eval: {len(self._eval_prompts())} {source} prompts every {every} steps{judge}"
+            if every
+            else "eval: off (logging.sample_every = 0)"
+        )
+        return lines
+
+    def _eval_prompts(self) -> list[str]:
+        prompts = self.splits.eval or self.splits.train
+        return prompts[: self.train_cfg.eval_max_prompts]
+
+    def _prompts_for(self, step: int, micro: int) -> list[str]:
+        from trainers.common import prompt_index
+
+        acc, d = self.accelerator, self.train_cfg
+        b = d.prompts_per_step
+        start = ((step * d.gradient_accumulation + micro) * acc.num_processes + acc.process_index) * b
+        n = len(self.splits.train)
+        return [self.splits.train[prompt_index(self.cfg.seed, start + i, n)] for i in range(b)]
+
+    def data_state(self, step: int) -> dict[str, int]:
+        d = self.train_cfg
+        position = step * d.gradient_accumulation * self.accelerator.num_processes * d.prompts_per_step
+        return {"position": position, "epoch": position // len(self.splits.train)}
+
+    def apply_gradients(self, loss_finite: bool) -> tuple[bool, float]:
+        """Average, check, clip and apply the accumulated gradients -> (finite, grad norm before clipping).
+
+        A non-finite step leaves weights, optimiser and EMA untouched; gradients are cleared either way.
+        """
+        from trainers.common import clip_gradients, reduce_gradients
+
+        finite = reduce_gradients(self.params, self.accelerator, loss_finite)
+        grad_norm = clip_gradients(self.params, self.train_cfg.max_grad_norm) if finite else math.nan
+        if finite:
+            self.optimizer.step()
+            self.lr_scheduler.step()
+            if self.ema is not None:
+                self.ema.step(self.params)
+        self.optimizer.zero_grad(set_to_none=True)
+        return finite, grad_norm
+
+    def _gather(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Mean of each metric over processes (prompts differ per process, so so do the question ids)."""
+        if self.accelerator.num_processes == 1:
+            return metrics
+        from accelerate.utils import gather_object
+
+        merged: dict[str, list[float]] = {}
+        for record in gather_object([metrics]):
+            for key, value in record.items():
+                merged.setdefault(key, []).append(value)
+        return {key: sum(values) / len(values) for key, values in merged.items()}
+
+    # ------------------------------------------------------------------------------------------------ outputs
+    def save(self, step: int, metrics: dict[str, float] | None = None) -> Path:
+        from drf.checkpoint import save_checkpoint, trainable_state_dict
+
+        return save_checkpoint(
+            self.run_dir,
+            step,
+            trainable=trainable_state_dict(self.transformer),
+            optimizer=self.optimizer,
+            lr_scheduler=self.lr_scheduler,
+            ema=self.ema,
+            data_state=self.data_state(step),
+            config_yaml=self.config_yaml,
+            metrics={k: v for k, v in (metrics or {}).items() if k.startswith("reward/") and "/q/" not in k},
+            extra=self.recipe_state(),
+            keep_last=self.train_cfg.keep_last,
+            accelerator=self.accelerator,
+        )
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Sample, save and score the eval prompts (main process), with EMA weights when EMA is on."""
+        from trainers.common import ema_weights, sample_and_score
+
+        metrics: dict[str, float] = {}
+        if self.accelerator.is_main_process:
+            prompts = self._eval_prompts()
+            lg = self.cfg.logging
+            with ema_weights(self.ema, self.params):
+                metrics = sample_and_score(
+                    self.generator,
+                    self.critic,
+                    prompts,
+                    [self.question_sets[p] for p in prompts],
+                    sampling=self.cfg.sampling,
+                    seed=self.cfg.seed,
+                    out_dir=self.run_dir / "samples" / f"step-{step}",
+                    video_format=lg.video_format,
+                    fps=lg.fps,
+                    aspect_weights=self.cfg.questions.aspect_weights,
+                    autocast=self._autocast,
+                    judge=self.judge,
+                )
+        self.accelerator.wait_for_everyone()
+        return metrics
+
+    def export(self) -> Path | None:
+        """The trained weights in a form others load: the LoRA for diffusers, or the full transformer."""
+        from trainers.common import ema_weights, export_lora
+
+        path = None
+        if self.accelerator.is_main_process:
+            with ema_weights(self.ema, self.params):
+                if self.train_cfg.trainable == "lora":
+                    path = export_lora(self.generator, self.run_dir / "lora")
+                else:
+                    path = self.run_dir / "transformer"
+                    self.transformer.save_pretrained(path)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    # ------------------------------------------------------------------------------------------------ loop
+    def train(self) -> Path:
+        """Train from ``self.step`` to the section's ``steps``; returns the run directory."""
+        from drf.logging import MetricsLogger, progress
+
+        cfg, d, acc = self.cfg, self.train_cfg, self.accelerator
+        if acc.is_main_process:
+            where = f" (resumed from {self.resumed_from})" if self.resumed_from else ""
+            print(f"{self.section} train: {cfg.name} -> {self.run_dir}{where}")
+            for line in self._describe():
+                print(f"  {line}")
+        logger = MetricsLogger(
+            self.run_dir,
+            accelerator=acc,
+            tensorboard=cfg.logging.tensorboard,
+            project_name=cfg.name,
+            resume_step=self.step if self.resumed_from else None,
+        )
+        first_eval: dict[str, float] = {}
+        last_eval: dict[str, float] = {}
+        with logger, progress(d.steps, self.section, accelerator=acc, initial=self.step) as bar:
+            if cfg.logging.sample_every and self.step == 0:
+                first_eval = self.evaluate(0)  # the base model: what every later sample is compared with
+                logger.log(0, first_eval)
+            while self.step < d.steps:
+                metrics, finite = self.train_step(self.step)
+                self.step += 1
+                last = self.step == d.steps
+                every = cfg.logging.sample_every
+                if every and (self.step % every == 0 or last):
+                    last_eval = self.evaluate(self.step)
+                    metrics.update(last_eval)
+                if self.step % cfg.logging.log_every == 0 or not finite or last:
+                    logger.log(self.step, metrics)
+                bar.update(self.step, metrics["reward/total"], skipped=metrics["skipped"])
+                if not finite and acc.is_main_process:
+                    print(f"step {self.step}: non-finite loss or gradient, step skipped")
+                self.guard.update(self.step, finite)
+                if (d.checkpoint_every and self.step % d.checkpoint_every == 0) or last:
+                    self.save(self.step, metrics)
+        if acc.is_main_process and first_eval and last_eval:
+            for line in before_after(first_eval, last_eval, self.step):
+                print(line)
+        if d.export:
+            self.export()
+        if cfg.logging.report and acc.is_main_process:
+            from drf.report.builder import write_report
+
+            print(f"report: {write_report(self.run_dir, critic=self.critic, max_videos=1)}")
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            print(f"done: {self.run_dir}")
+        return self.run_dir
+
+
+def before_after(before: dict[str, float], after: dict[str, float], step: int) -> list[str]:
+    """Held-out critic reward of the base model (step 0) against the trained one, total and per aspect, then the
+    judge's scores the same way when a judge ran."""
+    lines = [f"held-out reward, step 0 -> step {step}:"]
+    for prefix, label in (("eval/reward/", ""), ("eval/oracle/", "oracle ")):
+        for key in sorted(k for k in after if k.startswith(prefix) and "/q/" not in k and k in before):
+            name = label + key.removeprefix(prefix).removeprefix("aspect/")
+            lines.append(f"  {name:<17} {before[key]:+.4f} -> {after[key]:+.4f} ({after[key] - before[key]:+.4f})")
+    return lines
+
+
+def metric_means(records: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of each finite metric over micro-batches (keys may differ between them)."""
+    summed: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for metrics in records:
+        for key, value in metrics.items():
+            if math.isfinite(value):
+                summed[key] = summed.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
+    return {key: summed[key] / counts[key] for key in summed}
+
+
+def finite_all(losses: list[torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(x)) for x in losses)
