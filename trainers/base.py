@@ -112,8 +112,10 @@ class Trainer:
         cfg, d = self.cfg, self.train_cfg
         f = cfg.sampling.frames
         frames = f"{f.policy} (n={f.n}) of {cfg.model.num_frames} frames at {cfg.model.height}x{cfg.model.width}"
-        lines = batch_arithmetic(d, self.accelerator.num_processes, len(self.splits.train), self.window_description(),
-                                 frames)  # fmt: skip
+        lines = batch_arithmetic(
+            d, self.accelerator.num_processes, len(self.splits.train), self.window_description(), frames,
+            getattr(d, "group_size", 1),
+        )  # fmt: skip
         what = (
             f"lora r={d.lora_rank} on {', '.join(d.lora_target_modules)}"
             if d.trainable == "lora"

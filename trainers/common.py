@@ -23,8 +23,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from drf.config import invalid
+from critics.config import CriticConfig
+from drf.config import LoggingConfig, ModelConfig, SamplingConfig, invalid
 from drf.errors import ConfigError, InputError
+from prompts.config import QuestionsConfig
 
 JUDGES = ("", "toyworld")
 LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
@@ -126,6 +128,32 @@ class TrainerConfig:
             raise invalid("lora_target_modules", "is empty; list module names such as [to_q, to_k, to_v, to_out.0]")
         if self.trainable == "full" and not self.full_modules:
             raise invalid("full_modules", "is empty; list parameter-name patterns such as ['blocks.1.*']")
+
+
+@dataclass
+class RunConfig:
+    """The sections every `drf train` config has; a recipe's run config adds its own section (``drf:``/``grpo:``)."""
+
+    name: str = field(default="run", metadata={"help": "Run name; the run directory is logging.output_dir/name."})
+    seed: int = field(default=0, metadata={"help": "Seed of data order, noise, window and frame draws."})
+    prompts: str = field(
+        default="configs/prompts/tiny_train.txt",
+        metadata={"help": "Prompt file: .txt (one per line, all train) or .jsonl ({prompt, split: train|eval})."},
+    )
+    eval_prompts: str = field(
+        default="", metadata={"help": "Optional extra file of held-out eval prompts (every prompt in it is eval)."}
+    )
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The video generator."})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "The sampling chain."})
+    critic: CriticConfig = field(default_factory=CriticConfig, metadata={"help": "The frozen VLM critic."})
+    questions: QuestionsConfig = field(
+        default_factory=QuestionsConfig, metadata={"help": "How prompts become question sets."}
+    )
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Outputs and logging."})
+
+    def validate(self) -> None:
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            raise invalid("name", f"must be a plain directory name (got {self.name!r})")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -397,16 +425,17 @@ def prepare_run(cfg: Any, accelerator: Any, resume: str | None) -> RunSetup:
 
 
 def batch_arithmetic(
-    cfg: TrainerConfig, num_processes: int, num_train_prompts: int, window: str, frames: str
+    cfg: TrainerConfig, num_processes: int, num_train_prompts: int, window: str, frames: str, videos_per_prompt: int = 1
 ) -> list[str]:
     """The start-up summary of how prompts become optimiser steps (ddpo-pytorch style)."""
     per_step = cfg.prompts_per_step * cfg.gradient_accumulation * num_processes
     total = per_step * cfg.steps
+    group = f" x {videos_per_prompt} videos per prompt" if videos_per_prompt > 1 else ""
     return [
         f"batch: {cfg.prompts_per_step} prompts per micro-batch x {cfg.gradient_accumulation} accumulation x "
-        f"{num_processes} processes = {per_step} videos per optimiser step",
-        f"steps: {cfg.steps} -> {total} videos = {total / num_train_prompts:.2f} passes over {num_train_prompts} "
-        "train prompts",
+        f"{num_processes} processes{group} = {per_step * videos_per_prompt} videos per optimiser step",
+        f"steps: {cfg.steps} -> {total * videos_per_prompt} videos = {total / num_train_prompts:.2f} passes over "
+        f"{num_train_prompts} train prompts",
         f"window: {window}",
         f"frames: {frames}",
     ]

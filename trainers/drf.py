@@ -22,11 +22,9 @@ from typing import Any
 
 import torch
 
-from critics.config import CriticConfig
-from drf.config import LoggingConfig, ModelConfig, SamplingConfig, invalid
-from prompts.config import QuestionsConfig
+from drf.config import invalid
 from trainers.base import Trainer, finite_all, metric_means
-from trainers.common import TrainerConfig
+from trainers.common import RunConfig, TrainerConfig
 
 
 @dataclass
@@ -65,30 +63,11 @@ class DRFConfig(TrainerConfig):
 
 
 @dataclass
-class DRFRunConfig:
+class DRFRunConfig(RunConfig):
     """`drf train` with a ``drf:`` section: direct reward fine-tuning of a video generator."""
 
     name: str = field(default="drf", metadata={"help": "Run name; the run directory is logging.output_dir/name."})
-    seed: int = field(default=0, metadata={"help": "Seed of data order, noise, window and frame draws."})
-    prompts: str = field(
-        default="configs/prompts/tiny_train.txt",
-        metadata={"help": "Prompt file: .txt (one per line, all train) or .jsonl ({prompt, split: train|eval})."},
-    )
-    eval_prompts: str = field(
-        default="", metadata={"help": "Optional extra file of held-out eval prompts (every prompt in it is eval)."}
-    )
-    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The video generator."})
-    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "The sampling chain."})
-    critic: CriticConfig = field(default_factory=CriticConfig, metadata={"help": "The frozen VLM critic."})
-    questions: QuestionsConfig = field(
-        default_factory=QuestionsConfig, metadata={"help": "How prompts become question sets."}
-    )
-    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Outputs and logging."})
     drf: DRFConfig = field(default_factory=DRFConfig, metadata={"help": "The DRF recipe."})
-
-    def validate(self) -> None:
-        if not self.name or "/" in self.name or self.name in (".", ".."):
-            raise invalid("name", f"must be a plain directory name (got {self.name!r})")
 
 
 class PenaltyProbe:

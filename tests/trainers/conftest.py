@@ -14,6 +14,7 @@ from trainers.drf import DRFRunConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_CONFIG = ROOT / "configs" / "tiny_drf.yaml"
+TINY_GRPO_CONFIG = ROOT / "configs" / "tiny_grpo.yaml"
 
 
 @functools.cache
@@ -38,11 +39,31 @@ def tiny_cfg(output_dir: Path, *overrides: str) -> DRFRunConfig:
     )
 
 
-def make_trainer(cfg: DRFRunConfig, resume: str | None = None):
-    """A trainer over copies of the session's tiny modules (the trainer adds a LoRA, so they must be fresh)."""
-    from trainers.drf import DRFTrainer
+def tiny_grpo_cfg(output_dir: Path, *overrides: str):
+    """configs/tiny_grpo.yaml at the shared tiny generator's size (9 frames), writing under ``output_dir``."""
+    from trainers.grpo import GRPORunConfig
 
-    return DRFTrainer(cfg, resume, generator=tiny_generator(fresh=True), critic=shared_critic())
+    return load_config(
+        TINY_GRPO_CONFIG,
+        GRPORunConfig,
+        [
+            f"prompts={ROOT / 'configs' / 'prompts' / 'tiny_eval.jsonl'}",
+            f"logging.output_dir={output_dir}",
+            "logging.report=false",
+            "model.num_frames=9",
+            *overrides,
+        ],
+    )
+
+
+def make_trainer(cfg, resume: str | None = None):
+    """A trainer (DRF or GRPO, by the config's recipe section) over copies of the session's tiny modules (the
+    trainer adds a LoRA, so they must be fresh)."""
+    from trainers.drf import DRFTrainer
+    from trainers.grpo import GRPOTrainer
+
+    recipe = GRPOTrainer if hasattr(cfg, "grpo") else DRFTrainer
+    return recipe(cfg, resume, generator=tiny_generator(fresh=True), critic=shared_critic())
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +79,8 @@ def _one_thread():
 @pytest.fixture
 def run_cfg(tmp_path):
     return functools.partial(tiny_cfg, tmp_path)
+
+
+@pytest.fixture
+def grpo_cfg(tmp_path):
+    return functools.partial(tiny_grpo_cfg, tmp_path)

@@ -1,0 +1,113 @@
+"""GRPO: the policy ratio starts at 1, clipping bounds the update, flat groups carry no signal, runs resume exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from drf.config import load_config
+from drf.errors import ConfigError
+from drf.logging import Timer, read_metrics
+from tests.trainers.conftest import TINY_GRPO_CONFIG, make_trainer
+from tests.trainers.test_resume import Interrupt, StopAfter, _state
+from trainers.grpo import GRPORunConfig, clipped_policy_loss, group_advantages
+
+
+def test_ratio_is_one_and_kl_zero_before_the_first_update(grpo_cfg):
+    trainer = make_trainer(grpo_cfg("name=first", "grpo.kl_weight=0.5"))
+    batch, _ = trainer.rollout(0, 0, Timer())
+    assert len(batch.transitions) == trainer.cfg.grpo.window_size
+    for transition in batch.transitions:
+        _, stats = trainer.transition_loss(batch, transition)
+        # Same weights, same inputs, same float32 arithmetic as when sampling: the recomputed log-prob is the stored
+        # one to rounding (the policy batch may run the transformer with another kernel order).
+        assert torch.allclose(stats["ratio"], torch.ones_like(stats["ratio"]), rtol=0, atol=1e-6)
+        # LoRA B starts at zero, so policy and reference (adapter disabled) give the same step mean exactly.
+        assert float(stats["kl"].abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("advantage, moved", [(1.0, 0.5), (-1.0, -0.5)])
+def test_clipping_zeroes_gradients_outside_the_trust_region(advantage, moved):
+    old = torch.zeros(4)
+    eps = 0.1
+    # Outside the region on the side the advantage favours: the clipped term wins and no gradient flows.
+    new = (old + moved).requires_grad_(True)
+    loss, ratio = clipped_policy_loss(new, old, torch.full((4,), advantage), eps)
+    loss.backward()
+    assert ((ratio - 1).abs() > eps).all()
+    assert torch.equal(new.grad, torch.zeros(4))
+    # Outside on the other side the surrogate is not clipped: the gradient pulls the ratio back.
+    back = (old - moved).requires_grad_(True)
+    clipped_policy_loss(back, old, torch.full((4,), advantage), eps)[0].backward()
+    assert (back.grad.abs() > 0).all()
+    # Inside the region the gradient is -A * ratio / n.
+    inside = (old + 0.01 * moved).requires_grad_(True)
+    _, r = clipped_policy_loss(inside, old, torch.full((4,), advantage), eps)
+    clipped_policy_loss(inside, old, torch.full((4,), advantage), eps)[0].backward()
+    assert torch.allclose(inside.grad, -advantage * r.detach() / 4)
+
+
+@pytest.mark.parametrize("mode", ["group", "global", "max_group"])
+def test_a_zero_variance_group_gives_zero_advantages_and_no_nan(mode):
+    values = torch.tensor([[0.1, 0.1, 0.1, 0.1], [0.0, 1.0, 2.0, 3.0]])
+    advantages = group_advantages(values, mode, floor=1e-12)
+    assert torch.isfinite(advantages).all()
+    assert torch.equal(advantages[0], torch.zeros(4))
+    assert advantages[1].argmax() == 3 and advantages[1].sum().abs() < 1e-6
+    # Running per-prompt statistics do not revive a flat group either.
+    stats = group_advantages(values, mode, floor=1e-12, mean=torch.zeros(2, 1), std=torch.ones(2, 1))
+    assert torch.equal(stats[0], torch.zeros(4))
+
+
+def test_group_std_modes_normalise_as_named():
+    values = torch.tensor([[0.0, 2.0], [0.0, 20.0]])
+    # Group: each group to unit spread; max_group: both by the largest group std (10); global: by the batch std.
+    assert torch.allclose(group_advantages(values, "group", 1e-6), torch.tensor([[-1.0, 1.0], [-1.0, 1.0]]))
+    assert torch.allclose(group_advantages(values, "max_group", 1e-6), torch.tensor([[-0.1, 0.1], [-1.0, 1.0]]))
+    std = values.std(unbiased=False)
+    assert torch.allclose(group_advantages(values, "global", 1e-6), torch.tensor([[-1.0, 1.0], [-10.0, 10.0]]) / std)
+
+
+def test_geometry_rewards_need_a_geometry_model(tmp_path):
+    with pytest.raises(ConfigError, match="geometry_model"):
+        load_config(TINY_GRPO_CONFIG, GRPORunConfig, ["grpo.geometry_model="])
+
+
+# Everything that carries state across steps: progressive window, accumulation, per-prompt statistics, KL to the base,
+# two updates per batch, geometry rewards from the toy LGM.
+SETTINGS = (
+    "grpo.steps=4",
+    "grpo.checkpoint_every=2",
+    "grpo.keep_last=5",
+    "grpo.inner_epochs=2",
+    "grpo.per_prompt_stats=true",
+    "grpo.export=false",
+    "logging.sample_every=0",
+)
+
+
+def test_grpo_run_resumes_bit_for_bit(grpo_cfg):
+    straight = make_trainer(grpo_cfg("name=straight", *SETTINGS))
+    straight.train()
+    records = read_metrics(straight.run_dir)
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    for key in ("reward/critic/mean", "reward/geo_smoothness/std", "advantage/std", "policy/ratio",
+                "policy/clip_fraction", "policy/approx_kl", "policy/kl", "geometry/dynamic_degree", "grad_norm",
+                "time/sampling", "time/critic", "time/geometry", "time/backward"):  # fmt: skip
+        assert key in records[-1], key
+    assert any(p.abs().max() > 0 for n, p in straight.transformer.named_parameters() if "lora_B" in n)
+
+    first = make_trainer(grpo_cfg("name=resumed", *SETTINGS))
+    first.critic = StopAfter(first.critic, calls=3 * 2)  # dies inside step 4, after checkpoint step-2
+    with pytest.raises(Interrupt):
+        first.train()
+    second = make_trainer(grpo_cfg("name=resumed", *SETTINGS), resume="latest")
+    assert second.step == 2
+    assert second.prompt_stats.table  # the running statistics came back from the checkpoint
+    second.train()
+    expected, got = _state(straight), _state(second)
+    assert expected.keys() == got.keys() and expected
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    assert straight.prompt_stats.table == second.prompt_stats.table
+    assert [r["reward/weighted"] for r in read_metrics(second.run_dir)] == [r["reward/weighted"] for r in records]

@@ -1,0 +1,448 @@
+"""GRPO for flow-matching video generators: rewards as black boxes, a clipped policy-gradient step on SDE transitions.
+
+One step, per micro-batch of prompts: every prompt is sampled ``group_size`` times (optionally from one shared initial
+noise) with SDE steps inside a MixGRPO window and Euler steps elsewhere, all without gradient. The critic scores the
+decoded videos and, with a latent geometry model, geometry rewards are read straight from the final latents (no VAE
+decode). Each named reward becomes an advantage relative to its group (normalised by the group's, the batch's or the
+largest group's std, with a floor), the advantages are weighted, summed and clipped. Then, for ``inner_epochs``
+updates, every stored transition's log-probability is recomputed under the current policy and the clipped-ratio loss
+plus a KL term (squared distance of the step means to the frozen base model's, over 2 std^2, as Flow-GRPO) is
+backpropagated one transition at a time, so memory stays that of one denoiser call.
+
+Everything is a function of (seed, step) and of the per-prompt statistics saved with each checkpoint, so a resumed
+run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from drf.config import invalid
+from trainers.base import Trainer, finite_all, metric_means
+from trainers.common import RunConfig, TrainerConfig
+
+GEOMETRY_REWARDS = ("geo_smoothness", "geo_reprojection", "geo_trajectory")
+REWARD_NAMES = ("critic", *GEOMETRY_REWARDS)
+STD_MODES = ("group", "global", "max_group")
+
+
+@dataclass
+class GRPOConfig(TrainerConfig):
+    """The ``grpo:`` section: the GRPO recipe's own knobs plus the shared trainer knobs.
+
+    ``prompts_per_step`` counts prompts; each is sampled ``group_size`` times, so a micro-batch holds
+    prompts_per_step x group_size videos.
+    """
+
+    group_size: int = field(default=4, metadata={"help": "Videos sampled per prompt; advantages are relative to them."})
+    sde_kind: Literal["flow_grpo", "dance_grpo", "cps"] = field(
+        default="flow_grpo", metadata={"help": "How a sampling step becomes a Gaussian transition (drf.sampling)."}
+    )
+    noise_level: float = field(
+        default=0.7, metadata={"help": "SDE noise level a (eta): 0 is the deterministic Euler step."}
+    )
+    window_size: int = field(
+        default=2, metadata={"help": "Sampling steps run as SDE and trained per rollout (MixGRPO window)."}
+    )
+    window_schedule: Literal["fixed", "progressive", "random"] = field(
+        default="fixed",
+        metadata={"help": "fixed: steps [window_start, +size); progressive: slide one step later every "
+                  "window_shift_every steps; random: a fresh start per step."},
+    )  # fmt: skip
+    window_start: int = field(
+        default=0, metadata={"help": "First windowed step (fixed, and where progressive starts)."}
+    )
+    window_shift_every: int = field(default=1, metadata={"help": "Steps between shifts of the progressive window."})
+    shared_noise: bool = field(
+        default=True,
+        metadata={"help": "All videos of a group start from the same initial noise (only the SDE differs)."},
+    )
+    clip_range: float = field(
+        default=1e-4,
+        metadata={"help": "Trust region eps: the ratio is clipped to [1-eps, 1+eps]. Log-probabilities are means over "
+                  "latent elements, so ratios stay close to 1 and eps is small."},
+    )  # fmt: skip
+    adv_clip: float = field(default=5.0, metadata={"help": "Advantages are clipped to [-adv_clip, adv_clip]."})
+    std_mode: Literal["group", "global", "max_group"] = field(
+        default="group",
+        metadata={"help": "Advantage normaliser: each group's own std, the std over the whole micro-batch, or the "
+                  "largest group std of the micro-batch."},
+    )  # fmt: skip
+    std_floor: float = field(
+        default=1e-3, metadata={"help": "The normalising std is at least this (groups with zero spread get 0)."}
+    )
+    kl_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the KL to the base model (LoRA disabled): squared difference of the SDE step "
+                  "means over 2 std^2; lora only."},
+    )  # fmt: skip
+    reward_weights: dict[str, float] = field(
+        default_factory=lambda: {"critic": 1.0},
+        metadata={"help": "Weight of each named reward's advantage: critic (the critic's aggregated total), "
+                  "geo_smoothness, geo_reprojection, geo_trajectory (these need geometry_model)."},
+    )  # fmt: skip
+    inner_epochs: int = field(
+        default=1, metadata={"help": "Optimiser updates per batch of rollouts (each recomputes every log-prob)."}
+    )
+    per_prompt_stats: bool = field(
+        default=False,
+        metadata={"help": "Centre (and, with std_mode group, scale) each reward by a running mean/std per prompt over "
+                  "all its samples so far instead of the current group's."},
+    )  # fmt: skip
+    geometry_model: str = field(
+        default="",
+        metadata={"help": "Latent geometry model for geometry rewards: '' none, 'toyworld' the shipped toy LGM, or a "
+                  "directory written by LatentGeometryModel.save_pretrained."},
+    )  # fmt: skip
+
+    def validate(self) -> None:
+        super().validate()
+        for key in ("group_size",):
+            if getattr(self, key) < 2:
+                raise invalid(key, f"must be >= 2: advantages compare videos of one prompt (got {self.group_size})")
+        for key in ("window_size", "inner_epochs", "window_shift_every"):
+            if getattr(self, key) < 1:
+                raise invalid(key, f"must be >= 1 (got {getattr(self, key)})")
+        for key in ("noise_level", "clip_range", "adv_clip", "std_floor"):
+            if not getattr(self, key) > 0:
+                raise invalid(key, f"must be > 0 (got {getattr(self, key)})")
+        if self.window_start < 0:
+            raise invalid("window_start", f"must be >= 0 (got {self.window_start})")
+        if self.kl_weight < 0:
+            raise invalid("kl_weight", f"must be >= 0 (got {self.kl_weight})")
+        if self.kl_weight > 0 and self.trainable != "lora":
+            raise invalid(
+                "kl_weight", "needs trainable: lora (the base model is the transformer with its LoRA disabled)"
+            )
+        unknown = [k for k in self.reward_weights if k not in REWARD_NAMES]
+        if unknown:
+            raise invalid("reward_weights", f"has unknown reward {unknown[0]!r}; known: {', '.join(REWARD_NAMES)}")
+        if any(w < 0 for w in self.reward_weights.values()) or not any(w > 0 for w in self.reward_weights.values()):
+            raise invalid("reward_weights", "needs weights >= 0 with at least one > 0")
+        geometric = [k for k, w in self.reward_weights.items() if k in GEOMETRY_REWARDS and w > 0]
+        if geometric and not self.geometry_model:
+            raise invalid("reward_weights", f"uses {geometric[0]} but geometry_model is empty; set it to 'toyworld'")
+
+
+@dataclass
+class GRPORunConfig(RunConfig):
+    """`drf train` with a ``grpo:`` section: group-relative policy optimisation of a video generator."""
+
+    name: str = field(default="grpo", metadata={"help": "Run name; the run directory is logging.output_dir/name."})
+    grpo: GRPOConfig = field(default_factory=GRPOConfig, metadata={"help": "The GRPO recipe."})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# advantages
+
+
+class PromptStats:
+    """Running mean and std of each named reward per prompt (Welford), over every sample seen so far."""
+
+    def __init__(self) -> None:
+        self.table: dict[str, list[float]] = {}  # "reward\tprompt" -> [count, mean, M2]
+
+    def update(self, reward: str, prompt: str, values: Sequence[float]) -> tuple[float, float]:
+        """Add ``values`` and return the (mean, population std) including them."""
+        count, mean, m2 = self.table.get(f"{reward}\t{prompt}", [0.0, 0.0, 0.0])
+        for value in values:
+            count += 1
+            delta = value - mean
+            mean += delta / count
+            m2 += delta * (value - mean)
+        self.table[f"{reward}\t{prompt}"] = [count, mean, m2]
+        return mean, math.sqrt(m2 / count)
+
+    def state_dict(self) -> dict[str, list[float]]:
+        return {key: list(value) for key, value in self.table.items()}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+        self.table = {key: list(value) for key, value in state.items()}
+
+
+def group_advantages(
+    values: torch.Tensor,
+    mode: str,
+    floor: float,
+    mean: torch.Tensor | None = None,
+    std: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Advantages ``[P,G]`` of rewards ``values [P,G]`` (P prompts x G samples) relative to their group.
+
+    ``mean``/``std`` ([P,1]) replace the group's own (per-prompt running statistics); ``std`` only matters in group
+    mode. A group whose samples all scored the same carries no signal: its advantages are exactly 0, whatever the floor.
+    """
+    values = values.float()
+    group_std = values.std(1, unbiased=False, keepdim=True)
+    centre = values.mean(1, keepdim=True) if mean is None else mean
+    if mode == "group":
+        scale = group_std if std is None else std
+    elif mode == "global":
+        scale = values.std(unbiased=False).expand_as(group_std)
+    elif mode == "max_group":
+        scale = group_std.max().expand_as(group_std)
+    else:
+        raise ValueError(f"unknown std mode {mode!r}; choose one of {', '.join(STD_MODES)}")
+    advantages = (values - centre) / scale.clamp_min(floor)
+    return torch.where(group_std > 0, advantages, torch.zeros_like(advantages))
+
+
+def clipped_policy_loss(
+    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate ``mean(max(-A r, -A clip(r, 1-eps, 1+eps)))`` with r = exp(new - old) -> (loss, r).
+
+    Outside the trust region on the side the advantage pushes towards, the clipped term wins and the gradient is 0.
+    """
+    ratio = torch.exp(log_prob - old_log_prob)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    return torch.maximum(unclipped, clipped).mean(), ratio
+
+
+def camera_motion_of(prompt: str) -> str | None:
+    """The camera move a prompt names in the toy-world grammar ("the camera pans left" -> "pan_left"), or None."""
+    from drf.toyworld.grammar import CAMERA_PHRASES
+
+    text = prompt.lower()
+    return next((name for name, phrase in CAMERA_PHRASES.items() if phrase in text), None)
+
+
+def load_geometry_model(name: str, device: Any) -> Any:
+    if not name:
+        return None
+    from drf.geometry.distill import toy_lgm_path
+    from drf.geometry.lgm import LatentGeometryModel
+
+    model = LatentGeometryModel.from_pretrained(toy_lgm_path() if name == "toyworld" else name, device=device)
+    return model.requires_grad_(False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the trainer
+
+
+@dataclass
+class RolloutBatch:
+    """One micro-batch of groups, sampled without gradient: what the policy update needs."""
+
+    cond: Any
+    transitions: list[Any]
+    advantages: torch.Tensor  # [B] (B = prompts x group_size, prompt-major)
+
+
+class GRPOTrainer(Trainer):
+    """GRPO: the shared loop (``trainers.base.Trainer``) around a sample-score-update step on SDE transitions."""
+
+    section = "grpo"
+
+    def setup_recipe(self) -> None:
+        self.lgm = load_geometry_model(self.cfg.grpo.geometry_model, self.accelerator.device)
+        self.prompt_stats = PromptStats()
+
+    def updates_per_step(self) -> int:
+        return self.cfg.grpo.inner_epochs
+
+    def recipe_state(self) -> dict[str, Any]:
+        return {"prompt_stats": self.prompt_stats.state_dict()}
+
+    def load_recipe_state(self, state: dict[str, Any]) -> None:
+        self.prompt_stats.load_state_dict(state.get("prompt_stats", {}))
+
+    def window_description(self) -> str:
+        g = self.cfg.grpo
+        return (
+            f"{self.cfg.sampling.num_steps} sampling steps; {g.window_size} of them SDE ({g.sde_kind}, "
+            f"noise {g.noise_level}) and trained, {g.window_schedule} window; group of {g.group_size} videos per "
+            f"prompt ({'shared' if g.shared_noise else 'independent'} initial noise), {g.inner_epochs} update(s) "
+            "per batch"
+        )
+
+    def window(self, step: int) -> Any:
+        from drf.grad_window import mix_window
+
+        g = self.cfg.grpo
+        return mix_window(
+            g.window_schedule, g.window_size, self.cfg.sampling.num_steps, step,
+            start=g.window_start, shift_every=g.window_shift_every, seed=self.cfg.seed,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------------ rollouts
+    @torch.no_grad()
+    def rollout(self, step: int, micro: int, timer: Any) -> tuple[RolloutBatch, dict[str, float]]:
+        """Sample and score one micro-batch of groups; returns it with its advantages and reward metrics."""
+        from drf.frames import frames_from_config
+        from drf.rewards import RewardOutput, aggregate, reward_metrics
+        from drf.sampling import sample_sde
+        from trainers.common import stream_seed
+
+        cfg, g, acc = self.cfg, self.cfg.grpo, self.accelerator
+        prompts = self._prompts_for(step, micro)
+        videos = [p for p in prompts for _ in range(g.group_size)]  # prompt-major: group k is rows k*G..(k+1)*G-1
+        qsets = [self.question_sets[p] for p in videos]
+        picked = frames_from_config(cfg.sampling.frames, cfg.model.num_frames, step * g.gradient_accumulation + micro)
+        rng = torch.Generator().manual_seed(stream_seed(cfg.seed, step, micro, acc.process_index))
+        with timer("sampling"):
+            cond = self.generator.encode_prompts(videos, cfg.sampling.guidance_scale)
+            if g.shared_noise:
+                noise = self.generator.init_latents(len(prompts), rng).repeat_interleave(g.group_size, 0)
+            else:
+                noise = self.generator.init_latents(len(videos), rng)
+            with self._autocast():
+                rollout = sample_sde(
+                    self.generator, cond, self.window(step), kind=g.sde_kind, noise_level=g.noise_level,
+                    latents=noise, rng=rng,
+                )  # fmt: skip
+        with timer("decode"):
+            frames = self.generator.decode(rollout.latents, picked)  # [B,T,3,H,W] in [0,1]
+        with timer("critic"):
+            critic_rewards = RewardOutput.from_critic(self.critic.score(frames.float(), qsets), qsets)
+            total, per_aspect = aggregate(critic_rewards, cfg.questions.aspect_weights)
+        metrics = reward_metrics(critic_rewards, per_aspect, total)
+        named = {"critic": total.float()}
+        if self.lgm is not None:
+            with timer("geometry"):
+                named.update(self.geometry(rollout.latents, videos, metrics))
+        advantages = self.advantages(named, prompts, metrics)
+        return RolloutBatch(cond, rollout.transitions, advantages), metrics
+
+    def geometry(self, latents: torch.Tensor, videos: list[str], metrics: dict[str, float]) -> dict[str, torch.Tensor]:
+        """Geometry rewards [B] read from the final latents by the LGM; a video whose prompt names no camera move
+        scores 0 for trajectory (its whole group alike, so it adds no advantage)."""
+        from drf.geometry.rewards import geometry_rewards
+
+        geom = self.lgm(latents.float())
+        out = geometry_rewards(geom, [camera_motion_of(p) for p in videos])
+        values = {name: out.per_question[:, i].float() for i, name in enumerate(GEOMETRY_REWARDS)}
+        trajectory = values["geo_trajectory"]
+        values["geo_trajectory"] = torch.where(out.mask[:, 2], trajectory, torch.zeros_like(trajectory))
+        metrics["geometry/dynamic_degree"] = float(out.extras["geo_dynamic_degree"].float().mean())
+        metrics["geometry/static_camera"] = float(out.extras["geo_static_camera"].float().mean())
+        return values
+
+    def advantages(self, named: dict[str, torch.Tensor], prompts: list[str], metrics: dict[str, float]) -> torch.Tensor:
+        """Weighted sum of each named reward's group-relative advantage, clipped -> [B]; logs per-reward stats."""
+        g = self.cfg.grpo
+        combined = torch.zeros(len(prompts), g.group_size)
+        weighted = torch.zeros(len(prompts), g.group_size)
+        for name, values in named.items():
+            grid = values.detach().float().cpu().reshape(len(prompts), g.group_size)  # [P,G]
+            metrics[f"reward/{name}/mean"] = float(grid.mean())
+            metrics[f"reward/{name}/std"] = float(grid.std(unbiased=False))
+            weight = float(g.reward_weights.get(name, 0.0))
+            if weight == 0:
+                continue
+            mean = std = None
+            if g.per_prompt_stats:
+                stats = [self.prompt_stats.update(name, p, row.tolist()) for p, row in zip(prompts, grid)]
+                mean = torch.tensor([[m] for m, _ in stats])
+                std = torch.tensor([[s] for _, s in stats])
+            combined += weight * group_advantages(grid, g.std_mode, g.std_floor, mean, std)
+            weighted += weight * grid
+        advantages = combined.clamp(-g.adv_clip, g.adv_clip).reshape(-1)
+        metrics["reward/weighted"] = float(weighted.mean())
+        metrics["advantage/mean"] = float(advantages.mean())
+        metrics["advantage/std"] = float(advantages.std(unbiased=False))
+        metrics["advantage/abs_max"] = float(advantages.abs().max())
+        metrics["advantage/clipped_fraction"] = float((combined.abs() > g.adv_clip).float().mean())
+        return advantages
+
+    # ------------------------------------------------------------------------------------------------ update
+    def transition_loss(self, batch: RolloutBatch, transition: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Clipped policy loss (+ KL) of one stored transition under the current policy, with gradient."""
+        from drf.sampling import sde_step
+        from trainers.common import adapters_disabled
+
+        g = self.cfg.grpo
+        x = transition.latents
+
+        def step_under_model() -> Any:
+            with self._autocast():
+                v = self.generator.velocity(x, transition.timestep, batch.cond)
+            return sde_step(
+                v, x, transition.sigma, transition.sigma_next, kind=g.sde_kind, noise_level=g.noise_level,
+                x_next=transition.next_latents,
+            )  # fmt: skip
+
+        new = step_under_model()
+        advantages = batch.advantages.to(new.log_prob.device)
+        loss, ratio = clipped_policy_loss(new.log_prob, transition.log_prob, advantages, g.clip_range)
+        stats = {
+            "ratio": ratio.detach(),
+            "clip_fraction": ((ratio.detach() - 1).abs() > g.clip_range).float(),
+            "approx_kl": 0.5 * (new.log_prob.detach() - transition.log_prob) ** 2,
+        }
+        if g.kl_weight > 0:
+            with torch.no_grad(), adapters_disabled(self.transformer):
+                reference = step_under_model()
+            dims = tuple(range(1, new.mean.ndim))
+            kl = ((new.mean - reference.mean) ** 2).mean(dim=dims) / (2 * new.std.detach() ** 2)
+            loss = loss + g.kl_weight * kl.mean()
+            stats["kl"] = kl.detach()
+        return loss, stats
+
+    def update(self, batches: list[RolloutBatch], timer: Any) -> tuple[dict[str, float], bool]:
+        """One optimiser update over every transition of every micro-batch (one backward per transition)."""
+        terms = sum(len(b.transitions) for b in batches)
+        losses, stats = [], {}
+        self.optimizer.zero_grad(set_to_none=True)
+        with timer("backward"):
+            for batch in batches:
+                for transition in batch.transitions:
+                    loss, parts = self.transition_loss(batch, transition)
+                    if torch.isfinite(loss.detach()):
+                        self.accelerator.backward(loss / terms)
+                    losses.append(loss.detach())
+                    for key, value in parts.items():
+                        stats.setdefault(key, []).append(value.float().mean())
+        lr = self.lr_scheduler.get_last_lr()[0]
+        finite, grad_norm = self.apply_gradients(finite_all(losses))
+        metrics = {f"policy/{key}": float(torch.stack(values).mean()) for key, values in stats.items()}
+        metrics.update(loss=float(torch.stack(losses).float().mean()), grad_norm=grad_norm, lr=lr)
+        return metrics, finite
+
+    def train_step(self, step: int) -> tuple[dict[str, float], bool]:
+        """Sample every micro-batch, then ``inner_epochs`` updates -> (metrics, finite). Metrics of the policy
+        come from the first update (ratio 1 there when nothing else moved the weights since sampling)."""
+        from drf.logging import Timer, peak_memory_mb
+
+        g, acc = self.cfg.grpo, self.accelerator
+        timer = Timer(acc.device)
+        started = time.perf_counter()
+        if acc.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(acc.device)
+        batches, records = [], []
+        for micro in range(g.gradient_accumulation):
+            batch, metrics = self.rollout(step, micro, timer)
+            batches.append(batch)
+            records.append(metrics)
+        out = metric_means(records)
+        finite_steps = []
+        for epoch in range(g.inner_epochs):
+            metrics, finite = self.update(batches, timer)
+            finite_steps.append(finite)
+            if epoch == 0:
+                out.update(metrics)
+        finite = all(finite_steps)
+        if "reward/total" not in out:
+            out["reward/total"] = math.nan
+        out.update(
+            {
+                "skipped": 0 if finite else 1,
+                "time/step": time.perf_counter() - started,
+                "memory/peak_mb": peak_memory_mb(acc.device),
+            }
+        )
+        out.update(timer.metrics())
+        return self._gather(out), finite
+
+
+def train(cfg: GRPORunConfig, resume: str | None = None) -> Any:
+    """Run GRPO training as configured (continuing from ``resume``: 'latest' or a checkpoint path)."""
+    return GRPOTrainer(cfg, resume).train()
