@@ -44,11 +44,25 @@ def toy_critic_path(root: Path | None = None) -> Path:
 
 
 def load_toy_generator(root: Path | None = None, **kwargs: Any):
-    """The toy T2V model as a ``WanGenerator`` at its training size (keyword arguments override, e.g. ``device``)."""
+    """The toy T2V model as a ``WanGenerator`` at its training size and text length (keyword arguments override,
+    e.g. ``device``). The text length matters: Wan's cross-attention has no padding mask, so the model only behaves
+    as trained with the number of (zero-padded) text tokens it was trained with."""
     from drf.models.wan import WanGenerator
 
-    options = {"height": HEIGHT, "width": WIDTH, "num_frames": NUM_FRAMES, **kwargs}
+    options = {
+        "height": HEIGHT,
+        "width": WIDTH,
+        "num_frames": NUM_FRAMES,
+        "max_sequence_length": toy_text_length(root),
+        **kwargs,
+    }
     return WanGenerator.from_pretrained(str(toy_generator_path(root)), **options)
+
+
+def toy_text_length(root: Path | None = None) -> int:
+    """Text tokens the toy T2V model was trained with, as its manifest records (Wan's default 512 if unrecorded)."""
+    t2v = load_manifest(root)["models"].get("t2v", {})
+    return int(t2v.get("config", {}).get("max_sequence_length", 512))
 
 
 def sha256_file(path: Path) -> str:

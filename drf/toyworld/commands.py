@@ -1,4 +1,4 @@
-"""``drf toyworld train vae|t2v|critic|geometry`` and ``drf toyworld manifest --check``.
+"""``drf toyworld train vae|t2v|critic|geometry``, ``drf toyworld manifest --check`` and ``drf toyworld prompts``.
 
 Training writes into an asset folder (``--out``, the shipped ``drf/assets/toyworld`` by default) laid out as
 ``generator/`` (a diffusers WanPipeline directory; the VAE is its ``vae/``) and ``critic/``, and records each model
@@ -38,6 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     manifest.add_argument("--check", action="store_true", help="Recompute sha256s and report mismatches.")
     manifest.add_argument("--root", default=None, help="Asset folder (default: drf/assets/toyworld).")
     manifest.set_defaults(func=_manifest)
+    prompts = toy_sub.add_parser(
+        "prompts", help="Write a JSONL prompt file (train and held-out eval splits) drawn from the toy world."
+    )
+    prompts.add_argument("out", help="JSONL file to write ({prompt, split} per line).")
+    prompts.add_argument("--train", type=int, default=64, help="Prompts of train-split scenes.")
+    prompts.add_argument("--eval", type=int, default=8, help="Prompts of held-out eval-split scenes.")
+    prompts.add_argument(
+        "--seed", type=int, default=7, help="Scene seed (the shipped models trained on seed 0's train scenes)."
+    )
+    prompts.set_defaults(func=_prompts)
     toy.set_defaults(func=lambda args: (toy.print_help(), 1)[1])
 
 
@@ -137,3 +147,21 @@ def _manifest(args: argparse.Namespace) -> int:
         print(f"mismatch: {problem}")
     print("manifest ok" if not problems else f"{len(problems)} problem(s)")
     return 0 if not problems else 1
+
+
+def _prompts(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from drf.toyworld.grammar import prompt_for
+    from drf.toyworld.scene import sample_scenes
+
+    lines = []
+    for split, count in (("train", args.train), ("eval", args.eval)):
+        for scene in sample_scenes(count, args.seed, split):
+            lines.append(json.dumps({"prompt": prompt_for(scene), "split": split}))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {args.train} train and {args.eval} eval prompts to {out}")
+    return 0

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from drf.toyworld.assets import CRITIC_DIR, GENERATOR_DIR, HEIGHT, NUM_FRAMES, WIDTH
+from drf.toyworld.assets import CRITIC_DIR
 from drf.toyworld.scene import Scene
 from drf.toyworld.train.data import clips, resolve_device
 from drf.toyworld.train.loop import Clock, log, lr_at, setup
@@ -223,12 +223,10 @@ def make_critic(model, tokenizer):
 
 
 def t2v_samples(root: Path, prompts: list[str], config: CriticTrainConfig, seed: int) -> torch.Tensor:
-    from drf.models.wan import WanGenerator
+    from drf.toyworld.assets import load_toy_generator
     from drf.toyworld.train.t2v import sample_videos
 
-    generator = WanGenerator.from_pretrained(
-        str(Path(root) / GENERATOR_DIR), height=HEIGHT, width=WIDTH, num_frames=NUM_FRAMES
-    )
+    generator = load_toy_generator(Path(root))
     return sample_videos(generator, prompts, config.t2v_steps, config.t2v_guidance, seed)
 
 
