@@ -87,6 +87,11 @@ class GRPOConfig(TrainerConfig):
         metadata={"help": "Weight of each named reward's advantage: critic (the critic's aggregated total), "
                   "geo_smoothness, geo_reprojection, geo_trajectory (these need geometry_model)."},
     )  # fmt: skip
+    videos_per_backward: int = field(
+        default=0,
+        metadata={"help": "Videos whose transitions are recomputed in one backward pass (0: the whole micro-batch); "
+                  "smaller needs less memory for the same gradient."},
+    )  # fmt: skip
     inner_epochs: int = field(
         default=1, metadata={"help": "Optimiser updates per batch of rollouts (each recomputes every log-prob)."}
     )
@@ -112,6 +117,8 @@ class GRPOConfig(TrainerConfig):
         for key in ("noise_level", "clip_range", "adv_clip", "std_floor"):
             if not getattr(self, key) > 0:
                 raise invalid(key, f"must be > 0 (got {getattr(self, key)})")
+        if self.videos_per_backward < 0:
+            raise invalid("videos_per_backward", f"must be >= 0 (got {self.videos_per_backward})")
         if self.window_start < 0:
             raise invalid("window_start", f"must be >= 0 (got {self.window_start})")
         if self.kl_weight < 0:
@@ -289,7 +296,7 @@ class GRPOTrainer(Trainer):
         picked = frames_from_config(cfg.sampling.frames, cfg.model.num_frames, step * g.gradient_accumulation + micro)
         rng = torch.Generator().manual_seed(stream_seed(cfg.seed, step, micro, acc.process_index))
         with timer("sampling"):
-            cond = self.generator.encode_prompts(videos, cfg.sampling.guidance_scale)
+            cond = self.generator.encode_prompts(prompts, cfg.sampling.guidance_scale).repeat_interleave(g.group_size)
             if g.shared_noise:
                 noise = self.generator.init_latents(len(prompts), rng).repeat_interleave(g.group_size, 0)
             else:
@@ -354,29 +361,36 @@ class GRPOTrainer(Trainer):
         return advantages
 
     # ------------------------------------------------------------------------------------------------ update
-    def transition_loss(self, batch: RolloutBatch, transition: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Clipped policy loss (+ KL) of one stored transition under the current policy, with gradient."""
+    def transition_loss(
+        self, batch: RolloutBatch, transition: Any, rows: slice = slice(None)
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Clipped policy loss (+ KL) of one stored transition of videos ``rows`` under the current policy, with
+        gradient; means over those videos."""
+        from drf.models.base import Cond
         from drf.sampling import sde_step
         from trainers.common import adapters_disabled
 
         g = self.cfg.grpo
-        x = transition.latents
+        x = transition.latents[rows]
+        c = batch.cond
+        cond = Cond(c.embeds[rows], None if c.negative_embeds is None else c.negative_embeds[rows], c.guidance_scale)
 
         def step_under_model() -> Any:
             with self._autocast():
-                v = self.generator.velocity(x, transition.timestep, batch.cond)
+                v = self.generator.velocity(x, transition.timestep, cond)
             return sde_step(
                 v, x, transition.sigma, transition.sigma_next, kind=g.sde_kind, noise_level=g.noise_level,
-                x_next=transition.next_latents,
+                x_next=transition.next_latents[rows],
             )  # fmt: skip
 
         new = step_under_model()
-        advantages = batch.advantages.to(new.log_prob.device)
-        loss, ratio = clipped_policy_loss(new.log_prob, transition.log_prob, advantages, g.clip_range)
+        old_log_prob = transition.log_prob[rows]
+        advantages = batch.advantages[rows].to(new.log_prob.device)
+        loss, ratio = clipped_policy_loss(new.log_prob, old_log_prob, advantages, g.clip_range)
         stats = {
             "ratio": ratio.detach(),
             "clip_fraction": ((ratio.detach() - 1).abs() > g.clip_range).float(),
-            "approx_kl": 0.5 * (new.log_prob.detach() - transition.log_prob) ** 2,
+            "approx_kl": 0.5 * (new.log_prob.detach() - old_log_prob) ** 2,
         }
         if g.kl_weight > 0:
             with torch.no_grad(), adapters_disabled(self.transformer):
@@ -388,23 +402,29 @@ class GRPOTrainer(Trainer):
         return loss, stats
 
     def update(self, batches: list[RolloutBatch], timer: Any) -> tuple[dict[str, float], bool]:
-        """One optimiser update over every transition of every micro-batch (one backward per transition)."""
+        """One optimiser update over every transition of every micro-batch: one backward per transition and chunk
+        of ``videos_per_backward`` videos, each weighted by its share so the gradient is that of the full mean."""
         terms = sum(len(b.transitions) for b in batches)
         losses, stats = [], {}
         self.optimizer.zero_grad(set_to_none=True)
         with timer("backward"):
             for batch in batches:
+                size = len(batch.advantages)
+                chunk = self.cfg.grpo.videos_per_backward or size
                 for transition in batch.transitions:
-                    loss, parts = self.transition_loss(batch, transition)
-                    if torch.isfinite(loss.detach()):
-                        self.accelerator.backward(loss / terms)
-                    losses.append(loss.detach())
-                    for key, value in parts.items():
-                        stats.setdefault(key, []).append(value.float().mean())
+                    for start in range(0, size, chunk):
+                        rows = slice(start, min(start + chunk, size))
+                        share = (rows.stop - rows.start) / size
+                        loss, parts = self.transition_loss(batch, transition, rows)
+                        if torch.isfinite(loss.detach()):
+                            self.accelerator.backward(loss * share / terms)
+                        losses.append(loss.detach() * share)
+                        for key, value in parts.items():
+                            stats.setdefault(key, []).append(value.float())
         lr = self.lr_scheduler.get_last_lr()[0]
         finite, grad_norm = self.apply_gradients(finite_all(losses))
-        metrics = {f"policy/{key}": float(torch.stack(values).mean()) for key, values in stats.items()}
-        metrics.update(loss=float(torch.stack(losses).float().mean()), grad_norm=grad_norm, lr=lr)
+        metrics = {f"policy/{key}": float(torch.cat(values).mean()) for key, values in stats.items()}
+        metrics.update(loss=float(torch.stack(losses).float().sum() / terms), grad_norm=grad_norm, lr=lr)
         return metrics, finite
 
     def train_step(self, step: int) -> tuple[dict[str, float], bool]:
