@@ -428,8 +428,9 @@ class GRPOTrainer(Trainer):
         return metrics, finite
 
     def train_step(self, step: int) -> tuple[dict[str, float], bool]:
-        """Sample every micro-batch, then ``inner_epochs`` updates -> (metrics, finite). Metrics of the policy
-        come from the first update (ratio 1 there when nothing else moved the weights since sampling)."""
+        """Sample every micro-batch, then ``inner_epochs`` updates -> (metrics, finite). Policy metrics are means
+        over the updates: the first sees ratio 1 (nothing moved the weights since sampling), later ones show how far
+        the policy moved and how much of it the trust region clipped."""
         from drf.logging import Timer, peak_memory_mb
 
         g, acc = self.cfg.grpo, self.accelerator
@@ -442,13 +443,15 @@ class GRPOTrainer(Trainer):
             batch, metrics = self.rollout(step, micro, timer)
             batches.append(batch)
             records.append(metrics)
-        out = metric_means(records)
-        finite_steps = []
-        for epoch in range(g.inner_epochs):
+        updates, finite_steps = [], []
+        for _ in range(g.inner_epochs):
             metrics, finite = self.update(batches, timer)
+            updates.append(metrics)
             finite_steps.append(finite)
-            if epoch == 0:
-                out.update(metrics)
+        out = metric_means(records)
+        out.update(metric_means(updates))
+        out["lr"] = updates[0]["lr"]
+        out.setdefault("grad_norm", math.nan)  # every update skipped
         finite = all(finite_steps)
         if "reward/total" not in out:
             out["reward/total"] = math.nan
