@@ -1,0 +1,199 @@
+"""DRF against GRPO on the toy world, at an equal wall-clock budget: held-out oracle score, critic reward, latent
+geometry rewards and dynamic degree, for base / DRF / GRPO(critic) / GRPO(critic + geometry), over several seeds.
+
+Each method trains from the shipped toy models with its own config (configs/toyworld_drf.yaml,
+configs/toyworld_grpo.yaml) for the same training time; evaluations at fixed fractions of that budget are paused out
+of the clock, so the curves say what each method reached after how much training. Held-out evaluation: the config's
+eval prompts, one video each from fixed noise (the same noise for every method), scored by the critic, judged by the
+pixel oracle, and read by the toy latent geometry model (smoothness, reprojection, trajectory against the named
+camera move, dynamic degree). The oracle is never a training reward.
+
+    python bench/toyworld_study.py --minutes 3 --seeds 0 1 2 [--out docs/toyworld_study.json]
+
+Prints a markdown table (mean ± std over seeds) and the time at which DRF first reached GRPO's final oracle score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+METHODS: dict[str, tuple[str, list[str]]] = {
+    "base": ("configs/toyworld_drf.yaml", []),
+    "drf": ("configs/toyworld_drf.yaml", []),
+    "grpo_critic": ("configs/toyworld_grpo.yaml", ["grpo.geometry_model=", "grpo.reward_weights={critic: 1.0}"]),
+    "grpo_critic_geometry": ("configs/toyworld_grpo.yaml", []),
+}
+COLUMNS = (
+    ("oracle", "eval/oracle/total"),
+    ("oracle align", "eval/oracle/aspect/alignment"),
+    ("critic", "eval/reward/total"),
+    ("geo smooth", "geo/smoothness"),
+    ("geo reproj", "geo/reprojection"),
+    ("geo traj", "geo/trajectory"),
+    ("dyn degree", "geo/dynamic_degree"),
+)
+
+
+def build_trainer(method: str, seed: int, out_dir: Path, overrides: list[str]) -> Any:
+    from drf.commands import resolve_schema
+    from drf.config import load_config
+
+    path, extra = METHODS[method]
+    section = "grpo" if "grpo" in path else "drf"
+    overrides = [
+        f"seed={seed}",
+        f"name={method}-seed{seed}",
+        f"logging.output_dir={out_dir}",
+        "logging.report=false",
+        f"{section}.export=false",
+        f"{section}.steps=100000",
+        f"{section}.checkpoint_every=0",
+        *extra,
+        *(o.replace("RECIPE.", f"{section}.") for o in overrides),
+    ]
+    cfg = load_config(str(ROOT / path), resolve_schema(str(ROOT / path)), overrides)
+    if section == "grpo":
+        from trainers.grpo import GRPOTrainer as Recipe
+    else:
+        from trainers.drf import DRFTrainer as Recipe
+    return Recipe(cfg)
+
+
+@torch.no_grad()
+def geometry_of_eval(trainer: Any, lgm: Any) -> dict[str, float]:
+    """Latent geometry rewards of the eval prompts' videos, sampled from the same noise as ``trainer.evaluate``."""
+    from drf.geometry.rewards import geometry_rewards
+    from drf.grad_window import GradWindow
+    from drf.sampling import sample
+    from trainers.common import ema_weights, stream_seed
+    from trainers.grpo import camera_motion_of
+
+    columns: dict[str, list[float]] = {}
+    with ema_weights(trainer.ema, trainer.params):
+        for index, prompt in enumerate(trainer._eval_prompts()):
+            rng = torch.Generator().manual_seed(stream_seed(trainer.cfg.seed, index))
+            cond = trainer.generator.encode_prompts([prompt], trainer.cfg.sampling.guidance_scale)
+            latents = sample(trainer.generator, cond, GradWindow.none(trainer.cfg.sampling.num_steps), rng=rng).latents
+            out = geometry_rewards(lgm(latents.float()), [camera_motion_of(prompt)])
+            for i, name in enumerate(out.question_ids[0]):
+                if bool(out.mask[0, i]):
+                    columns.setdefault(f"geo/{name.removeprefix('geo_')}", []).append(float(out.per_question[0, i]))
+            columns.setdefault("geo/dynamic_degree", []).append(float(out.extras["geo_dynamic_degree"][0]))
+    return {k: sum(v) / len(v) for k, v in columns.items()}
+
+
+def run(method: str, seed: int, args: argparse.Namespace, lgm: Any) -> list[dict[str, float]]:
+    """[{train_seconds, steps, eval metrics...}] at 0 and at each of ``checkpoints`` equal fractions of the budget."""
+    trainer = build_trainer(method, seed, Path(args.runs), args.overrides)
+    minutes, checkpoints = args.minutes, args.checkpoints
+
+    def evaluate(step: int, seconds: float) -> dict[str, float]:
+        record = {"train_seconds": round(seconds, 1), "steps": step}
+        record.update(trainer.evaluate(step))
+        record.update(geometry_of_eval(trainer, lgm))
+        print(
+            f"  {method} seed {seed} step {step} ({seconds:.0f}s): oracle {record.get('eval/oracle/total', float('nan')):.4f}"
+            f" critic {record['eval/reward/total']:+.4f}",
+            flush=True,
+        )
+        return record
+
+    records = [evaluate(0, 0.0)]
+    if method == "base":
+        return records
+    budget, spent, step = minutes * 60.0, 0.0, 0
+    for k in range(1, checkpoints + 1):
+        while spent < budget * k / checkpoints:
+            started = time.perf_counter()
+            trainer.train_step(step)
+            spent += time.perf_counter() - started
+            step += 1
+        records.append(evaluate(step, spent))
+    return records
+
+
+def summarise(results: dict[str, dict[int, list[dict[str, float]]]]) -> tuple[str, list[str]]:
+    def cell(values: list[float]) -> str:
+        if not values:
+            return "—"
+        mean = statistics.fmean(values)
+        return f"{mean:.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{mean:.3f}"
+
+    header = "| method | steps | " + " | ".join(name for name, _ in COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
+    for method, by_seed in results.items():
+        finals = [records[-1] for records in by_seed.values()]
+        steps = f"{statistics.fmean(r['steps'] for r in finals):.0f}"
+        cells = [cell([r[key] for r in finals if key in r]) for _, key in COLUMNS]
+        lines.append(f"| {method} | {steps} | " + " | ".join(cells) + " |")
+    notes = []
+    for grpo in ("grpo_critic", "grpo_critic_geometry"):
+        if grpo not in results or "drf" not in results:
+            continue
+        for seed, records in results[grpo].items():
+            target = records[-1].get("eval/oracle/total")
+            drf = results["drf"].get(seed, [])
+            reached = next((r for r in drf if r.get("eval/oracle/total", -1.0) >= target), None) if target else None
+            when = f"after {reached['train_seconds']:.0f}s of training" if reached else "not within the budget"
+            notes.append(
+                f"seed {seed}: DRF reached {grpo}'s final oracle score {target:.4f} {when} "
+                f"({grpo} trained {records[-1]['train_seconds']:.0f}s)"
+            )
+    return "\n".join(lines), notes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=3.0, help="Training wall-clock budget per method and seed.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--checkpoints", type=int, default=3, help="Evaluations spread over the budget.")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--runs", default="runs/study", help="Where the runs write their samples.")
+    parser.add_argument("--out", default="", help="Write every record as JSON here.")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Config override for every run; RECIPE. stands for the run's drf./grpo. section (repeatable).",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from drf.geometry.distill import toy_lgm_path
+    from drf.geometry.lgm import LatentGeometryModel
+
+    lgm = LatentGeometryModel.from_pretrained(toy_lgm_path()).requires_grad_(False)
+    started = time.perf_counter()
+    results: dict[str, dict[int, list[dict[str, float]]]] = {}
+    for seed in args.seeds:
+        for method in args.methods:
+            results.setdefault(method, {})[seed] = run(method, seed, args, lgm)
+    table, notes = summarise(results)
+    print(
+        f"\ntoy-world study: {args.minutes} min of training per method and seed, seeds {args.seeds}, "
+        f"{torch.get_num_threads()} threads, {time.perf_counter() - started:.0f}s in all\n"
+    )
+    print(table)
+    for line in notes:
+        print(line)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
