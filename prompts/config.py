@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from drf.config import invalid
-from prompts.schema import ASPECTS
+from prompts.schema import ASPECTS, KINDS
 
 FALLBACKS = ("rule", "error")
 
@@ -59,6 +59,13 @@ class QuestionsConfig:
         default_factory=lambda: dict.fromkeys(ASPECTS, 1.0),
         metadata={"help": "Weight of each aspect when per-aspect rewards are combined; an aspect at 0 is not asked."},
     )
+    kinds: list[str] = field(
+        default_factory=lambda: list(KINDS),
+        metadata={
+            "help": f"Question kinds to ask, any of {', '.join(KINDS)}. A dense answer's log-prob sums over its tokens, "
+            "so a caption can outweigh every yes/no question; leave dense out to train on closed answers only."
+        },
+    )
     negatives: bool = field(
         default=True,
         metadata={"help": "Add counterfactual questions expected 'no' (absent colours/shapes, opposite directions)."},
@@ -82,6 +89,10 @@ class QuestionsConfig:
             unknown = [a for a in names if a not in ASPECTS]
             if unknown:
                 raise invalid(key, f"has unknown aspect {unknown[0]!r}; expected one of {', '.join(ASPECTS)}")
+        unknown = [k for k in self.kinds if k not in KINDS]
+        if unknown or not self.kinds:
+            what = f"has unknown kind {unknown[0]!r}" if unknown else "is empty"
+            raise invalid("kinds", f"{what}; expected some of {', '.join(KINDS)}")
         for aspect, weight in self.aspect_weights.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
                 raise invalid(f"aspect_weights.{aspect}", f"must be a number >= 0, got {weight!r}")

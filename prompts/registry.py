@@ -7,6 +7,7 @@ the config and returns a validated QuestionSet that records its name and the con
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,8 @@ def decompose(prompt: str, config: QuestionsConfig | None = None, cache: Questio
         if hit is not None:
             return hit
     qset = DECOMPOSERS[config.decomposer](text, config)
+    if any(q.kind not in config.kinds for q in qset.questions):
+        qset = replace(qset, questions=[q for q in qset.questions if q.kind in config.kinds])
     if use_cache:
         cache.put(qset, config)
     return qset

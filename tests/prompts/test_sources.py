@@ -141,3 +141,14 @@ def test_question_set_round_trips_through_json_and_yaml():
     qset = decompose("two green cylinders, the camera orbits left")
     assert QuestionSet.from_json(qset.to_json()).to_dict() == qset.to_dict()
     assert QuestionSet.from_yaml(qset.to_yaml()).to_dict() == qset.to_dict()
+
+
+def test_kinds_keeps_only_the_asked_question_kinds():
+    prompt = "a red cube left of a blue sphere on a checkered floor, the camera pans right"
+    every = decompose(prompt)
+    closed = decompose(prompt, QuestionsConfig(kinds=["binary", "choice"]))
+    assert {q.kind for q in every.questions} == {"binary", "choice", "dense"}
+    assert [q.id for q in closed.questions] == [q.id for q in every.questions if q.kind != "dense"]
+    assert config_hash(QuestionsConfig(kinds=["binary"])) != config_hash(QuestionsConfig())
+    with pytest.raises(ConfigError, match=r"kinds has unknown kind 'open'"):
+        QuestionsConfig(kinds=["open"])
