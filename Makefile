@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[dev,quant]"
 	@touch $@
 
-# The main job on the embedded default: DRF on tiny models (random weights until the toy world ships its
-# trained generator and critic), with held-out rewards before/after and runs/demo/report.html.
+# The main job on the embedded default: DRF on the shipped toy world (toy Wan T2V model, toy Qwen2-VL critic),
+# with held-out critic reward and pixel-oracle score before/after, and runs/demo/report.html.
 demo: $(STAMP)
 	rm -rf runs/demo
-	$(VENV)/bin/drf train configs/tiny_drf.yaml --set name=demo
+	$(VENV)/bin/drf train configs/toyworld_drf.yaml --set name=demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

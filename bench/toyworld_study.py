@@ -93,7 +93,9 @@ def geometry_of_eval(trainer: Any, lgm: Any) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in columns.items()}
 
 
-def run(method: str, seed: int, args: argparse.Namespace, lgm: Any) -> list[dict[str, float]]:
+def run(
+    method: str, seed: int, args: argparse.Namespace, lgm: Any, base: dict[str, float] | None = None
+) -> list[dict[str, float]]:
     """[{train_seconds, steps, eval metrics...}] at 0 and at each of ``checkpoints`` equal fractions of the budget."""
     trainer = build_trainer(method, seed, Path(args.runs), args.overrides)
     minutes, checkpoints = args.minutes, args.checkpoints
@@ -109,7 +111,10 @@ def run(method: str, seed: int, args: argparse.Namespace, lgm: Any) -> list[dict
         )
         return record
 
-    records = [evaluate(0, 0.0)]
+    if base is not None:  # a fresh LoRA (B = 0) is the base model: its step-0 evaluation is the base's
+        records = [dict(base)]
+    else:
+        records = [evaluate(0, 0.0)]
     if method == "base":
         return records
     budget, spent, step = minutes * 60.0, 0.0, 0
@@ -157,7 +162,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=3.0, help="Training wall-clock budget per method and seed.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--checkpoints", type=int, default=3, help="Evaluations spread over the budget.")
+    parser.add_argument("--checkpoints", type=int, default=2, help="Evaluations spread over the budget.")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--runs", default="runs/study", help="Where the runs write their samples.")
     parser.add_argument("--out", default="", help="Write every record as JSON here.")
@@ -181,7 +186,8 @@ def main() -> int:
     results: dict[str, dict[int, list[dict[str, float]]]] = {}
     for seed in args.seeds:
         for method in args.methods:
-            results.setdefault(method, {})[seed] = run(method, seed, args, lgm)
+            base = results.get("base", {}).get(seed, [None])[0]
+            results.setdefault(method, {})[seed] = run(method, seed, args, lgm, base)
     table, notes = summarise(results)
     print(
         f"\ntoy-world study: {args.minutes} min of training per method and seed, seeds {args.seeds}, "

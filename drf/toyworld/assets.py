@@ -65,6 +65,12 @@ def toy_text_length(root: Path | None = None) -> int:
     return int(t2v.get("config", {}).get("max_sequence_length", 512))
 
 
+def toy_critic_settings(root: Path | None = None) -> dict[str, Any]:
+    """The critic settings (``CriticConfig`` fields: family, frames_as, min/max pixels) the toy critic was trained to
+    score with, as its manifest records; scoring at another resolution feeds it inputs it never saw."""
+    return dict(load_manifest(root)["models"].get("critic", {}).get("critic_config", {"family": "qwen2_vl"}))
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -10,6 +10,7 @@ from drf.toyworld.assets import (
     load_manifest,
     load_toy_generator,
     toy_critic_path,
+    toy_critic_settings,
     toy_generator_path,
     verify_manifest,
 )
@@ -84,7 +85,7 @@ def test_critic_loads_with_load_critic_and_scores_with_gradient_to_frames():
     from critics.registry import load_critic
     from prompts.registry import decompose
 
-    critic = load_critic(CriticConfig(family="qwen2_vl", path=str(toy_critic_path())))
+    critic = load_critic(CriticConfig(path=str(toy_critic_path()), **toy_critic_settings()))
     assert type(critic.model).__name__ == "Qwen2VLForConditionalGeneration"
     frames = torch.rand(1, 17, 3, 64, 64, requires_grad=True)
     out = critic.score(frames, [decompose("a small blue sphere on a checkered floor, the camera pans left")])
@@ -106,7 +107,7 @@ def test_critic_beats_chance_on_object_questions_of_held_out_renders():
     from prompts.registry import decompose
     from prompts.schema import QuestionSet
 
-    critic = load_critic(CriticConfig(family="qwen2_vl", path=str(toy_critic_path())))
+    critic = load_critic(CriticConfig(path=str(toy_critic_path()), **toy_critic_settings()))
     right = total = 0
     for scene in sample_scenes(6, seed=99, split="eval"):
         questions = [q for q in decompose(prompt_for(scene)) if template_name(q) == template and q.kind == "binary"]

@@ -63,6 +63,11 @@ class CriticTrainConfig:
     t2v_eval: int = field(default=32, metadata={"help": "T2V samples (held-out prompts) for oracle agreement."})
     t2v_steps: int = field(default=12, metadata={"help": "Sampling steps of the T2V samples."})
     t2v_guidance: float = field(default=4.0, metadata={"help": "CFG scale of the T2V samples."})
+    min_pixels: int = field(
+        default=84 * 84,
+        metadata={"help": "Qwen min_pixels: 64x64 frames are resized up to this area (84x84: 3x3 vision tokens per "
+                  "frame pair; 56x56 leaves 2x2, too coarse for colours and positions). Scoring must use the same."},
+    )
     minutes: float = field(default=0.0, metadata={"help": "Stop after this wall time (0: no cap)."})
     threads: int = field(default=1, metadata={"help": "CPU threads (1: on shared CPUs more threads wait on each other)."})
 
@@ -209,12 +214,12 @@ def build_critic_model(seed: int):
     return model, tokenizer
 
 
-def make_critic(model, tokenizer):
-    """The scoring adapter drf uses at DRF time, over ``model`` (default critic settings)."""
+def make_critic(model, tokenizer, min_pixels: int):
+    """The scoring adapter drf uses at DRF time, over ``model`` (default critic settings but ``min_pixels``)."""
     from critics.config import CriticConfig
     from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
 
-    config = CriticConfig(family="qwen2_vl", path="toy")
+    config = CriticConfig(family="qwen2_vl", path="toy", min_pixels=min_pixels)
     return QwenVLCritic(model, tokenizer, config, QWEN_FAMILIES["qwen2_vl"])
 
 
@@ -247,7 +252,7 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
 
     model, tokenizer = build_critic_model(config.seed)
     model.to(dev)
-    critic = make_critic(model, tokenizer)
+    critic = make_critic(model, tokenizer, config.min_pixels)
     model.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
     done, ema = 0, None
@@ -292,7 +297,9 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
         "parameters": sum(p.numel() for p in model.parameters()),
         "metrics": metrics,
         "config": asdict(config),
-        "critic_config": {"family": "qwen2_vl", "frames_as": "video", "max_pixels": 224 * 224, "min_pixels": 56 * 56},
+        "critic_config": {
+            "family": "qwen2_vl", "frames_as": "video", "max_pixels": 224 * 224, "min_pixels": config.min_pixels,
+        },  # fmt: skip
         "labels": {
             "renders": "exact (drf.toyworld.truth), clean and degraded: " + ", ".join(DEGRADATIONS[1:]),
             "t2v_samples": f"{len(t2v_train)} samples of the toy T2V model labelled by the pixel oracle",
