@@ -9,6 +9,7 @@ evaluation.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,30 @@ class Trainer:
                 self.ema.step(self.params)
         self.optimizer.zero_grad(set_to_none=True)
         return finite, grad_norm
+
+    def start_step(self) -> Any:
+        """A phase timer for one optimiser step; also restarts the peak-memory count so it is this step's."""
+        from drf.logging import Timer
+
+        if self.accelerator.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.accelerator.device)
+        return Timer(self.accelerator.device)
+
+    def finish_step(self, out: dict[str, float], finite: bool, timer: Any, started: float) -> tuple[dict, bool]:
+        """Add what every recipe logs per step (skip flag, step time, peak memory, phase times) and gather the
+        metrics across processes -> (metrics, finite)."""
+        from drf.logging import peak_memory_mb
+
+        out.setdefault("reward/total", math.nan)
+        out.update(
+            {
+                "skipped": 0 if finite else 1,
+                "time/step": time.perf_counter() - started,
+                "memory/peak_mb": peak_memory_mb(self.accelerator.device),
+            }
+        )
+        out.update(timer.metrics())
+        return self._gather(out), finite
 
     def _gather(self, metrics: dict[str, float]) -> dict[str, float]:
         """Mean of each metric over processes (prompts differ per process, so so do the question ids)."""

@@ -14,7 +14,6 @@ Everything is a function of (seed, step), so a run resumed from a checkpoint con
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,13 +173,9 @@ class DRFTrainer(Trainer):
 
     def train_step(self, step: int) -> tuple[dict[str, float], bool]:
         """One optimiser step (all micro-batches) -> (metrics, finite). A non-finite step changes no weights."""
-        from drf.logging import Timer, peak_memory_mb
-
-        d, acc = self.cfg.drf, self.accelerator
-        timer = Timer(acc.device)
+        d = self.cfg.drf
         started = time.perf_counter()
-        if acc.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(acc.device)
+        timer = self.start_step()
         self.optimizer.zero_grad(set_to_none=True)
         losses, records = [], []
         for micro in range(d.gradient_accumulation):
@@ -190,20 +185,8 @@ class DRFTrainer(Trainer):
         lr = self.lr_scheduler.get_last_lr()[0]
         finite, grad_norm = self.apply_gradients(finite_all(losses))
         out = metric_means(records)
-        if "reward/total" not in out:
-            out["reward/total"] = math.nan
-        out.update(
-            {
-                "loss": float(torch.stack(losses).float().mean()),
-                "grad_norm": grad_norm,
-                "lr": lr,
-                "skipped": 0 if finite else 1,
-                "time/step": time.perf_counter() - started,
-                "memory/peak_mb": peak_memory_mb(acc.device),
-            }
-        )
-        out.update(timer.metrics())
-        return self._gather(out), finite
+        out.update(loss=float(torch.stack(losses).float().mean()), grad_norm=grad_norm, lr=lr)
+        return self.finish_step(out, finite, timer, started)
 
 
 def train(cfg: DRFRunConfig, resume: str | None = None) -> Path:

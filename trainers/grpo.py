@@ -431,13 +431,9 @@ class GRPOTrainer(Trainer):
         """Sample every micro-batch, then ``inner_epochs`` updates -> (metrics, finite). Policy metrics are means
         over the updates: the first sees ratio 1 (nothing moved the weights since sampling), later ones show how far
         the policy moved and how much of it the trust region clipped."""
-        from drf.logging import Timer, peak_memory_mb
-
-        g, acc = self.cfg.grpo, self.accelerator
-        timer = Timer(acc.device)
+        g = self.cfg.grpo
         started = time.perf_counter()
-        if acc.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(acc.device)
+        timer = self.start_step()
         batches, records = [], []
         for micro in range(g.gradient_accumulation):
             batch, metrics = self.rollout(step, micro, timer)
@@ -452,18 +448,7 @@ class GRPOTrainer(Trainer):
         out.update(metric_means(updates))
         out["lr"] = updates[0]["lr"]
         out.setdefault("grad_norm", math.nan)  # every update skipped
-        finite = all(finite_steps)
-        if "reward/total" not in out:
-            out["reward/total"] = math.nan
-        out.update(
-            {
-                "skipped": 0 if finite else 1,
-                "time/step": time.perf_counter() - started,
-                "memory/peak_mb": peak_memory_mb(acc.device),
-            }
-        )
-        out.update(timer.metrics())
-        return self._gather(out), finite
+        return self.finish_step(out, all(finite_steps), timer, started)
 
 
 def train(cfg: GRPORunConfig, resume: str | None = None) -> Any:
