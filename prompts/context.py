@@ -29,7 +29,7 @@ import re
 from typing import Any
 
 from drf.errors import InputError
-from prompts.rule import COLORS, TOY_SHAPES, plural_of
+from prompts.rule import COLORS, TOY_COLORS, TOY_SHAPES, plural_of
 
 CONTEXT_NAMES = frozenset(
     "prompt negatives subjects counts absent motions actions relations camera camera_options setting style pairs "
@@ -135,7 +135,8 @@ def _colour_free_ref(view: dict[str, Any], views: list[dict[str, Any]]) -> str |
 
 
 def _absent(views: list[dict[str, Any]], all_toy: bool) -> list[dict[str, Any]]:
-    """Deterministic counterfactual subjects: one colour swap per fully coloured noun, one missing toy shape."""
+    """Deterministic counterfactual subjects: one colour swap per fully coloured noun (toy colours swap within the
+    toy palette), one missing toy shape."""
     absent: list[dict[str, Any]] = []
     taken = {v["key"] for v in views}
     nouns = list(dict.fromkeys(v["noun"] for v in views))
@@ -144,9 +145,10 @@ def _absent(views: list[dict[str, Any]], all_toy: bool) -> list[dict[str, Any]]:
         if not all(v["color"] for v in same):
             continue
         used = {v["color"] for v in same}
-        start = COLORS.index(same[0]["color"]) if same[0]["color"] in COLORS else 0
-        swap = next((COLORS[(start + k) % len(COLORS)] for k in range(1, len(COLORS) + 1)
-                     if COLORS[(start + k) % len(COLORS)] not in used), None)  # fmt: skip
+        palette = TOY_COLORS if same[0]["color"] in TOY_COLORS else COLORS
+        start = palette.index(same[0]["color"]) if same[0]["color"] in palette else 0
+        swap = next((palette[(start + k) % len(palette)] for k in range(1, len(palette) + 1)
+                     if palette[(start + k) % len(palette)] not in used), None)  # fmt: skip
         if swap is not None:
             facts = {"noun": noun, "plural": same[0]["plural"], "color": swap, "attributes": []}
             if noun in TOY_SHAPES:

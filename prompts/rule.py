@@ -22,8 +22,9 @@ Grammar (case-insensitive; words outside the lists are skipped)::
 
 Toy-world vocabulary (stable: the toy-world renderer and oracle rely on it):
 
-- shapes: cube, sphere, cylinder (plurals cubes, spheres, cylinders)
-- colours: red, green, blue, yellow, purple (also "magenta"), orange, cyan, white
+- shapes: cube, sphere (plurals cubes, spheres); "cylinder" is an ordinary noun
+- colours: red, yellow, green, blue (the toy palette: counterfactual colour swaps stay inside it), and purple (also
+  "magenta"), orange, cyan, white
 - sizes: small (also "tiny", "little"), large (also "big", "huge")
 - counts: a, an, one, the, two, three, four, five, digits
 - object motion directions (canonical): left, right, toward, away
@@ -57,8 +58,9 @@ from typing import Any
 
 from drf.errors import InputError
 
-TOY_SHAPES = ("cube", "sphere", "cylinder")
-COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "white")
+TOY_SHAPES = ("cube", "sphere")
+TOY_COLORS = ("red", "yellow", "green", "blue")
+COLORS = (*TOY_COLORS, "purple", "orange", "cyan", "white")
 MOTION_DIRECTIONS = ("left", "right", "toward", "away")
 RELATIONS = ("left_of", "right_of", "in_front_of", "behind", "next_to", "above", "below")
 CAMERA_MOTIONS = ("pan_left", "pan_right", "dolly_in", "dolly_out", "orbit_left", "orbit_right", "static")
@@ -86,7 +88,7 @@ _ATTRIBUTE_WORDS = frozenset(
 )
 # Countable nouns recognised in free text (singular form); the toy shapes come first.
 _NOUNS = TOY_SHAPES + tuple(
-    "ball box car truck bus bicycle bike motorcycle train boat ship airplane plane robot dog cat horse cow sheep bird "
+    "cylinder ball box car truck bus bicycle bike motorcycle train boat ship airplane plane robot dog cat horse cow sheep bird "
     "fish duck rabbit bear lion tiger elephant monkey fox wolf deer butterfly man woman person child boy girl baby "
     "chef astronaut dancer player musician couple teddy panda penguin dragon unicorn tree flower house building "
     "chair table cup mug bottle apple banana orange candle lamp book guitar piano umbrella kite balloon "

@@ -8,6 +8,7 @@ evaluation.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -246,8 +247,31 @@ class Trainer:
                     autocast=self._autocast,
                     judge=self.judge,
                 )
+            if self.judge is not None:
+                metrics.update(self.hacking_check(step))
         self.accelerator.wait_for_everyone()
         return metrics
+
+    def hacking_check(self, step: int) -> dict[str, float]:
+        """Compare this evaluation with the previous one (same prompts, same noise): print a one-line warning for each
+        aspect whose critic reward rose while the judge fell by more than its standard error, and return the count
+        (``eval/hacking/alarms``) and the aspects (``eval/hacking/<aspect>``) as metrics."""
+        from trainers.monitor import hacking_alarms
+
+        samples = self.run_dir / "samples"
+        earlier = [int(p.name[5:]) for p in samples.glob("step-*") if p.name[5:].isdigit() and int(p.name[5:]) < step]
+        if not earlier:
+            return {}
+        previous = max(earlier)
+
+        def records(at: int) -> list[dict]:
+            path = samples / f"step-{at}" / "scores.json"
+            return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+
+        alarms = hacking_alarms(records(previous), records(step), previous, step)
+        for alarm in alarms:
+            print(alarm.message())
+        return {"eval/hacking/alarms": float(len(alarms)), **{f"eval/hacking/{a.aspect}": 1.0 for a in alarms}}
 
     def export(self) -> Path | None:
         """The trained weights in a form others load: the LoRA for diffusers, or the full transformer."""
@@ -325,8 +349,8 @@ def before_after(before: dict[str, float], after: dict[str, float], step: int) -
     lines = [f"held-out reward, step 0 -> step {step}:"]
     for prefix, label in (("eval/reward/", ""), ("eval/oracle/", "oracle ")):
         for key in sorted(k for k in after if k.startswith(prefix) and "/q/" not in k and k in before):
-            name = label + key.removeprefix(prefix).removeprefix("aspect/")
-            lines.append(f"  {name:<17} {before[key]:+.4f} -> {after[key]:+.4f} ({after[key] - before[key]:+.4f})")
+            name = label + key.removeprefix(prefix).removeprefix("aspect/").replace("/aspect/", " ").replace("/", " ")
+            lines.append(f"  {name:<28} {before[key]:+.4f} -> {after[key]:+.4f} ({after[key] - before[key]:+.4f})")
     return lines
 
 

@@ -502,17 +502,33 @@ def load_judge(name: str) -> Any:
 
 
 def judge_metrics(verdict: dict[str, Any], question_set: Any) -> dict[str, float]:
-    """``oracle/total`` and ``oracle/aspect/<aspect>``: the mean 0/1 score of the questions the judge measured."""
+    """``oracle/total`` and ``oracle/aspect/<aspect>``: the mean 0/1 score of the questions the judge measured; with
+    an alignment verdict also ``oracle/alignment/total`` and ``oracle/alignment/aspect/<aspect>`` (object, colour,
+    count, ... — the judge's own alignment aspects, where an object it cannot find counts as wrong)."""
     scores = verdict["scores"]
-    if not scores:
-        return {}
-    by_aspect: dict[str, list[int]] = {}
-    for q in question_set.questions:
-        if q.id in scores:
-            by_aspect.setdefault(q.aspect, []).append(scores[q.id])
-    metrics = {"oracle/total": sum(scores.values()) / len(scores)}
-    metrics.update({f"oracle/aspect/{a}": sum(v) / len(v) for a, v in by_aspect.items()})
+    metrics: dict[str, float] = {}
+    if scores:
+        by_aspect: dict[str, list[int]] = {}
+        for q in question_set.questions:
+            if q.id in scores:
+                by_aspect.setdefault(q.aspect, []).append(scores[q.id])
+        metrics["oracle/total"] = sum(scores.values()) / len(scores)
+        metrics.update({f"oracle/aspect/{a}": sum(v) / len(v) for a, v in by_aspect.items()})
+    alignment = verdict.get("alignment") or {}
+    if alignment.get("mean") is not None:
+        metrics["oracle/alignment/total"] = alignment["mean"]
+        metrics.update({f"oracle/alignment/aspect/{a}": v for a, v in alignment["by_aspect"].items()})
     return metrics
+
+
+def critic_by_judge_aspect(rewards: dict[str, float], aspect_of: dict[str, str]) -> dict[str, float]:
+    """The critic's mean reward over the questions of each of the judge's aspects, so that critic and judge can be
+    compared aspect by aspect (``rewards``: {question id: reward}; ``aspect_of``: {question id: judge aspect})."""
+    grouped: dict[str, list[float]] = {}
+    for qid, aspect in aspect_of.items():
+        if qid in rewards and math.isfinite(rewards[qid]):
+            grouped.setdefault(aspect, []).append(rewards[qid])
+    return {aspect: sum(v) / len(v) for aspect, v in sorted(grouped.items())}
 
 
 @torch.no_grad()
@@ -573,7 +589,14 @@ def sample_and_score(
         if judge is not None:
             verdict = judge(frames[0].float().cpu(), qset.questions)
             judged = judge_metrics(verdict, qset)
-            records[-1]["oracle"] = {"total": judged.get("oracle/total"), "scores": verdict["scores"]}
+            alignment = verdict.get("alignment") or {}
+            records[-1]["oracle"] = {
+                "total": judged.get("oracle/total"),
+                "alignment": alignment.get("mean"),
+                "alignment_by_aspect": alignment.get("by_aspect", {}),
+                "critic_by_aspect": critic_by_judge_aspect(records[-1]["questions"], alignment.get("aspect_of", {})),
+                "scores": verdict["scores"],
+            }
             metrics.update(judged)
         for key, value in metrics.items():
             if math.isfinite(value):

@@ -333,15 +333,16 @@ def _scenes(cfg: ToyLGMConfig, split: str, count: int) -> list[Any]:
     """Scenes of a split; sampling (layout rejection) is the slow part of building data, so it may be cached."""
     import pickle
 
-    from drf.toyworld.scene import sample_scenes
+    from drf.toyworld.scene import CAMERA_MOTIONS, sample_scenes
 
     cache = None
     if cfg.cache_dir:
-        cache = Path(cfg.cache_dir) / f"scenes-{split}-{count}-{cfg.data_seed}-{cfg.num_frames}.pkl"
+        cache = Path(cfg.cache_dir) / f"scenes-all-cameras-{split}-{count}-{cfg.data_seed}-{cfg.num_frames}.pkl"
         if cache.is_file():
             return pickle.loads(cache.read_bytes())
     seed = cfg.data_seed + (0 if split == "train" else 1)
-    scenes = sample_scenes(count, seed=seed, split=split, num_frames=cfg.num_frames)
+    # Every camera move the renderer knows, not just the sampled world's: camera geometry is what the model learns.
+    scenes = sample_scenes(count, seed=seed, split=split, num_frames=cfg.num_frames, camera_motions=CAMERA_MOTIONS)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(scenes))

@@ -86,6 +86,8 @@ class Comparison:
     current: str
     base_total: float | None = None
     current_total: float | None = None
+    base_judge: float | None = None
+    current_judge: float | None = None
     width: int = 0
 
 
@@ -449,6 +451,8 @@ def _comparisons(base_step: int, base_dir: Path, step: int, step_dir: Path, prom
                 current=images.gif_data_uri(current_frames),
                 base_total=base_score.total if base_score else None,
                 current_total=score.total if score else None,
+                base_judge=base_score.judge_alignment if base_score else None,
+                current_judge=score.judge_alignment if score else None,
                 width=current_frames.shape[-1] * images.display_scale(current_frames.shape[-2], 128),
             )
         )

@@ -62,12 +62,14 @@ def sample_videos(step_dir: Path) -> list[Path]:
 
 @dataclass
 class SampleScore:
-    """What a trainer recorded for one sample video: its prompt, total reward, per-aspect and per-question rewards."""
+    """What a trainer recorded for one sample video: its prompt, total reward, per-aspect and per-question rewards,
+    and the judge's alignment score when a judge ran."""
 
     prompt: str | None = None
     total: float | None = None
     aspects: dict[str, float] = field(default_factory=dict)
     questions: dict[str, float] = field(default_factory=dict)
+    judge_alignment: float | None = None
 
 
 def _number(value: Any) -> float | None:
@@ -102,8 +104,10 @@ def _sample_score(record: dict[str, Any]) -> SampleScore:
         if "/q/" in str(key) and _number(value) is not None:
             questions.setdefault(str(key).split("/q/", 1)[1], _number(value))
     prompt = record.get("prompt")
+    judge = record.get("oracle")
+    alignment = _number(judge.get("alignment")) if isinstance(judge, dict) else None
     return SampleScore(prompt=prompt if isinstance(prompt, str) else None, total=total, aspects=aspects,
-                       questions=questions)  # fmt: skip
+                       questions=questions, judge_alignment=alignment)  # fmt: skip
 
 
 def _video_key(record: dict[str, Any]) -> str | None:

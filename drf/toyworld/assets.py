@@ -19,6 +19,8 @@ ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "toyworld"
 MANIFEST = "manifest.json"
 GENERATOR_DIR = "generator"
 CRITIC_DIR = "critic"
+# Resumable training states inside an asset folder (ignored by git, removed when a model is written).
+TRAIN_STATE_DIR = ".train"
 # The video size the toy models are trained for.
 HEIGHT = WIDTH = 64
 NUM_FRAMES = 17
@@ -105,6 +107,8 @@ def verify_manifest(root: Path | None = None) -> list[str]:
                 problems.append(f"{name}: {relative} sha256 differs from the manifest")
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root).as_posix()
+        if relative.startswith(TRAIN_STATE_DIR + "/"):
+            continue  # a training run in progress
         if relative != MANIFEST and relative not in recorded:
             problems.append(f"{relative} is not recorded in {MANIFEST}")
     return problems

@@ -1,4 +1,5 @@
-"""``drf toyworld train vae|t2v|critic|geometry``, ``drf toyworld manifest --check`` and ``drf toyworld prompts``.
+"""``drf toyworld train vae|t2v|critic|geometry``, ``drf toyworld manifest --check``, ``drf toyworld prompts`` and
+``drf toyworld figures``.
 
 Training writes into an asset folder (``--out``, the shipped ``drf/assets/toyworld`` by default) laid out as
 ``generator/`` (a diffusers WanPipeline directory; the VAE is its ``vae/``) and ``critic/``, and records each model
@@ -24,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", default=None, help="Asset folder to write (default: drf/assets/toyworld).")
     train.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'.")
     train.add_argument("--minutes", type=float, default=0.0, help="Stop training after this wall time (0: no cap).")
-    train.add_argument("--threads", type=int, default=1, help="CPU threads for training.")
+    train.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for training (default: the script's own, both cores)."
+    )
     train.add_argument(
         "--set",
         dest="overrides",
@@ -48,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=7, help="Scene seed (the shipped models trained on seed 0's train scenes)."
     )
     prompts.set_defaults(func=_prompts)
+    figures = toy_sub.add_parser(
+        "figures", help="Regenerate docs/img/toyworld_*.png from the shipped models (renders, round trips, samples)."
+    )
+    figures.add_argument("--out", default=None, help="Folder to write (default: docs/img of the checkout).")
+    figures.add_argument("--root", default=None, help="Asset folder (default: drf/assets/toyworld).")
+    figures.set_defaults(func=_figures)
     toy.set_defaults(func=lambda args: (toy.print_help(), 1)[1])
 
 
@@ -93,7 +102,9 @@ def _train(args: argparse.Namespace) -> int:
         from drf.toyworld.train.critic import train_critic as run
 
         directory, exclude = root / CRITIC_DIR, ()
-    config = Config(seed=args.seed, minutes=args.minutes, threads=args.threads)
+    config = Config(seed=args.seed, minutes=args.minutes)
+    if args.threads is not None:
+        config.threads = args.threads
     if args.steps is not None:
         config.steps = args.steps
     _apply_overrides(config, args.overrides)
@@ -103,6 +114,7 @@ def _train(args: argparse.Namespace) -> int:
     from drf.toyworld.train.data import resolve_device
 
     device = resolve_device(args.device)
+    previous = manifest.previous_entry(root, args.model) if getattr(config, "init_from", "") else None
     _, summary = run(config, root, device=str(device))
     info = {
         "command": manifest.command_line(),
@@ -111,6 +123,8 @@ def _train(args: argparse.Namespace) -> int:
         "torch": torch.__version__,
         **summary,
     }
+    if previous is not None:
+        info = manifest.continued(info, previous)
     path = manifest.record(root, args.model, directory, info, exclude)
     print(f"{args.model}: wrote {directory} and recorded it in {path}")
     return 0
@@ -120,7 +134,9 @@ def _train_geometry(args: argparse.Namespace) -> int:
     from drf.geometry.distill import ASSETS_DIR, ToyLGMConfig, train_toy_lgm
 
     config = ToyLGMConfig()
-    config.train.seed, config.train.minutes, config.train.threads = args.seed, args.minutes, args.threads
+    config.train.seed, config.train.minutes = args.seed, args.minutes
+    if args.threads is not None:
+        config.train.threads = args.threads
     if args.steps is not None:
         config.train.steps = args.steps
     _apply_overrides(config, args.overrides)
@@ -164,4 +180,14 @@ def _prompts(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.train} train and {args.eval} eval prompts to {out}")
+    return 0
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from drf.toyworld.figures import FIGURE_DIR, write_figures
+
+    for path in write_figures(Path(args.out) if args.out else FIGURE_DIR, Path(args.root) if args.root else None):
+        print(f"wrote {path}")
     return 0

@@ -1,7 +1,7 @@
 """Scene -> prompt: the natural sentence a toy-world video is trained and evaluated with.
 
-The wording stays inside the vocabulary the rule decomposer parses (shapes, colours, sizes, counts, the four object
-motions, the four relations, the seven camera moves, "on a checkered floor"), so every prompt decomposes into questions
+The wording stays inside the vocabulary the rule decomposer parses (shapes, colours, sizes, counts, object motions,
+left/right relations, camera moves, "on a checkered floor"), so every prompt decomposes into questions
 whose answers are known exactly. Phrasing choices (which relations to state, whether to state a size, which verb) are
 drawn from the scene's seed, so a scene always gets the same prompt.
 
@@ -57,11 +57,10 @@ class PromptPlan:
     camera: str
 
 
-def _true_relation(scene: Scene, a: int, b: int, rng: random.Random) -> str:
-    """A relation of ``a`` to ``b`` that holds at frame 0, on the horizontal or (where determined) the depth axis."""
-    if rng.random() < 0.5 or scene.relation(a, b, "in_front_of") is None:
-        return "left_of" if scene.relation(a, b, "left_of") else "right_of"
-    return "in_front_of" if scene.relation(a, b, "in_front_of") else "behind"
+def _true_relation(scene: Scene, a: int, b: int) -> str:
+    """The horizontal relation of ``a`` to ``b`` at frame 0 (the sampled world states no depth relations: at 64x64
+    "in front of" is a few pixels of height, below what the toy models resolve)."""
+    return "left_of" if scene.relation(a, b, "left_of") else "right_of"
 
 
 def plan_prompt(scene: Scene) -> PromptPlan:
@@ -78,10 +77,10 @@ def plan_prompt(scene: Scene) -> PromptPlan:
     singles = [g.objects[0] for g in groups if g.count == 1]
     relations: list[tuple[int, str, int]] = []
     if len(singles) >= 2 and rng.random() < 0.85:
-        relations.append((singles[0], _true_relation(scene, singles[0], singles[1], rng), singles[1]))
+        relations.append((singles[0], _true_relation(scene, singles[0], singles[1]), singles[1]))
         if len(singles) == 3 and rng.random() < 0.7:
             other = rng.choice(singles[:2])
-            relations.append((singles[2], _true_relation(scene, singles[2], other, rng), other))
+            relations.append((singles[2], _true_relation(scene, singles[2], other), other))
     motion = None
     for i, o in enumerate(scene.objects):
         if o.motion != "none":

@@ -8,8 +8,8 @@ checkered floor, a pale sky, and the toy camera's field of view.
   a colour is the most frequent number of components over the first frames (identical objects start apart);
 - size: apparent height over the distance from the object's bottom to the horizon (the sky/floor boundary), which
   cancels the distance to the camera: about object height / camera height;
-- shape: shading structure of the side band (a sphere's shading changes down the columns; a cube shows flat faces, a
-  cylinder a smooth profile across the columns), voted over frames and object pieces;
+- shape: shading structure of the side band (a sphere's shading changes down the columns; a cube shows flat faces),
+  voted over frames and object pieces;
 - relations: left/right by centroid x at the start, in front/behind by the floor distance of the base centre (from
   the bottom row, the horizon and the object's width: closer objects stand lower);
 - camera motion: an 8-parameter planar flow (exact for small motions of a plane) fitted to the floor between
@@ -33,13 +33,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drf.errors import InputError
-from drf.toyworld.facts import Facts, ObjectFacts, answer, correct
-from drf.toyworld.scene import COLORS, CameraPath
+from drf.toyworld.facts import Facts, ObjectFacts, answer, correct, template_name
+from drf.toyworld.scene import COLORS, WORLD_COLORS, CameraPath
 
-COLOR_NAMES = tuple(COLORS)
+# The palette the oracle knows is the world's: toy-world videos show no other object colours, and with hues >= 55
+# degrees apart a generated object whose hue drifts by up to 25 degrees is still named right.
+COLOR_NAMES = WORLD_COLORS
 MIN_SATURATION = 0.45
 MIN_VALUE = 0.12
-MAX_HUE_DISTANCE = 16.0  # degrees from the nearest palette hue
+MAX_HUE_DISTANCE = 25.0  # degrees from the nearest palette hue (the palette's hues are >= 55 degrees apart)
 MIN_AREA_FRACTION = 6 / 4096  # components smaller than this share of the frame are noise
 
 
@@ -250,9 +252,8 @@ class VideoFacts(Facts):
 def _shape_vote(region_v: Tensor, mask: Tensor) -> str | None:
     """Guess a shape from one silhouette ``mask`` [h,w] and the value channel ``region_v`` [h,w] over its bounding box.
 
-    Looks at the side band (45-90 % of the height, below any top face or cap) column by column: a sphere's shading
-    changes down each column; a cube's and a cylinder's do not. Across the columns a cube shows one or two flat faces
-    (a constant or a step profile), a cylinder a smooth curve (fits a parabola better than a step).
+    Looks at the side band (45-90 % of the height, below any top face): a sphere's shading changes down each column,
+    a cube's faces are flat down each column.
     """
     rows, cols = mask.shape
     if int(mask.sum()) < 20 or rows < 5 or cols < 4:
@@ -267,32 +268,11 @@ def _shape_vote(region_v: Tensor, mask: Tensor) -> str | None:
     if len(used) < 4:
         return None
     columns = [region_v[band[:, c], c] for c in used]
-    profile = torch.stack([col.mean() for col in columns])
     within = float(torch.cat([col - col.mean() for col in columns]).std())
-    if within > SPHERE_WITHIN_STD:
-        return "sphere"
-    if float(profile.max() - profile.min()) < FLAT_RANGE:
-        return "cube"
-    n = len(profile)
-    step = min(
-        float(((profile[:k] - profile[:k].mean()) ** 2).sum() + ((profile[k:] - profile[k:].mean()) ** 2).sum())
-        for k in range(1, n)
-    )
-    x = torch.linspace(-1, 1, n, dtype=profile.dtype)
-    design = torch.stack([torch.ones_like(x), x, x * x], 1)
-    fit = design @ torch.linalg.lstsq(design, profile[:, None]).solution
-    parabola = float(((fit[:, 0] - profile) ** 2).sum())
-    if step + 1e-6 < STEP_OVER_PARABOLA * (parabola + 1e-6):
-        return "cube"
-    # A cube's profile changes in one or two jumps (face edges); a cylinder's changes a little at every column.
-    jumps = (profile[1:] - profile[:-1]).abs().sort(descending=True).values
-    return "cube" if float(jumps[:2].sum() / jumps.sum().clamp_min(1e-6)) > JUMP_SHARE else "cylinder"
+    return "sphere" if within > SPHERE_WITHIN_STD else "cube"
 
 
-SPHERE_WITHIN_STD = 0.045  # brightness std down the columns of the side band: spheres >= 0.06, others <= 0.03
-FLAT_RANGE = 0.07  # a profile flatter than this is one cube face (a cylinder's side spans >= 0.13)
-STEP_OVER_PARABOLA = 1.2  # residual of a one-step fit over a parabola fit: cubes mostly < 1, cylinders > 2
-JUMP_SHARE = 0.72  # share of the profile's total variation in its two largest steps: cylinders <= 0.62
+SPHERE_WITHIN_STD = 0.045  # brightness std down the columns of the side band: spheres >= 0.06, cubes <= 0.03
 
 
 def _tracks(video: Tensor, labels: Tensor, v: Tensor) -> list[Track]:
@@ -505,8 +485,11 @@ def analyze(video: Tensor) -> VideoFacts:
     flows = torch.stack([fit_planar_flow(gray[i], gray[i + 1], both[i]) for i in range(t - 1)])
     camera, feats = _camera_class(flows, horizon, h, w)
     focal = 0.5 * h / math.tan(math.radians(CameraPath().fov_deg) / 2)
-    facts = VideoFacts(camera=camera, horizon=horizon, flows=flows, camera_features=feats)
-    facts.setting = "checkered floor" if _is_checkered(gray, floor) else None
+    setting = "checkered floor" if _is_checkered(gray, floor) else None
+    # Camera motion is read off the floor's texture: without a checkered floor in view there is nothing to measure
+    # (a uniform video would otherwise pass for a static camera).
+    facts = VideoFacts(camera=camera if setting else None, horizon=horizon, flows=flows, camera_features=feats)
+    facts.setting = setting
     for track in _tracks(video, labels, val):
         facts.tracks.append(track)
         shape = track.shape_votes.most_common(1)[0][0] if track.shape_votes else None
@@ -531,10 +514,13 @@ def analyze(video: Tensor) -> VideoFacts:
 
 
 def score(video: Tensor, questions: Iterable[Any]) -> dict[str, Any]:
-    """Oracle correctness per question: {"scores": {id: 0 or 1}, "answers": {id: answer}, "mean": float or None}.
+    """Oracle correctness per question and the alignment score of ``video`` [T,3,H,W] against ``questions``.
 
-    Questions the oracle cannot measure are left out of both (see ``facts.SUPPORTED_TEMPLATES``).
+    Returns {"scores": {id: 0 or 1}, "answers": {id: answer}, "mean": float or None, "alignment": {...}}: ``scores``
+    and ``mean`` cover every question the oracle can measure (see ``facts.SUPPORTED_TEMPLATES``); ``alignment`` is
+    :func:`alignment` (the figure to report: blank, noisy and unrelated videos score near 0 on it).
     """
+    questions = list(questions)
     facts = analyze(video)
     answers, scores = {}, {}
     for q in questions:
@@ -544,5 +530,52 @@ def score(video: Tensor, questions: Iterable[Any]) -> dict[str, Any]:
         answers[q.id] = given
         scores[q.id] = int(bool(correct(given, q)))
     mean = sum(scores.values()) / len(scores) if scores else None
-    return {"scores": scores, "answers": answers, "mean": mean}
+    return {"scores": scores, "answers": answers, "mean": mean, "alignment": alignment(facts, questions)}
+
+
+# Alignment aspects by question template: what the prompt says about its objects and the camera.
+ALIGNMENT_ASPECTS = {
+    "align.object": "object",
+    "align.color": "color",
+    "align.count": "count",
+    "align.size": "size",
+    "align.spatial": "spatial",
+    "align.motion": "object_motion",
+    "align.camera": "camera_motion",
+}
+
+
+def _is_positive_object(q: Any) -> bool:
+    return template_name(q) == "align.object" and str(q.expected).strip().lower() == "yes"
+
+
+def alignment(facts: Facts, questions: Iterable[Any]) -> dict[str, Any]:
+    """How well a video shows what its prompt says, from the alignment questions only.
+
+    Every alignment question counts (object, colour, count, size, spatial, object motion, camera motion), and it
+    counts as wrong when the oracle cannot answer it, e.g. because it cannot find the object asked about. Questions
+    that a video without the prompt's objects would pass (a distractor "is there a purple sphere?" → no, a count or
+    relation that an unrelated scene happens to match) count as right only when the oracle finds at least one of the
+    prompt's objects (a positive object question answered "yes"). Camera questions need a floor to measure motion
+    against. So a blank, noisy or unrelated video scores near 0, and a render of the prompt near 1.
+
+    Returns {"scores": {id: 0 or 1}, "by_aspect": {aspect: mean}, "aspect_of": {id: aspect}, "mean": float or None}.
+    """
+    chosen = [q for q in questions if template_name(q) in ALIGNMENT_ASPECTS]
+    found = any(correct(answer(facts, q), q) for q in chosen if _is_positive_object(q))
+    scores: dict[str, int] = {}
+    by_aspect: dict[str, list[int]] = {}
+    for q in chosen:
+        ok = bool(correct(answer(facts, q), q))
+        aspect = ALIGNMENT_ASPECTS[template_name(q)]
+        if aspect != "camera_motion" and not _is_positive_object(q):
+            ok = ok and found
+        scores[q.id] = int(ok)
+        by_aspect.setdefault(aspect, []).append(int(ok))
+    return {
+        "scores": scores,
+        "by_aspect": {a: sum(v) / len(v) for a, v in sorted(by_aspect.items())},
+        "aspect_of": {q.id: ALIGNMENT_ASPECTS[template_name(q)] for q in chosen},
+        "mean": sum(scores.values()) / len(scores) if scores else None,
+    }
 

@@ -142,7 +142,7 @@ def test_question_ids_follow_the_documented_scheme():
     assert by_id["align.spatial.red_cube.right_of.blue_sphere"].expected == "no"
     assert by_id["align.camera.pan_right"].expected == "yes" and by_id["align.camera.pan_left"].expected == "no"
     assert by_id["align.camera.motion"].expected == "pan right"
-    assert by_id["align.object.green_cube"].expected == "no", "a deterministic absent colour"
+    assert by_id["align.object.yellow_cube"].expected == "no", "a deterministic absent colour (next in the toy palette)"
     assert by_id["align.color.red_cube"].kind == "dense" and by_id["align.color.red_cube"].expected == "red"
     assert {"phys.permanence", "qual.sharpness", "temp.identity.red_cube"} <= set(by_id)
     assert by_id["align.object.red_cube"].template == "alignment.j2#align.object"

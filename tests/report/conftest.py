@@ -79,6 +79,8 @@ def _metrics(steps: int) -> list[dict]:
         record["reward/aspect/quality"] = "nan" if step == 2 else -0.8 + 0.05 * step  # a logged NaN shows as a gap
         if step % 2 == 0:
             record["eval/reward/total"] = -1.1 + 0.1 * step
+            record["eval/oracle/alignment/total"] = 0.25 + 0.1 * step
+            record["eval/oracle/alignment/aspect/object"] = 0.5
         records.append(record)
     return records
 
@@ -109,7 +111,8 @@ def tiny_run_dir(tmp_path_factory, tiny_videos) -> Path:
         for path, prompt in zip(paths, PROMPTS):
             (folder / path.name).write_bytes(path.read_bytes())
             records.append({"video": path.name, "prompt": prompt, "reward": -1.0 + 0.05 * step,
-                            "aspects": {"alignment": -1.0}, "questions": {"align.object": -0.7}})  # fmt: skip
+                            "aspects": {"alignment": -1.0}, "questions": {"align.object": -0.7},
+                            "oracle": {"total": 0.5, "alignment": 0.25 + 0.1 * step}})  # fmt: skip
         (folder / "scores.json").write_text(json.dumps(records, indent=2))
     return run
 

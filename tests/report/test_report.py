@@ -152,12 +152,14 @@ def test_run_report_is_written_into_the_run_directory(tiny_run_dir, run_report):
 def test_run_report_has_reward_curves_per_aspect(run_report):
     _, html = run_report
     parsed = parse_html(html)
-    assert parsed.tags.count("svg") == 2  # reward/... and eval/reward/...
+    assert parsed.tags.count("svg") == 3  # reward/..., eval/reward/... and the judge's eval/oracle/alignment/...
     assert "reward: total and per aspect" in parsed.text and "eval/reward: total and per aspect" in parsed.text
+    assert "eval/oracle/alignment: total and per aspect" in parsed.text
     for name in ("total", "alignment", "quality"):
         assert name in parsed.text
-    # quality has a logged NaN at step 2, drawn as a gap: 1 + 2 + 2 + 1 polylines (total, alignment, quality, eval).
-    assert parsed.tags.count("polyline") == 5
+    # quality has a logged NaN at step 2, drawn as a gap: 1 + 2 + 2 + 1 polylines (total, alignment, quality, eval),
+    # then the judge's alignment total and object aspect.
+    assert parsed.tags.count("polyline") == 7
 
 
 def test_run_report_compares_base_and_current_samples_with_their_scores(run_report):
@@ -166,6 +168,7 @@ def test_run_report_compares_base_and_current_samples_with_their_scores(run_repo
     assert "step 0 (base) · total -1.000" in text
     assert "step 4 (current) · total -0.800" in text
     assert "(+0.200)" in text
+    assert "judge alignment 0.250" in text and "judge alignment 0.650" in text  # the judge beside the critic
     # The run scores every second frame, so the inspection shows the frames the critic saw in training.
     assert "(frames 0, 2, 4, 6, 8, as scored in training)" in text
     assert "frames 0, 8 (heat maps" in text  # two shown frames, named by their place in the saved video

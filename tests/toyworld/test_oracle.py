@@ -9,7 +9,7 @@ import torch
 from drf.errors import InputError
 from drf.toyworld.dataset import build_dataset
 from drf.toyworld.facts import SUPPORTED_TEMPLATES, score_facts, template_name
-from drf.toyworld.oracle import analyze, connected_components, fit_planar_flow, rgb_to_hsv, score
+from drf.toyworld.oracle import alignment, analyze, connected_components, fit_planar_flow, rgb_to_hsv, score
 from drf.toyworld.render import render
 from drf.toyworld.scene import CameraPath, ObjectSpec, Scene
 from drf.toyworld.truth import truth
@@ -137,7 +137,50 @@ def test_a_blank_video_shows_no_objects_and_no_checkered_floor():
     answers = {q.id: result["answers"].get(q.id) for q in questions[0]}
     assert all(answers[q.id] in ("no", None) for q in questions[0] if template_name(q) == "align.object")
     assert answers["align.setting.checkered_floor"] == "no" and answers["phys.permanence"] is None
-    assert result["mean"] < 0.5
+    assert all(answers[q.id] is None for q in questions[0] if template_name(q) == "align.camera"), "no floor to read"
+    # The plain mean still credits the distractor "no" answers; the alignment score does not.
+    assert result["mean"] <= 0.5 and result["alignment"]["mean"] == 0.0
+
+
+def _alignment_means(videos, questions) -> float:
+    return sum(alignment(analyze(v), q)["mean"] for v, q in zip(videos, questions)) / len(questions)
+
+
+def test_alignment_is_near_one_on_renders_and_near_zero_on_blank_noise_and_other_scenes():
+    """The alignment score's promise: renders of the prompt score >= 0.95; a grey video, uniform noise and a render of
+    another scene (each scored against the prompt's questions) score <= 0.25 — where the plain oracle mean gives
+    texture about 0.5. Measured on these 12 scenes: renders 0.99, grey 0, noise 0, other scene 0.18."""
+    data, questions, facts = _held_out()
+    n = 12
+    own = sum(alignment(f, q)["mean"] for f, q in zip(facts[:n], questions[:n])) / n
+    other = sum(alignment(facts[i + 1], questions[i])["mean"] for i in range(n)) / n
+    gen = torch.Generator().manual_seed(0)
+    grey = _alignment_means([torch.full((17, 3, 64, 64), 0.5)] * 3, questions[:3])
+    noise = _alignment_means([torch.rand(17, 3, 64, 64, generator=gen) for _ in range(3)], questions[:3])
+    assert own >= 0.95, own
+    assert grey == 0.0 and noise <= 0.05, (grey, noise)
+    assert other <= 0.25, other
+
+
+def test_alignment_counts_an_object_the_oracle_cannot_find_as_wrong():
+    """Painting the prompt's objects grey: the plain oracle abstains on colour/size questions about them (they drop
+    out of its mean), the alignment score counts them, and every alignment aspect but the camera falls to 0."""
+    out = render(_scene("pan_left"))
+    prompt = "a large red sphere and a small blue cube on a checkered floor, the camera pans left"
+    questions = decompose_rule(prompt, QuestionsConfig())
+    video = out.rgb.clone()
+    video.permute(0, 2, 3, 1)[out.masks.any(1)] = 0.5
+    before, after = alignment(analyze(out.rgb), questions), alignment(analyze(video), questions)
+    assert before["mean"] == 1.0, before
+    assert set(after["scores"]) == set(before["scores"])
+    assert all(v == 0.0 for a, v in after["by_aspect"].items() if a != "camera_motion"), after["by_aspect"]
+    assert after["by_aspect"]["camera_motion"] == 1.0
+
+
+def test_score_reports_alignment_beside_the_plain_mean():
+    data, questions, _ = _held_out()
+    result = score(data.frames(0), questions[0])
+    assert result["alignment"]["mean"] >= 0.9 and set(result["alignment"]["by_aspect"]) >= {"object", "camera_motion"}
 
 
 def test_hsv_matches_colorsys():

@@ -7,7 +7,18 @@ import torch
 
 from drf.errors import InputError
 from drf.toyworld.grammar import CAMERA_PHRASES, SETTING, plan_prompt, prompt_for
-from drf.toyworld.scene import HELD_OUT_COMBOS, CameraPath, ObjectSpec, sample_scene, sample_scenes, split_of
+from drf.toyworld.scene import (
+    HELD_OUT_COMBOS,
+    WORLD_CAMERA_MOTIONS,
+    WORLD_COLORS,
+    WORLD_OBJECT_MOTIONS,
+    WORLD_SHAPES,
+    CameraPath,
+    ObjectSpec,
+    sample_scene,
+    sample_scenes,
+    split_of,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -54,14 +65,16 @@ def test_splits_are_disjoint_and_held_out_combos_only_appear_in_eval():
     assert {prompt_for(s) for s in train}.isdisjoint(prompt_for(s) for s in evals)
 
 
-def test_sampler_covers_every_camera_move_object_motion_and_count():
+def test_sampler_covers_the_world_vocabulary_and_nothing_else():
     scenes = sample_scenes(120, seed=5)
     cameras = collections.Counter(s.camera.motion for s in scenes)
     motions = collections.Counter(o.motion for s in scenes for o in s.objects)
     counts = collections.Counter(len(s.objects) for s in scenes)
-    assert set(cameras) == set(CAMERA_PHRASES) and min(cameras.values()) >= 5
-    assert set(motions) == {"none", "left", "right", "toward", "away"}
-    assert set(counts) == {1, 2, 3}
+    assert set(cameras) == set(WORLD_CAMERA_MOTIONS) and min(cameras.values()) >= 20
+    assert set(motions) == set(WORLD_OBJECT_MOTIONS)
+    assert {o.color for s in scenes for o in s.objects} == set(WORLD_COLORS)
+    assert {o.shape for s in scenes for o in s.objects} == set(WORLD_SHAPES)
+    assert set(counts) == {1, 2}
 
 
 def test_prompt_states_only_what_is_true_in_the_scene():

@@ -52,12 +52,17 @@ def test_three_step_toyworld_drf_run_is_judged_by_the_oracle(tmp_path, capsys, o
     assert code == 0
     printed = capsys.readouterr().out
     assert "oracle total" in printed and "held-out reward, step 0 -> step 3" in printed
+    assert "oracle alignment total" in printed
     run = tmp_path / "toyworld_drf"
     records = read_metrics(run)
     assert [r["step"] for r in records if "eval/oracle/total" in r] == [0, 3]
     for record in records:
         if "eval/oracle/total" in record:
             assert 0.0 <= record["eval/oracle/total"] <= 1.0
+            assert 0.0 <= record["eval/oracle/alignment/total"] <= 1.0
+            assert "eval/oracle/alignment/aspect/object" in record
+    scores = json.loads((run / "samples" / "step-3" / "scores.json").read_text())
+    assert 0.0 <= scores[0]["oracle"]["alignment"] <= 1.0 and "object" in scores[0]["oracle"]["alignment_by_aspect"]
     scored = json.loads((run / "samples" / "step-3" / "scores.json").read_text())
     assert len(scored) == 1 and scored[0]["prompt"].endswith(("static", "left", "right", "in", "out"))
     assert (run / "lora" / "pytorch_lora_weights.safetensors").is_file()

@@ -18,7 +18,7 @@ def trained(tmp_path_factory):
     cache = tmp_path_factory.mktemp("toy-cache")
     mp = pytest.MonkeyPatch()
     mp.setenv("DRF_TOYWORLD_CACHE", str(cache))
-    common = ["--out", str(root), "--device", "cpu", "--steps", "2"]
+    common = ["--out", str(root), "--device", "cpu", "--steps", "2", "--threads", "1"]
     vae = ["--set", "train_clips=3", "--set", "eval_clips=2", "--set", "stats_clips=2", "--set", "batch=1"]
     t2v = ["--set", "train_clips=3", "--set", "eval_prompts=2", "--set", "eval_steps=2", "--set", "batch=2"]
     critic = ["--set", "train_clips=3", "--set", "eval_clips=2", "--set", "t2v_train=2", "--set", "t2v_eval=1",
@@ -42,7 +42,11 @@ def test_each_script_writes_a_verified_manifest_entry(trained):
     for entry in models.values():
         assert entry["steps"] == 2 and entry["seed"] == 0 and entry["command"]
     assert math.isfinite(models["vae"]["metrics"]["psnr_db"])
-    assert 0.0 <= models["t2v"]["metrics"]["oracle_score_samples"] <= 1.0
+    assert set(models["vae"]["metrics"]["found_by_color"]["round_trips"]) <= {"red", "yellow", "green", "blue"}
+    assert 0.0 <= models["t2v"]["metrics"]["samples"]["alignment"] <= 1.0
+    for entry in (models["vae"], models["t2v"]):
+        assert entry["cpu_seconds"] > 0 and entry["loss_curve"]["rows"][0][0] == 0
+    assert not (root / ".train").exists() or not any((root / ".train").iterdir())
     assert 0.0 <= models["critic"]["metrics"]["accuracy_heldout_renders"] <= 1.0
 
 
@@ -93,3 +97,58 @@ def test_training_prompt_encoding_equals_the_pipeline_at_full_length():
     full, _ = pipe.encode_prompt(prompt=prompts, do_classifier_free_guidance=False, max_sequence_length=128)
     short = encode_train_prompts(pipe, prompts, tokens=40, max_sequence_length=128, device="cpu")
     torch.testing.assert_close(short, full, rtol=0, atol=0)
+
+
+def test_mirrored_prompts_describe_the_mirrored_scene():
+    from drf.toyworld.train.t2v import mirror_prompt
+
+    prompt = "a red cube left of a blue sphere on a checkered floor, the red cube slides right, the camera pans left"
+    assert mirror_prompt(prompt) == (
+        "a red cube right of a blue sphere on a checkered floor, the red cube slides left, the camera pans right"
+    )
+
+
+def test_noisy_captions_change_one_colour_word_at_the_given_rate():
+    import random
+
+    from drf.toyworld.train.t2v import noisy_caption
+
+    prompt = "a red cube left of a blue sphere on a checkered floor, the camera pans left"
+    rng = random.Random(0)
+    captions = [noisy_caption(prompt, rng, 0.25) for _ in range(2000)]
+    changed = [c for c in captions if c != prompt]
+    assert 0.2 < len(changed) / len(captions) < 0.3
+    for c in changed:
+        differing = [(a, b) for a, b in zip(prompt.split(), c.split()) if a != b]
+        assert len(differing) == 1 and differing[0][0] in ("red", "blue")
+
+
+def test_an_interrupted_vae_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """A run killed after its last training step (here: the evaluation raises) leaves its state behind; rerunning
+    with more steps resumes from it and ends bit for bit where an uninterrupted run ends."""
+    from safetensors.torch import load_file
+
+    import drf.toyworld.train.vae as vae_script
+
+    monkeypatch.setenv("DRF_TOYWORLD_CACHE", str(tmp_path / "cache"))
+    args = ["--device", "cpu", "--threads", "1", "--set", "train_clips=3", "--set", "eval_clips=1",
+            "--set", "stats_clips=1", "--set", "batch=1", "--set", "checkpoint_minutes=0"]  # fmt: skip
+    assert main(["toyworld", "train", "vae", "--out", str(tmp_path / "a"), "--steps", "3", *args]) == 0
+
+    class Killed(Exception):
+        pass
+
+    def crash(*_args, **_kwargs):
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(vae_script, "evaluate_vae", crash)
+        with pytest.raises(Killed):
+            main(["toyworld", "train", "vae", "--out", str(tmp_path / "b"), "--steps", "2", *args])
+    assert (tmp_path / "b" / ".train" / "vae.pt").is_file()
+    assert main(["toyworld", "train", "vae", "--out", str(tmp_path / "b"), "--steps", "3", *args]) == 0
+    weights = [load_file(tmp_path / r / "generator" / "vae" / "diffusion_pytorch_model.safetensors") for r in "ab"]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
+    assert not (tmp_path / "b" / ".train" / "vae.pt").exists()

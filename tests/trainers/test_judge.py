@@ -26,6 +26,13 @@ def test_judge_metrics_average_the_measured_questions_per_aspect():
     assert judge_metrics({"scores": {}}, _qset("alignment")) == {}
 
 
+def test_judge_metrics_carry_the_alignment_score_per_judge_aspect():
+    verdict = {"scores": {"q0": 1}, "alignment": {"mean": 0.25, "by_aspect": {"object": 0.0, "color": 0.5}}}
+    metrics = judge_metrics(verdict, _qset("alignment"))
+    assert metrics["oracle/alignment/total"] == 0.25
+    assert metrics["oracle/alignment/aspect/object"] == 0.0 and metrics["oracle/alignment/aspect/color"] == 0.5
+
+
 def test_before_after_lists_the_oracle_after_the_critic():
     before = {"eval/reward/total": -1.0, "eval/oracle/total": 0.25, "eval/oracle/aspect/alignment": 0.5}
     after = {"eval/reward/total": -0.5, "eval/oracle/total": 0.75, "eval/oracle/aspect/alignment": 1.0}
@@ -66,7 +73,9 @@ def test_grpo_command_trains_with_the_toyworld_judge(tmp_path, capsys):
         assert "eval/reward/total" in record and "eval/oracle/total" in record
         assert any(k.startswith("eval/oracle/aspect/") for k in record)
     scores = json.loads((run / "samples" / "step-2" / "scores.json").read_text())
-    assert all(set(video["oracle"]) == {"total", "scores"} and video["oracle"]["scores"] for video in scores)
+    keys = {"total", "alignment", "alignment_by_aspect", "critic_by_aspect", "scores"}
+    assert all(set(video["oracle"]) == keys and video["oracle"]["scores"] for video in scores)
+    assert "eval/hacking/alarms" in records[-1] and "eval/hacking/alarms" not in records[0]
     assert "  oracle total" in printed.split("held-out reward")[1]
     assert (run / "lora" / "pytorch_lora_weights.safetensors").is_file()
     assert (run / "checkpoints" / "step-2").is_dir()

@@ -1,7 +1,7 @@
 """Rendered toy-world clips as training tensors, cached on disk so each training script renders them only once.
 
-The cache keeps only what training needs (uint8 frames, prompts, scenes as JSON) — depth and poses would make a few
-thousand clips several hundred MB. It is keyed by the sampling parameters only; each file records a digest of the
+The cache keeps only what training needs (uint8 frames, the union of the objects' masks, prompts, scenes as JSON) —
+depth and poses would make a few thousand clips several hundred MB. It is keyed by the sampling parameters only; each file records a digest of the
 sampler, renderer and grammar sources it was made with, and a mismatch is reported (delete the cache to re-render)
 rather than silently re-rendering in the middle of a training run. Clips are rendered without supersampling: at
 64x64 the anti-aliasing costs four times the rendering for a difference the toy models cannot reproduce anyway.
@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from drf.toyworld.scene import Scene
+from drf.toyworld.grammar import prompt_for
+from drf.toyworld.render import render
+from drf.toyworld.scene import Scene, sample_scenes
 
 CACHE_ENV = "DRF_TOYWORLD_CACHE"
 
@@ -30,9 +32,11 @@ def cache_dir() -> Path:
 
 @dataclass
 class Clips:
-    """N rendered clips: video [N,T,3,H,W] uint8, one prompt and one scene per clip."""
+    """N rendered clips: video [N,T,3,H,W] uint8, objects [N,T,H,W] bool (pixels of any object), one prompt and one
+    scene per clip."""
 
     video: Tensor
+    objects: Tensor
     prompts: list[str]
     scenes: list[Scene]
 
@@ -63,27 +67,36 @@ def clips(
     use_cache: bool = True,
 ) -> Clips:
     """``count`` clips of ``split`` drawn from ``seed`` (deterministic), rendered once and then read from the cache."""
-    from drf.toyworld.dataset import build_dataset
-
     stem = f"clips-{split}-{seed}-"
     suffix = f"-{num_frames}x{size}-ss{supersample}.pt"
     path = cache_dir() / f"{stem}{count}{suffix}"
     cached = _cached_superset(stem, suffix, count) if use_cache else None
-    if cached is not None:
-        data = torch.load(cached, weights_only=True)
+    data = torch.load(cached, weights_only=True) if cached is not None else {}
+    if "objects" in data:  # caches written before object masks were kept are rendered again
         if data.get("source") != _source_digest():
             print(f"note: {cached} was rendered by other scene/render/grammar sources; delete it to re-render")
         scenes = [Scene.from_dict(json.loads(s)) for s in data["scenes"][:count]]
-        return Clips(data["video"][:count], list(data["prompts"][:count]), scenes)
-    built = build_dataset(count, seed, split, num_frames, size, size, supersample)
-    result = Clips(built.video, built.prompts, built.scenes)
+        return Clips(data["video"][:count], data["objects"][:count], list(data["prompts"][:count]), scenes)
+    scenes = sample_scenes(count, seed=seed, split=split, num_frames=num_frames)
+    result = render_clips(scenes, num_frames, size, supersample)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        scenes_json = [json.dumps(s.to_dict()) for s in built.scenes]
-        torch.save({"video": built.video, "prompts": built.prompts, "scenes": scenes_json, "source": _source_digest()}, tmp)
+        scenes_json = [json.dumps(s.to_dict()) for s in result.scenes]
+        payload = {"video": result.video, "objects": result.objects, "prompts": result.prompts, "scenes": scenes_json}
+        torch.save({**payload, "source": _source_digest()}, tmp)
         tmp.replace(path)
     return result
+
+
+def render_clips(scenes: list[Scene], num_frames: int = 17, size: int = 64, supersample: int = 1) -> Clips:
+    """Render ``scenes`` into training tensors (no cache)."""
+    videos, objects = [], []
+    for scene in scenes:
+        out = render(scene, num_frames, size, size, supersample)
+        videos.append((out.rgb * 255).round().to(torch.uint8))
+        objects.append(out.masks.any(1))
+    return Clips(torch.stack(videos), torch.stack(objects), [prompt_for(s) for s in scenes], scenes)
 
 
 def _cached_superset(stem: str, suffix: str, count: int) -> Path | None:

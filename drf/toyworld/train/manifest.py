@@ -48,3 +48,21 @@ def record(root: Path, name: str, directory: Path, info: dict[str, Any], exclude
     path = root / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def previous_entry(root: Path, name: str) -> dict[str, Any] | None:
+    """The manifest entry a continued run starts from (without its file list), or None."""
+    entry = load_manifest(Path(root)).get("models", {}).get(name)
+    return None if entry is None else {k: v for k, v in entry.items() if k != "files"}
+
+
+def continued(info: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """``info`` of a run that continued ``previous``: the earlier stages are kept, and the totals cover them all."""
+    stages = [*previous.pop("previous_stages", []), previous]
+    return {
+        **info,
+        "previous_stages": stages,
+        "total_train_seconds": round(sum(s.get("train_seconds", 0.0) for s in stages) + info["train_seconds"], 1),
+        "total_cpu_seconds": round(sum(s.get("cpu_seconds", 0.0) for s in stages) + info.get("cpu_seconds", 0.0), 1),
+        "total_steps": sum(s.get("steps", 0) for s in stages) + info["steps"],
+    }
