@@ -349,8 +349,11 @@ def before_after(before: dict[str, float], after: dict[str, float], step: int) -
     lines = [f"held-out reward, step 0 -> step {step}:"]
     for prefix, label in (("eval/reward/", ""), ("eval/oracle/", "oracle ")):
         for key in sorted(k for k in after if k.startswith(prefix) and "/q/" not in k and k in before):
-            name = label + key.removeprefix(prefix).removeprefix("aspect/").replace("/aspect/", " ").replace("/", " ")
-            lines.append(f"  {name:<28} {before[key]:+.4f} -> {after[key]:+.4f} ({after[key] - before[key]:+.4f})")
+            rest = key.removeprefix(prefix)
+            if rest.startswith("alignment/"):  # the judge's alignment score, by the judge's own aspects
+                rest = "alignment score " + rest.removeprefix("alignment/").removeprefix("aspect/")
+            name = label + rest.removeprefix("aspect/")
+            lines.append(f"  {name:<36} {before[key]:+.4f} -> {after[key]:+.4f} ({after[key] - before[key]:+.4f})")
     return lines
 
 

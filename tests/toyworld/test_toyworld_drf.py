@@ -52,7 +52,7 @@ def test_three_step_toyworld_drf_run_is_judged_by_the_oracle(tmp_path, capsys, o
     assert code == 0
     printed = capsys.readouterr().out
     assert "oracle total" in printed and "held-out reward, step 0 -> step 3" in printed
-    assert "oracle alignment total" in printed
+    assert "oracle alignment score total" in printed and "oracle alignment score object" in printed
     run = tmp_path / "toyworld_drf"
     records = read_metrics(run)
     assert [r["step"] for r in records if "eval/oracle/total" in r] == [0, 3]
