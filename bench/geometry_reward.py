@@ -14,11 +14,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from drf.geometry.distill import encode_latents, latent_frame_indices, load_vae, toy_lgm_path
+from drf.geometry.distill import encode_latents, latent_frame_indices
 from drf.geometry.lgm import LatentGeometryModel, LGMConfig
 from drf.geometry.rewards import geometry_rewards
 from drf.toyworld.render import render
 from drf.toyworld.scene import sample_scenes
+from drf.toyworld.train.lgm import load_vae, toy_lgm_path
 
 BATCH = 4
 REPEATS = 5

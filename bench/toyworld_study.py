@@ -178,8 +178,8 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from drf.geometry.distill import toy_lgm_path
     from drf.geometry.lgm import LatentGeometryModel
+    from drf.toyworld.train.lgm import toy_lgm_path
 
     lgm = LatentGeometryModel.from_pretrained(toy_lgm_path()).requires_grad_(False)
     started = time.perf_counter()

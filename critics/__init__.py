@@ -12,7 +12,6 @@ __all__ = ["load_critic"]
 
 def __getattr__(name: str) -> Any:
     if name == "load_critic":
-        from critics.registry import load_critic
-
+        from critics.registry import load_critic  # lazy: `drf --help` imports this package
         return load_critic
     raise AttributeError(f"module 'critics' has no attribute {name!r}")

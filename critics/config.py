@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from drf.config import load_section
+from drf.errors import ConfigError, InputError
 
 FAMILIES = ("qwen2_vl", "qwen2_5_vl", "llava")
 DTYPES = ("float32", "float16", "bfloat16", "float64")
@@ -100,8 +104,6 @@ class CriticConfig:
     )
 
     def validate(self) -> None:
-        from drf.errors import ConfigError
-
         choices = {
             "family": FAMILIES,
             "dtype": DTYPES,
@@ -119,3 +121,15 @@ class CriticConfig:
             raise ConfigError(f"critic.max_explain_tokens is {self.max_explain_tokens}; it must be >= 1")
         if self.min_pixels > self.max_pixels:
             raise ConfigError(f"critic.min_pixels ({self.min_pixels}) exceeds critic.max_pixels ({self.max_pixels})")
+
+
+def critic_config_from_file(path: str | Path) -> CriticConfig:
+    """A CriticConfig from a YAML file: its ``critic:`` section (a run config) or the whole file (a bare section)."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such critic config; give a YAML file with a critic: section")
+    return load_section(path, CriticConfig, "critic", whole_file=True)
+
+
+def default_critic_config() -> CriticConfig:
+    """The critic used when none is named: the tiny offline one (random weights, for trying the tools only)."""
+    return CriticConfig(family="qwen2_vl", tiny=True)

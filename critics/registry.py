@@ -9,7 +9,10 @@ import torch
 
 from critics.base import Critic
 from critics.config import FAMILIES, CriticConfig
+from critics.llava import LlavaCritic
 from critics.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
+from critics.tiny import build_tiny_critic
 from drf.errors import CriticError, ModelLoadError
 
 MODEL_CLASSES = {
@@ -85,8 +88,6 @@ def load_critic(config: CriticConfig) -> Critic:
     if config.tiny:
         from transformers.utils import logging as hf_logging
 
-        from critics.tiny import build_tiny_critic
-
         # The save/load round trip is an implementation detail here; its progress bars would only be noise.
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
@@ -101,9 +102,5 @@ def load_critic(config: CriticConfig) -> Critic:
         model, tokenizer = _load_model(config, config.path)
         mean, std = _image_stats(config.path)
     if config.family == "llava":
-        from critics.llava import LlavaCritic
-
         return LlavaCritic(model, tokenizer, config, mean, std)
-    from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
-
     return QwenVLCritic(model, tokenizer, config, QWEN_FAMILIES[config.family], mean, std)

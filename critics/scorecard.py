@@ -11,8 +11,12 @@ from typing import Any
 
 import torch
 
+from critics.config import critic_config_from_file, default_critic_config
+from critics.registry import load_critic
 from drf.errors import InputError
 from drf.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES, read_video
+from prompts.config import QuestionsConfig
+from prompts.registry import decompose
 
 TINY_NOTE = "no --critic given: using the tiny untrained critic (random weights); its scores are not meaningful"
 
@@ -46,18 +50,11 @@ def load_videos(path: str | Path, max_frames: int) -> list[tuple[Path, torch.Ten
 
 def _critic_config(path: str):
     if not path:
-        from critics.config import CriticConfig
-
-        return CriticConfig(family="qwen2_vl", tiny=True), [TINY_NOTE]
-    from drf.report.builder import critic_config_from_file
-
+        return default_critic_config(), [TINY_NOTE]
     return critic_config_from_file(path), []
 
 
 def _question_set(prompt: str, questions_file: str):
-    from prompts.config import QuestionsConfig
-    from prompts.registry import decompose
-
     config = QuestionsConfig(decomposer="file", file=questions_file) if questions_file else QuestionsConfig()
     return decompose(prompt, config)
 
@@ -70,8 +67,6 @@ def score_videos(
     videos: list[tuple[Path, torch.Tensor]], prompt: str, questions_file: str, critic_file: str, explain: bool
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Score each video (frames [T,3,H,W]) against the prompt's questions -> (one record per video, notes)."""
-    from critics.registry import load_critic
-
     qset = _question_set(prompt, questions_file)
     if not len(qset):
         raise InputError(f"prompt {prompt!r} yields no questions; check --prompt or --questions")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from drf.errors import CriticError
+
 TINY_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "llava")
 
 QWEN_SPECIALS = [
@@ -183,8 +185,6 @@ def _llava_model(tokenizer):
 def build_tiny_model(family: str, seed: int = 0):
     """-> (model, tokenizer) of the family's tiny critic with seeded random weights."""
     if family not in TINY_FAMILIES:
-        from drf.errors import CriticError
-
         raise CriticError(f"no tiny critic for family {family!r}; choose one of {', '.join(TINY_FAMILIES)}")
     tokenizer = build_tokenizer(family)
     with torch.random.fork_rng():

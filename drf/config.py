@@ -501,6 +501,26 @@ def load_config(path: str | Path | None, schema: type[T], overrides: Sequence[st
     return config
 
 
+def load_section(path: str | Path, schema: type[T], key: str, whole_file: bool = False) -> T | None:
+    """The section at dotted ``key`` of a YAML file (e.g. a run's ``critic`` or ``sampling.frames``), built and
+    validated as :func:`load_config` does, errors at file:line; None when the file has no such section, unless
+    ``whole_file``: then the whole file is read as the section (a bare ``critic:`` body saved on its own)."""
+    loader = _Loader(str(path), schema)
+    data: Any = _read_yaml(Path(path), loader)
+    keypath: KeyPath = tuple(key.split("."))
+    for part in keypath:
+        data = data.get(part) if isinstance(data, dict) else None
+    if data is None:
+        if not whole_file:
+            return None
+        loader.origins.clear()
+        data = _read_yaml(Path(path), loader)  # the file is the section: its keys are named as the section's
+        loader.origins = {keypath + where: line for where, line in loader.origins.items()}
+    config = loader.build(schema, data, keypath)
+    loader.validate(config, keypath)
+    return config
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Writing configs
 

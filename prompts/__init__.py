@@ -13,10 +13,10 @@ _EXPORTS = {
     "decompose_all": "prompts.registry",
     "QuestionCache": "prompts.cache",
     "QuestionsConfig": "prompts.config",
-    "config_hash": "prompts.config",
+    "config_hash": "prompts.registry",
     "Question": "prompts.schema",
     "QuestionSet": "prompts.schema",
-    "parse_prompt": "prompts.rule",
+    "parse_prompt": "prompts.parse",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -2,7 +2,8 @@
 
 It lives in the run directory (``questions.jsonl``), so each prompt is decomposed once per run — an llm decomposer
 is slow and not guaranteed to repeat itself — and the file is the exact record of the questions that shaped the
-reward. A line is one ``QuestionSet.to_dict()``; the key is the set's (prompt, config_hash).
+reward. A line is one ``QuestionSet.to_dict()`` plus the key it is stored under: the decomposition's fingerprint
+(``prompts.registry.config_hash``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 from pathlib import Path
 
 from drf.errors import QuestionError
-from prompts.config import QuestionsConfig, config_hash
 from prompts.schema import QuestionSet
 
 
@@ -36,12 +36,12 @@ class QuestionCache:
                 qset = QuestionSet.from_dict(data, where=f"{self.path}:{lineno}")
                 self._sets[(qset.prompt, qset.config_hash)] = qset
 
-    def get(self, prompt: str, config: QuestionsConfig) -> QuestionSet | None:
-        return self._sets.get((prompt.strip(), config_hash(config)))
+    def get(self, prompt: str, fingerprint: str) -> QuestionSet | None:
+        return self._sets.get((prompt.strip(), fingerprint))
 
-    def put(self, qset: QuestionSet, config: QuestionsConfig) -> None:
-        """Store ``qset`` under the hash of ``config`` (the config that was asked, also when the llm fell back)."""
-        key = (qset.prompt, config_hash(config))
+    def put(self, qset: QuestionSet, fingerprint: str) -> None:
+        """Store ``qset`` under ``fingerprint``, that of the config that was asked (also when the llm fell back)."""
+        key = (qset.prompt, fingerprint)
         if key in self._sets:
             return
         self._sets[key] = qset

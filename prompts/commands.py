@@ -91,7 +91,7 @@ def _render(args: argparse.Namespace) -> int:
     from drf.errors import InputError
     from prompts.context import normalize_slots
     from prompts.display import format_questions
-    from prompts.rule import parse_prompt
+    from prompts.parse import parse_prompt
     from prompts.schema import QuestionSet
     from prompts.templates import render_template
 

@@ -1,14 +1,8 @@
-"""The ``questions`` config section: which decomposer turns prompts into questions, and how.
-
-The config hash identifies a decomposition: two runs with the same hash ask the same questions for the same prompt,
-which is what the question cache keys on.
-"""
+"""The ``questions`` config section: which decomposer turns prompts into questions, and how."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +10,8 @@ from drf.config import invalid
 from prompts.schema import ASPECTS, KINDS
 
 FALLBACKS = ("rule", "error")
+# Names ``questions.decomposer`` accepts: the built-in decomposers; prompts.registry.register_decomposer adds more.
+DECOMPOSER_NAMES = {"rule", "llm", "file"}
 
 
 @dataclass
@@ -79,10 +75,8 @@ class QuestionsConfig:
         self.validate()
 
     def validate(self) -> None:
-        from prompts.registry import DECOMPOSERS as registered
-
-        if self.decomposer not in registered:
-            raise invalid("decomposer", f"is {self.decomposer!r}; expected one of {', '.join(registered)}")
+        if self.decomposer not in DECOMPOSER_NAMES:
+            raise invalid("decomposer", f"is {self.decomposer!r}; expected one of {', '.join(sorted(DECOMPOSER_NAMES))}")
         if self.fallback not in FALLBACKS:
             raise invalid("fallback", f"is {self.fallback!r}; expected one of {', '.join(FALLBACKS)}")
         for key, names in (("aspects", list(self.aspects)), ("aspect_weights", list(self.aspect_weights))):
@@ -110,22 +104,3 @@ class QuestionsConfig:
     def active_aspects(self) -> list[str]:
         """Aspects in the configured order whose weight is above zero."""
         return [a for a in self.aspects if self.aspect_weights.get(a, 1.0) > 0]
-
-
-def config_hash(config: QuestionsConfig) -> str:
-    """First 12 hex digits of sha256 over the fields that change the questions (sorted JSON).
-
-    ``cache`` does not change the questions so it is left out; the rule decomposer's templates do, so their contents
-    are hashed in too (editing a template invalidates cached decompositions).
-    """
-    data = asdict(config)
-    data.pop("cache")
-    if config.decomposer != "llm" or config.fallback == "rule":
-        from prompts.templates import templates_digest
-
-        data["templates_digest"] = templates_digest(config.templates_dir)
-    if config.decomposer == "file":
-        path = Path(config.file)
-        data["file_digest"] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-    blob = json.dumps(data, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]

@@ -29,7 +29,7 @@ import re
 from typing import Any
 
 from drf.errors import InputError
-from prompts.rule import COLORS, TOY_COLORS, TOY_SHAPES, plural_of
+from prompts.words import COLORS, TOY_COLORS, TOY_SHAPES, plural_of
 
 CONTEXT_NAMES = frozenset(
     "prompt negatives subjects counts absent motions actions relations camera camera_options setting style pairs "

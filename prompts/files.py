@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 from drf.errors import InputError, QuestionError
-from prompts.config import QuestionsConfig, config_hash
+from prompts.config import QuestionsConfig
+from prompts.fingerprint import file_digest, fingerprint
 from prompts.schema import QuestionSet
 
 
@@ -78,6 +79,11 @@ def load_question_file(path: str | Path) -> dict[str, QuestionSet]:
     return sets
 
 
+def inputs(config: QuestionsConfig) -> dict[str, str]:
+    """What the questions depend on besides the config: the question file's contents."""
+    return {"file": file_digest(config.file)}
+
+
 def decompose_file(prompt: str, config: QuestionsConfig) -> QuestionSet:
     sets = load_question_file(config.file)
     key = normalize_prompt(prompt)
@@ -91,5 +97,5 @@ def decompose_file(prompt: str, config: QuestionsConfig) -> QuestionSet:
         prompt=prompt,
         questions=[q for q in found.questions if q.aspect in aspects],
         decomposer="file",
-        config_hash=config_hash(config),
+        config_hash=fingerprint(config, inputs(config)),
     )

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import jinja2
 
-from drf.errors import TemplateError
+from drf.errors import QuestionError, TemplateError
 from prompts.context import build_context
-from prompts.rule import parse_prompt
+from prompts.parse import parse_prompt
+from prompts.schema import Question
 from prompts.templates import (
     Record,
     make_environment,
@@ -56,9 +57,6 @@ def _from_template_error(err: TemplateError, folder: Path) -> Problem:
 
 
 def _record_problems(records: list[Record], folder: Path, seen: dict[str, str]) -> list[Problem]:
-    from drf.errors import QuestionError
-    from prompts.schema import Question
-
     problems = []
     for record in records:
         where = Problem(str(folder / record.file), record.line or 0, "")

@@ -18,8 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 from drf.errors import ModelLoadError, QuestionError
-from prompts.config import QuestionsConfig, config_hash
+from prompts.config import QuestionsConfig
+from prompts.fingerprint import fingerprint
+from prompts.rule import decompose_rule
 from prompts.schema import KINDS, Question, QuestionSet
+from prompts.templates import make_environment, templates_digest
+from prompts.tiny_lm import build_tiny_chat_lm
 
 Generator = Callable[[list[dict[str, str]]], str]
 logger = logging.getLogger(__name__)
@@ -77,8 +81,6 @@ class HFGenerator:
 def load_generator(model: str, max_new_tokens: int) -> Generator:
     """The generator for ``questions.llm_model``, loaded once per process ("tiny" builds a random offline model)."""
     if model == "tiny":
-        from prompts.tiny_lm import build_tiny_chat_lm
-
         # Its answers are noise whatever their length; a short budget keeps the retry/fallback path quick.
         return HFGenerator(*build_tiny_chat_lm(), max_new_tokens=min(max_new_tokens, TINY_MAX_NEW_TOKENS))
     return HFGenerator.from_pretrained(model, max_new_tokens=max_new_tokens)
@@ -144,8 +146,6 @@ def parse_questions(text: str, prompt: str, aspects: list[str]) -> list[Question
 
 @functools.lru_cache(maxsize=4)
 def _example_answer(templates_dir: str) -> str:
-    from prompts.rule import decompose_rule
-
     example = decompose_rule(EXAMPLE_PROMPT, QuestionsConfig(templates_dir=templates_dir, aspects=["alignment"]))
     keep = ("id", "aspect", "kind", "text", "expected", "options")
     first_of_family: dict[str, Question] = {}
@@ -157,8 +157,6 @@ def _example_answer(templates_dir: str) -> str:
 
 def instruction(prompt: str, config: QuestionsConfig, error: str | None = None) -> str:
     """The user message: the instruction template rendered for ``prompt`` (or the retry message after ``error``)."""
-    from prompts.templates import make_environment
-
     template = make_environment(config.templates_dir).get_template("_llm_instruction.j2")
     return template.render(
         prompt=prompt,
@@ -168,6 +166,11 @@ def instruction(prompt: str, config: QuestionsConfig, error: str | None = None) 
         example=_example_answer(config.templates_dir),
         error=error,
     ).strip()
+
+
+def inputs(config: QuestionsConfig) -> dict[str, str]:
+    """What the questions depend on besides the config and the model: the instruction and fallback templates."""
+    return {"templates": templates_digest(config.templates_dir)}
 
 
 def decompose_llm(prompt: str, config: QuestionsConfig, generator: Generator | None = None) -> QuestionSet:
@@ -186,11 +189,9 @@ def decompose_llm(prompt: str, config: QuestionsConfig, generator: Generator | N
                 {"role": "user", "content": instruction(prompt, config, error=error)},
             ]
             continue
-        return QuestionSet(prompt=prompt, questions=questions, decomposer="llm", config_hash=config_hash(config))
+        return QuestionSet(prompt=prompt, questions=questions, decomposer="llm", config_hash=fingerprint(config, inputs(config)))
     attempts = 1 + config.max_retries
     if config.fallback == "rule":
-        from prompts.rule import decompose_rule
-
         logger.warning("llm decomposer gave no valid questions in %d attempts (%s); using the rule decomposer for %r",
                        attempts, error, prompt)  # fmt: skip
         qset = decompose_rule(prompt, config)

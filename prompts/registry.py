@@ -1,80 +1,88 @@
 """The one entry point from a prompt to its questions: ``decompose(prompt, config) -> QuestionSet``.
 
 Decomposers register by name so a config names one (``questions.decomposer``); each takes the stripped prompt and
-the config and returns a validated QuestionSet that records its name and the config hash.
+the config and returns a validated QuestionSet that records its name. Each also names the inputs its questions depend
+on outside the config, so :func:`config_hash`, the question cache's key, changes exactly when its questions may.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from drf.errors import ConfigError
-from prompts.rule import check_prompt
+from prompts import files, llm, rule
+from prompts.cache import QuestionCache
+from prompts.config import DECOMPOSER_NAMES, QuestionsConfig
+from prompts.fingerprint import fingerprint
+from prompts.parse import check_prompt
 from prompts.schema import QuestionSet
 
-if TYPE_CHECKING:
-    from prompts.cache import QuestionCache
-    from prompts.config import QuestionsConfig
 
-Decomposer = Callable[[str, "QuestionsConfig"], QuestionSet]
-
-
-def _rule(prompt: str, config: QuestionsConfig) -> QuestionSet:
-    from prompts.rule import decompose_rule
-
-    return decompose_rule(prompt, config)
+def no_inputs(config: QuestionsConfig) -> Mapping[str, str]:
+    """For a decomposer whose questions depend on the config alone."""
+    return {}
 
 
-def _llm(prompt: str, config: QuestionsConfig) -> QuestionSet:
-    from prompts.llm import decompose_llm
+@dataclass(frozen=True)
+class Decomposer:
+    """A decomposer and what, besides the config, its questions depend on (digests of files it reads, ...)."""
 
-    return decompose_llm(prompt, config)
-
-
-def _file(prompt: str, config: QuestionsConfig) -> QuestionSet:
-    from prompts.files import decompose_file
-
-    return decompose_file(prompt, config)
+    decompose: Callable[[str, QuestionsConfig], QuestionSet]
+    inputs: Callable[[QuestionsConfig], Mapping[str, str]] = no_inputs
 
 
-DECOMPOSERS: dict[str, Decomposer] = {"rule": _rule, "llm": _llm, "file": _file}
+DECOMPOSERS: dict[str, Decomposer] = {
+    "rule": Decomposer(rule.decompose_rule, rule.inputs),
+    "llm": Decomposer(llm.decompose_llm, llm.inputs),
+    "file": Decomposer(files.decompose_file, files.inputs),
+}
 
 
-def register_decomposer(name: str, fn: Decomposer) -> None:
-    """Make ``fn`` available as ``questions.decomposer: name``."""
-    DECOMPOSERS[name] = fn
+def register_decomposer(
+    name: str,
+    fn: Callable[[str, QuestionsConfig], QuestionSet],
+    inputs: Callable[[QuestionsConfig], Mapping[str, str]] = no_inputs,
+) -> None:
+    """Make ``fn`` available as ``questions.decomposer: name``; ``inputs(config)`` names what else its questions
+    depend on (e.g. ``{"table": file_digest(path)}``), so that the question cache sees it change."""
+    DECOMPOSERS[name] = Decomposer(fn, inputs)
+    DECOMPOSER_NAMES.add(name)
+
+
+def config_hash(config: QuestionsConfig) -> str:
+    """The fingerprint of ``config``'s decomposition: the config and its decomposer's inputs."""
+    return fingerprint(config, _decomposer(config).inputs(config))
+
+
+def _decomposer(config: QuestionsConfig) -> Decomposer:
+    if config.decomposer not in DECOMPOSERS:
+        raise ConfigError(f"questions.decomposer is {config.decomposer!r}; expected one of {', '.join(DECOMPOSERS)}")
+    return DECOMPOSERS[config.decomposer]
 
 
 def decompose(prompt: str, config: QuestionsConfig | None = None, cache: QuestionCache | None = None) -> QuestionSet:
     """Questions for ``prompt``; with a cache, a prompt already decomposed under the same config is not redone."""
-    from prompts.config import QuestionsConfig
-
     config = config or QuestionsConfig()
     text = check_prompt(prompt)
-    if config.decomposer not in DECOMPOSERS:
-        raise ConfigError(f"questions.decomposer is {config.decomposer!r}; expected one of {', '.join(DECOMPOSERS)}")
-    use_cache = cache is not None and config.cache
-    if use_cache:
-        hit = cache.get(text, config)
+    decomposer = _decomposer(config)
+    key = config_hash(config) if cache is not None and config.cache else None
+    if key is not None:
+        hit = cache.get(text, key)
         if hit is not None:
             return hit
-    qset = DECOMPOSERS[config.decomposer](text, config)
+    qset = decomposer.decompose(text, config)
     if any(q.kind not in config.kinds for q in qset.questions):
         qset = replace(qset, questions=[q for q in qset.questions if q.kind in config.kinds])
-    if use_cache:
-        cache.put(qset, config)
+    if key is not None:
+        cache.put(qset, key)
     return qset
 
 
 def decompose_all(prompts: Iterable[str], config: QuestionsConfig | None = None,
                   run_dir: str | Path | None = None) -> list[QuestionSet]:  # fmt: skip
     """Question sets for many prompts; with ``run_dir`` they are cached in (and saved to) ``run_dir/questions.jsonl``."""
-    from prompts.cache import QuestionCache
-    from prompts.config import QuestionsConfig
-
     config = config or QuestionsConfig()
     cache = QuestionCache(Path(run_dir) / "questions.jsonl") if run_dir is not None else None
     return [decompose(p, config, cache) for p in prompts]

@@ -30,7 +30,7 @@ import jinja2
 import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from drf.errors import TemplateError
+from drf.errors import QuestionError, TemplateError
 from prompts.context import CONTEXT_NAMES, build_context, stop_word_weights
 from prompts.schema import ASPECTS, Question
 
@@ -197,8 +197,6 @@ def render_file(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -
 
 def records_to_questions(records: list[Record]) -> list[Question]:
     """Validate records into questions; the first problem raises TemplateError naming file:line and question id."""
-    from drf.errors import QuestionError
-
     questions: list[Question] = []
     seen: dict[str, str] = {}
     for record in records:

@@ -16,6 +16,24 @@ from typing import Any
 
 import torch
 
+from critics.registry import load_critic
+from drf.checkpoint import NonFiniteGuard, load_checkpoint, resolve_resume, save_checkpoint, trainable_state_dict
+from drf.logging import MetricsLogger, Timer, peak_memory_mb, progress
+from drf.models.wan import WanGenerator
+from trainers import common
+from trainers.common import (
+    batch_arithmetic,
+    clip_gradients,
+    count_parameters,
+    ema_weights,
+    export_lora,
+    prompt_index,
+    reduce_gradients,
+    sample_and_score,
+)
+from trainers.monitor import hacking_alarms
+from trainers.plugins import REPORT_WRITER, load_judge, resolve
+
 
 class Trainer:
     """Builds a run from its config, optionally resumes, and trains with ``train()``; subclasses add ``train_step``."""
@@ -26,11 +44,6 @@ class Trainer:
         """``generator``/``critic``: already-built models to use instead of building them from ``cfg`` (tests and
         benches share one set of tiny models this way); the generator must not carry an adapter yet."""
         from accelerate.utils import set_seed
-
-        from critics.registry import load_critic
-        from drf.checkpoint import NonFiniteGuard, load_checkpoint, resolve_resume
-        from drf.models.wan import WanGenerator
-        from trainers import common
 
         self.cfg = cfg
         train_cfg = self.train_cfg
@@ -54,7 +67,7 @@ class Trainer:
         if critic is None:
             critic = load_critic(common.critic_config_for(cfg.critic, acc, self.run_dir))
         self.critic = critic
-        self.judge = common.load_judge(train_cfg.judge)
+        self.judge = load_judge(train_cfg.judge)
         self.setup_recipe()
 
         self.optimizer = common.build_optimizer(self.params, train_cfg, self.section)
@@ -109,8 +122,6 @@ class Trainer:
         return self.accelerator.autocast()
 
     def _describe(self) -> list[str]:
-        from trainers.common import batch_arithmetic, count_parameters
-
         cfg, d = self.cfg, self.train_cfg
         f = cfg.sampling.frames
         frames = f"{f.policy} (n={f.n}) of {cfg.model.num_frames} frames at {cfg.model.height}x{cfg.model.width}"
@@ -139,8 +150,6 @@ class Trainer:
         return prompts[: self.train_cfg.eval_max_prompts]
 
     def _prompts_for(self, step: int, micro: int) -> list[str]:
-        from trainers.common import prompt_index
-
         acc, d = self.accelerator, self.train_cfg
         b = d.prompts_per_step
         start = ((step * d.gradient_accumulation + micro) * acc.num_processes + acc.process_index) * b
@@ -157,8 +166,6 @@ class Trainer:
 
         A non-finite step leaves weights, optimiser and EMA untouched; gradients are cleared either way.
         """
-        from trainers.common import clip_gradients, reduce_gradients
-
         finite = reduce_gradients(self.params, self.accelerator, loss_finite)
         grad_norm = clip_gradients(self.params, self.train_cfg.max_grad_norm) if finite else math.nan
         if finite:
@@ -171,8 +178,6 @@ class Trainer:
 
     def start_step(self) -> Any:
         """A phase timer for one optimiser step; also restarts the peak-memory count so it is this step's."""
-        from drf.logging import Timer
-
         if self.accelerator.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.accelerator.device)
         return Timer(self.accelerator.device)
@@ -180,8 +185,6 @@ class Trainer:
     def finish_step(self, out: dict[str, float], finite: bool, timer: Any, started: float) -> tuple[dict, bool]:
         """Add what every recipe logs per step (skip flag, step time, peak memory, phase times) and gather the
         metrics across processes -> (metrics, finite)."""
-        from drf.logging import peak_memory_mb
-
         out.setdefault("reward/total", math.nan)
         out.update(
             {
@@ -207,8 +210,6 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ outputs
     def save(self, step: int, metrics: dict[str, float] | None = None) -> Path:
-        from drf.checkpoint import save_checkpoint, trainable_state_dict
-
         return save_checkpoint(
             self.run_dir,
             step,
@@ -226,8 +227,6 @@ class Trainer:
 
     def evaluate(self, step: int) -> dict[str, float]:
         """Sample, save and score the eval prompts (main process), with EMA weights when EMA is on."""
-        from trainers.common import ema_weights, sample_and_score
-
         metrics: dict[str, float] = {}
         if self.accelerator.is_main_process:
             prompts = self._eval_prompts()
@@ -256,8 +255,6 @@ class Trainer:
         """Compare this evaluation with the previous one (same prompts, same noise): print a one-line warning for each
         aspect whose critic reward rose while the judge fell by more than its standard error, and return the count
         (``eval/hacking/alarms``) and the aspects (``eval/hacking/<aspect>``) as metrics."""
-        from trainers.monitor import hacking_alarms
-
         samples = self.run_dir / "samples"
         earlier = [int(p.name[5:]) for p in samples.glob("step-*") if p.name[5:].isdigit() and int(p.name[5:]) < step]
         if not earlier:
@@ -275,8 +272,6 @@ class Trainer:
 
     def export(self) -> Path | None:
         """The trained weights in a form others load: the LoRA for diffusers, or the full transformer."""
-        from trainers.common import ema_weights, export_lora
-
         path = None
         if self.accelerator.is_main_process:
             with ema_weights(self.ema, self.params):
@@ -291,8 +286,6 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ loop
     def train(self) -> Path:
         """Train from ``self.step`` to the section's ``steps``; returns the run directory."""
-        from drf.logging import MetricsLogger, progress
-
         cfg, d, acc = self.cfg, self.train_cfg, self.accelerator
         if acc.is_main_process:
             where = f" (resumed from {self.resumed_from})" if self.resumed_from else ""
@@ -334,9 +327,7 @@ class Trainer:
         if d.export:
             self.export()
         if cfg.logging.report and acc.is_main_process:
-            from drf.report.builder import write_report
-
-            print(f"report: {write_report(self.run_dir, critic=self.critic, max_videos=1)}")
+            print(f"report: {resolve(REPORT_WRITER)(self.run_dir, critic=self.critic, max_videos=1)}")
         acc.wait_for_everyone()
         if acc.is_main_process:
             print(f"done: {self.run_dir}")

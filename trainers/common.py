@@ -24,11 +24,18 @@ import torch
 from torch import nn
 
 from critics.config import CriticConfig
-from drf.config import LoggingConfig, ModelConfig, SamplingConfig, invalid
+from critics.tiny import build_tiny_critic
+from drf.config import LoggingConfig, ModelConfig, SamplingConfig, dump_config, invalid, save_config
 from drf.errors import ConfigError, InputError
+from drf.frames import frames_from_config
+from drf.grad_window import GradWindow
+from drf.rewards import RewardOutput, aggregate, reward_metrics
+from drf.sampling import sample
+from drf.video_io import video_filename, write_video
 from prompts.config import QuestionsConfig
+from prompts.registry import decompose_all
+from trainers.plugins import JUDGES
 
-JUDGES = ("", "toyworld")
 LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 
 
@@ -122,8 +129,8 @@ class TrainerConfig:
             raise invalid("ema_decay", f"must be in [0, 1) (got {self.ema_decay})")
         if not 0 <= self.lora_dropout < 1:
             raise invalid("lora_dropout", f"must be in [0, 1) (got {self.lora_dropout})")
-        if self.judge not in JUDGES:
-            raise invalid("judge", f"is {self.judge!r}; choose one of {', '.join(repr(j) for j in JUDGES)}")
+        if self.judge and self.judge not in JUDGES:
+            raise invalid("judge", f"is {self.judge!r}; choose one of {', '.join(repr(j) for j in ['', *JUDGES])}")
         if self.trainable == "lora" and not self.lora_target_modules:
             raise invalid("lora_target_modules", "is empty; list module names such as [to_q, to_k, to_v, to_out.0]")
         if self.trainable == "full" and not self.full_modules:
@@ -408,9 +415,6 @@ def prepare_run(cfg: Any, accelerator: Any, resume: str | None) -> RunSetup:
     """Create ``output_dir/name`` with ``config.yaml`` and ``questions.jsonl`` (every train and eval prompt decomposed
     once, on the main process; the others read the file). ``cfg`` needs name, prompts, eval_prompts, questions and
     logging sections."""
-    from drf.config import dump_config, save_config
-    from prompts.registry import decompose_all
-
     run_dir = run_dir_of(cfg)
     if resume is None and accelerator.is_main_process:
         check_fresh_run_dir(run_dir)
@@ -454,8 +458,6 @@ def critic_config_for(critic_cfg: Any, accelerator: Any, run_dir: Path) -> Any:
     if critic_cfg.device == "cuda" and accelerator.num_processes > 1:
         changes["device"] = str(accelerator.device)
     if critic_cfg.tiny:
-        from critics.tiny import build_tiny_critic
-
         directory = run_dir / "tiny_critic"
         if accelerator.is_main_process and not (directory / "config.json").is_file():
             build_tiny_critic(critic_cfg.family, directory)
@@ -487,18 +489,6 @@ def export_lora(generator: Any, out_dir: str | Path) -> Path:
 
 # ----------------------------------------------------------------------------------------------------------------
 # evaluation: sample, save and score
-
-
-def load_judge(name: str) -> Any:
-    """The evaluation judge named by ``TrainerConfig.judge``: ``score(video [T,3,H,W] in [0,1], questions) ->
-    {"scores": {question id: 0 or 1}, ...}`` over the questions it can measure, or None for no judge."""
-    if not name:
-        return None
-    if name == "toyworld":
-        from drf.toyworld import oracle
-
-        return oracle.score
-    raise ConfigError(f"judge {name!r} is unknown; choose one of {', '.join(repr(j) for j in JUDGES)}")
 
 
 def judge_metrics(verdict: dict[str, Any], question_set: Any) -> dict[str, float]:
@@ -551,15 +541,9 @@ def sample_and_score(
 
     Writes ``out_dir/<index>_<prompt words>.<format>`` and ``out_dir/scores.json`` (total, per aspect and per question reward
     and the critic's answer probability per question); returns the mean ``eval/reward/...`` metrics. With a ``judge``
-    (see ``load_judge``) each video is also judged: its per-question 0/1 scores go into scores.json and the means
+    (see ``trainers.plugins``) each video is also judged: its per-question 0/1 scores go into scores.json and the means
     come back as ``eval/oracle/...``.
     """
-    from drf.frames import frames_from_config
-    from drf.grad_window import GradWindow
-    from drf.rewards import RewardOutput, aggregate, reward_metrics
-    from drf.sampling import sample
-    from drf.video_io import video_filename, write_video
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records, sums, counts = [], {}, {}

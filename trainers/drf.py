@@ -22,8 +22,12 @@ from typing import Any
 import torch
 
 from drf.config import invalid
+from drf.frames import frames_from_config
+from drf.grad_window import GradWindow, window_from_config
+from drf.rewards import RewardOutput, aggregate, reward_metrics
+from drf.sampling import sample
 from trainers.base import Trainer, finite_all, metric_means
-from trainers.common import RunConfig, TrainerConfig
+from trainers.common import RunConfig, TrainerConfig, adapters_disabled, stream_seed
 
 
 @dataclass
@@ -94,8 +98,6 @@ class PenaltyProbe:
         v = self.generator.velocity(latents, timestep, cond)
         key = float(timestep)
         if self.record and torch.is_grad_enabled() and key not in self._seen:
-            from trainers.common import adapters_disabled
-
             self._seen.add(key)
             with torch.no_grad(), adapters_disabled(self.generator.trainable_module()):
                 base = self.generator.velocity(latents, timestep, cond)
@@ -127,12 +129,6 @@ class DRFTrainer(Trainer):
     # ------------------------------------------------------------------------------------------------ one step
     def micro_step(self, step: int, micro: int, timer: Any) -> tuple[torch.Tensor, dict[str, float]]:
         """Roll out, score and backpropagate one micro-batch; returns the (unscaled) loss and its metrics."""
-        from drf.frames import frames_from_config
-        from drf.grad_window import GradWindow, window_from_config
-        from drf.rewards import RewardOutput, aggregate, reward_metrics
-        from drf.sampling import sample
-        from trainers.common import adapters_disabled, stream_seed
-
         cfg, d, acc = self.cfg, self.cfg.drf, self.accelerator
         rollout_index = step * d.gradient_accumulation + micro
         prompts = self._prompts_for(step, micro)

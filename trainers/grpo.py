@@ -24,8 +24,16 @@ from typing import Any, Literal
 import torch
 
 from drf.config import invalid
+from drf.frames import frames_from_config
+from drf.geometry.lgm import LatentGeometryModel
+from drf.geometry.rewards import geometry_rewards
+from drf.grad_window import mix_window
+from drf.models.base import Cond
+from drf.rewards import RewardOutput, aggregate, reward_metrics
+from drf.sampling import sample_sde, sde_step
+from prompts.parse import parse_prompt
 from trainers.base import Trainer, finite_all, metric_means
-from trainers.common import RunConfig, TrainerConfig
+from trainers.common import RunConfig, TrainerConfig, adapters_disabled, stream_seed
 
 GEOMETRY_REWARDS = ("geo_smoothness", "geo_reprojection", "geo_trajectory")
 REWARD_NAMES = ("critic", *GEOMETRY_REWARDS)
@@ -214,20 +222,14 @@ def clipped_policy_loss(
 
 
 def camera_motion_of(prompt: str) -> str | None:
-    """The camera move a prompt names in the toy-world grammar ("the camera pans left" -> "pan_left"), or None."""
-    from drf.toyworld.grammar import CAMERA_PHRASES
-
-    text = prompt.lower()
-    return next((name for name, phrase in CAMERA_PHRASES.items() if phrase in text), None)
+    """The camera move a prompt names ("the camera pans left" -> "pan_left"), or None."""
+    return parse_prompt(prompt)["camera"]
 
 
 def load_geometry_model(name: str, device: Any) -> Any:
     if not name:
         return None
-    from drf.geometry.distill import toy_lgm_path
-    from drf.geometry.lgm import LatentGeometryModel
-
-    model = LatentGeometryModel.from_pretrained(toy_lgm_path() if name == "toyworld" else name, device=device)
+    model = LatentGeometryModel.from_pretrained(name, device=device)
     return model.requires_grad_(False)
 
 
@@ -272,8 +274,6 @@ class GRPOTrainer(Trainer):
         )
 
     def window(self, step: int) -> Any:
-        from drf.grad_window import mix_window
-
         g = self.cfg.grpo
         return mix_window(
             g.window_schedule, g.window_size, self.cfg.sampling.num_steps, step,
@@ -284,11 +284,6 @@ class GRPOTrainer(Trainer):
     @torch.no_grad()
     def rollout(self, step: int, micro: int, timer: Any) -> tuple[RolloutBatch, dict[str, float]]:
         """Sample and score one micro-batch of groups; returns it with its advantages and reward metrics."""
-        from drf.frames import frames_from_config
-        from drf.rewards import RewardOutput, aggregate, reward_metrics
-        from drf.sampling import sample_sde
-        from trainers.common import stream_seed
-
         cfg, g, acc = self.cfg, self.cfg.grpo, self.accelerator
         prompts = self._prompts_for(step, micro)
         videos = [p for p in prompts for _ in range(g.group_size)]  # prompt-major: group k is rows k*G..(k+1)*G-1
@@ -322,8 +317,6 @@ class GRPOTrainer(Trainer):
     def geometry(self, latents: torch.Tensor, videos: list[str], metrics: dict[str, float]) -> dict[str, torch.Tensor]:
         """Geometry rewards [B] read from the final latents by the LGM; a video whose prompt names no camera move
         scores 0 for trajectory (its whole group alike, so it adds no advantage)."""
-        from drf.geometry.rewards import geometry_rewards
-
         geom = self.lgm(latents.float())
         out = geometry_rewards(geom, [camera_motion_of(p) for p in videos])
         values = {name: out.per_question[:, i].float() for i, name in enumerate(GEOMETRY_REWARDS)}
@@ -366,10 +359,6 @@ class GRPOTrainer(Trainer):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Clipped policy loss (+ KL) of one stored transition of videos ``rows`` under the current policy, with
         gradient; means over those videos."""
-        from drf.models.base import Cond
-        from drf.sampling import sde_step
-        from trainers.common import adapters_disabled
-
         g = self.cfg.grpo
         x = transition.latents[rows]
         c = batch.cond

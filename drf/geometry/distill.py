@@ -1,8 +1,8 @@
 """Distil a latent geometry model from a teacher: latents of videos in, the teacher's geometry as labels.
 
-In the toy world the teacher is exact (the renderer's depth, poses and object masks) and the latents come from
-encoding the rendered clips with the generator's VAE; with a real generator, decode or encode videos, label them with
-a ``FoundationTeacher`` and call the same ``distill``. Labels are put in the model's units first (``labels_from``):
+In the toy world the teacher is exact (the renderer's depth, poses and object masks; ``drf.toyworld.train.lgm``) and
+the latents come from encoding the rendered clips with the generator's VAE; with a real generator, decode or encode
+videos, label them with a ``FoundationTeacher`` and call the same ``distill``. Labels are put in the model's units first (``labels_from``):
 poses relative to frame 0, depths and translations divided by the median static depth of frame 0.
 CPU-capable; uses CUDA when available.
 """
@@ -13,17 +13,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from drf.device import resolve_device
 from drf.geometry.camera import invert_pose
 from drf.geometry.lgm import LatentGeometryModel
 from drf.geometry.output import GeometryOutput
-from drf.geometry.rewards import CAMERA_TARGETS, rotation_vector, trajectory_error
+from drf.geometry.rewards import CAMERA_TARGETS, reprojection, rotation_vector, smoothness, trajectory_error
 
 
 @dataclass
@@ -114,28 +114,6 @@ def latent_frame_indices(num_frames: int = 17, temporal_scale: int = 4) -> list[
     return list(range(0, num_frames, temporal_scale))
 
 
-def load_vae(path: str | Path | None = None, seed: int = 0) -> tuple[Any, str]:
-    """The VAE whose latents the LGM reads, and where it came from.
-
-    ``path``: a diffusers ``AutoencoderKLWan`` directory; default: the shipped toy generator's VAE when present,
-    otherwise a seeded random ``wan-tiny`` VAE (fine for tests, not for shipped weights).
-    """
-    from diffusers import AutoencoderKLWan
-
-    if path is None:
-        from drf.toyworld.assets import ASSETS_DIR, GENERATOR_DIR
-
-        shipped = ASSETS_DIR / GENERATOR_DIR / "vae"
-        if (shipped / "config.json").is_file():
-            path = shipped
-    if path is not None:
-        return AutoencoderKLWan.from_pretrained(str(path)).eval(), str(path)
-    from drf.models.tiny import preset
-
-    torch.manual_seed(seed)
-    return AutoencoderKLWan(**preset("wan-tiny").vae).eval(), f"random wan-tiny VAE (seed {seed})"
-
-
 @torch.no_grad()
 def encode_latents(vae: Any, frames: Tensor) -> Tensor:
     """frames [B,T,3,H,W] in [0,1] -> normalised latents [B,C,F,h,w], the space the generator denoises in (the
@@ -146,32 +124,6 @@ def encode_latents(vae: Any, frames: Tensor) -> Tensor:
     mean = torch.tensor(vae.config.latents_mean, dtype=mu.dtype, device=mu.device).view(1, -1, 1, 1, 1)
     std = torch.tensor(vae.config.latents_std, dtype=mu.dtype, device=mu.device).view(1, -1, 1, 1, 1)
     return ((mu - mean) / std).float()
-
-
-def toyworld_dataset(
-    scenes: Sequence[Any], vae: Any, grid: int, num_frames: int = 17, size: int = 64, batch: int = 8,
-) -> tuple[Tensor, GeometryLabels]:
-    """Latents [B,C,F,h,w] of rendered ``scenes`` and their exact labels on a ``grid x grid`` depth grid.
-
-    Labels come from a second render at the grid's resolution (same field of view), so every label pixel is an exact
-    ray sample rather than an average across depth edges.
-    """
-    from drf.geometry.teacher import geometry_from_render
-    from drf.toyworld.render import render
-
-    frames_idx = latent_frame_indices(num_frames)
-    latents, labels = [], []
-    for start in range(0, len(scenes), batch):
-        chunk = scenes[start : start + batch]
-        rgb = torch.stack([render(s, num_frames, size, size).rgb for s in chunk])
-        latents.append(encode_latents(vae, rgb).cpu())
-        geoms, surfaces = [], []
-        for s in chunk:
-            r = render(s, num_frames, grid, grid)
-            geoms.append(geometry_from_render(r, [o.motion != "none" for o in s.objects], frames_idx))
-            surfaces.append(r.valid[frames_idx][None])
-        labels.append(labels_from(GeometryOutput.cat(geoms), torch.cat(surfaces)))
-    return torch.cat(latents), GeometryLabels.cat(labels)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -246,10 +198,6 @@ def evaluate(
     return metrics
 
 
-def resolve_device(device: str | None = None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def distill(
     model: LatentGeometryModel,
     latents: Tensor,
@@ -261,7 +209,7 @@ def distill(
     """Train ``model`` in place on (latents [B,C,F,h,w], labels) with AdamW; returns the logged history (step, loss
     and its parts averaged over each logging interval)."""
     cfg = cfg or DistillConfig()
-    device = resolve_device(str(device) if device is not None else None)
+    device = resolve_device(device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -297,135 +245,6 @@ def distill(
     return history
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# The shipped toy-world LGM
-
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "geometry"
-TOY_LGM = "toy_lgm"
-MANIFEST = "manifest.json"
-
-
-@dataclass
-class ToyLGMConfig:
-    """Data and training of the shipped toy-world latent geometry model."""
-
-    train_videos: int = field(default=1500, metadata={"help": "Training clips (train split scenes)."})
-    eval_videos: int = field(default=150, metadata={"help": "Held-out clips (eval split scenes)."})
-    data_seed: int = field(default=11, metadata={"help": "Seed of the scene samplers."})
-    num_frames: int = field(default=17, metadata={"help": "Pixel frames per clip (4n+1)."})
-    size: int = field(default=64, metadata={"help": "Rendered clip side in pixels."})
-    vae_path: str = field(default="", metadata={"help": "VAE directory (empty: the shipped toy VAE, else random)."})
-    cache_dir: str = field(default="", metadata={"help": "Where to cache sampled scenes (empty: no cache)."})
-    train: DistillConfig = field(default_factory=DistillConfig)
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _scenes(cfg: ToyLGMConfig, split: str, count: int) -> list[Any]:
-    """Scenes of a split; sampling (layout rejection) is the slow part of building data, so it may be cached."""
-    import pickle
-
-    from drf.toyworld.scene import CAMERA_MOTIONS, sample_scenes
-
-    cache = None
-    if cfg.cache_dir:
-        cache = Path(cfg.cache_dir) / f"scenes-all-cameras-{split}-{count}-{cfg.data_seed}-{cfg.num_frames}.pkl"
-        if cache.is_file():
-            return pickle.loads(cache.read_bytes())
-    seed = cfg.data_seed + (0 if split == "train" else 1)
-    # Every camera move the renderer knows, not just the sampled world's: camera geometry is what the model learns.
-    scenes = sample_scenes(count, seed=seed, split=split, num_frames=cfg.num_frames, camera_motions=CAMERA_MOTIONS)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(pickle.dumps(scenes))
-    return scenes
-
-
-def _repo_relative(source: str) -> str:
-    """A path inside the repository as repo-relative text (manifests must not name this machine's folders)."""
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        return Path(source).resolve().relative_to(repo).as_posix()
-    except ValueError:
-        return source
-
-
-def train_toy_lgm(
-    out_dir: str | Path = ASSETS_DIR, cfg: ToyLGMConfig | None = None, model_config: Any = None,
-    log: Callable[[str], None] | None = print,
-) -> dict[str, Any]:
-    """Render toy-world clips, encode them with the toy VAE, distil an LGM from the exact labels, evaluate it on
-    held-out scenes and write ``<out_dir>/toy_lgm`` plus its entry in ``<out_dir>/manifest.json``; returns the entry."""
-    import json
-    from dataclasses import asdict
-
-    from drf.geometry.lgm import LGMConfig
-
-    cfg = cfg or ToyLGMConfig()
-    torch.set_num_threads(cfg.train.threads)
-    started = time.perf_counter()
-    vae, vae_source = load_vae(cfg.vae_path or None)
-    vae_weights = next((p for p in Path(vae_source).glob("*.safetensors")), None) if Path(vae_source).is_dir() else None
-    vae_sha = _sha256(vae_weights) if vae_weights else None
-    latent_side = cfg.size // int(getattr(vae.config, "scale_factor_spatial", 8))
-    # Tokens stay 8x8 whatever the VAE's spatial factor, so the trunk's cost does not grow with the latent grid.
-    model_config = model_config or LGMConfig(patch=max(1, latent_side // 8))
-    grid = latent_side // model_config.patch * model_config.upsample
-    train_lat, train_lab = toyworld_dataset(_scenes(cfg, "train", cfg.train_videos), vae, grid, cfg.num_frames, cfg.size)
-    eval_scenes = _scenes(cfg, "eval", cfg.eval_videos)
-    eval_lat, eval_lab = toyworld_dataset(eval_scenes, vae, grid, cfg.num_frames, cfg.size)
-    eval_motions = [s.camera.motion for s in eval_scenes]
-    data_seconds = time.perf_counter() - started
-    if log:
-        log(f"data: {len(train_lat)} train / {len(eval_lat)} eval clips in {data_seconds:.0f} s ({vae_source})")
-    torch.manual_seed(cfg.train.seed)
-    model = LatentGeometryModel(model_config)
-    history = distill(model, train_lat, train_lab, cfg.train, log=log)
-    model.cpu()
-    metrics = evaluate(model, eval_lat, eval_lab, eval_motions)
-    exact = evaluate_rewards(model, eval_lat, eval_lab)
-    target = Path(out_dir) / TOY_LGM
-    model.save_pretrained(target)
-    entry = {
-        "files": {
-            (target / name).relative_to(out_dir).as_posix(): {
-                "sha256": _sha256(target / name), "bytes": (target / name).stat().st_size,
-            }
-            for name in sorted(p.name for p in target.iterdir() if p.is_file())
-        },
-        "what": "latent geometry model for the toy world: depth, pose relative to frame 0, focal, static mask "
-                f"from toy-VAE latents {list(train_lat.shape[1:])} of 64x64x17 clips",
-        "vae": {"source": _repo_relative(vae_source), "weights_sha256": vae_sha},
-        "command": "python -c 'from drf.geometry.distill import train_toy_lgm; train_toy_lgm()'  (config below)",
-        "config": asdict(cfg),
-        "model_config": asdict(model_config),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "device": f"{resolve_device()} ({torch.get_num_threads()} threads)",
-        "train_seconds": round(history[-1]["seconds"], 1) if history else 0.0,
-        "data_seconds": round(data_seconds, 1),
-        "steps_done": int(history[-1]["step"]) if history else 0,
-        "final_train_loss": history[-1]["loss"] if history else None,
-        # NaN (e.g. a correlation with a constant) is not JSON: recorded as null.
-        "heldout_metrics": {k: (None if math.isnan(v) else v) for k, v in {**metrics, **exact}.items()},
-        "torch": torch.__version__,
-    }
-    manifest_path = Path(out_dir) / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": {}}
-    manifest.setdefault("models", {})[TOY_LGM] = entry
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    if log:
-        log("held-out: " + " ".join(f"{k}={v}" for k, v in entry["heldout_metrics"].items()))
-    return entry
-
-
 @torch.no_grad()
 def evaluate_rewards(model: LatentGeometryModel, latents: Tensor, labels: GeometryLabels) -> dict[str, float]:
     """Whether rewards on the LGM's geometry see what they should, on held-out clips.
@@ -434,8 +253,6 @@ def evaluate_rewards(model: LatentGeometryModel, latents: Tensor, labels: Geomet
     swapped (a jerky camera); reprojection on clean clips and on clips whose latent frame 2 comes from another clip
     (a cut, which no single 3D scene explains). ``*_detected``: share of clips scoring lower when corrupted.
     """
-    from drf.geometry.rewards import reprojection, smoothness
-
     def lgm(x: Tensor) -> GeometryOutput:
         return GeometryOutput.cat([model(x[i : i + 64]) for i in range(0, len(x), 64)])
 
@@ -457,8 +274,3 @@ def evaluate_rewards(model: LatentGeometryModel, latents: Tensor, labels: Geomet
         "reward_reprojection_cut": float(reproj_cut.mean()),
         "reward_reprojection_cut_detected": float((reproj_cut < reproj).float().mean()),
     }
-
-
-def toy_lgm_path(root: str | Path | None = None) -> Path:
-    """The shipped toy-world LGM directory (for ``LatentGeometryModel.from_pretrained``)."""
-    return Path(root or ASSETS_DIR) / TOY_LGM

@@ -32,6 +32,9 @@ from drf.geometry.output import GeometryOutput
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+# Latent geometry models shipped with drf, by the name a config may give instead of a path.
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "assets" / "geometry"
+SHIPPED_LGMS = {"toyworld": "toy_lgm"}
 
 
 @dataclass
@@ -229,10 +232,12 @@ class LatentGeometryModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> LatentGeometryModel:
-        """Load ``config.json`` + ``model.safetensors`` written by ``save_pretrained``."""
+        """Load ``config.json`` + ``model.safetensors`` written by ``save_pretrained``; ``directory`` may also name
+        a shipped model (``SHIPPED_LGMS``, e.g. "toyworld")."""
         from safetensors.torch import load_file
 
-        path = Path(directory).expanduser()
+        name = str(directory)
+        path = SHIPPED_DIR / SHIPPED_LGMS[name] if name in SHIPPED_LGMS else Path(directory).expanduser()
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (path / name).is_file():
                 raise ModelLoadError(

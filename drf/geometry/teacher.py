@@ -1,20 +1,21 @@
 """Teachers: where geometry labels come from — exact toy-world renders, or a geometry foundation model on a GPU.
 
 A teacher maps a batch of videos (or toy-world scenes) to a ``GeometryOutput``; the latent geometry model is
-distilled from whichever teacher fits the domain. The toy world has exact labels (``RenderTeacher``); real videos
-need a model such as VGGT or MapAnything, plugged in through ``FoundationTeacher``.
+distilled from whichever teacher fits the domain. The toy world has exact labels (``drf.toyworld.teacher``); real
+videos need a model such as VGGT or MapAnything, plugged in through ``FoundationTeacher``.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from drf.errors import ModelLoadError
+from drf.geometry.camera import invert_pose
 from drf.geometry.output import GeometryOutput
 
 
@@ -24,50 +25,6 @@ class Teacher(Protocol):
     re-render, scene descriptions; the output has one entry per requested frame."""
 
     def __call__(self, videos: Any) -> GeometryOutput: ...
-
-
-def geometry_from_render(
-    render: Any, moving: Sequence[bool] = (), frames: Sequence[int] | None = None
-) -> GeometryOutput:
-    """A one-video ``GeometryOutput`` [1,N,...] from a toy-world ``RenderOutput``.
-
-    ``moving[k]`` says whether object k moves; static = a surface was hit (not sky) and it is no moving object.
-    """
-    idx = list(range(render.depth.shape[0])) if frames is None else list(frames)
-    static = render.valid.clone()
-    for k, moves in enumerate(moving):
-        if moves:
-            static &= ~render.masks[:, k]
-    return GeometryOutput(
-        c2w=render.c2w[None, idx], depth=render.depth[None, idx], intrinsics=render.K[None, idx],
-        static=static[None, idx].to(render.depth.dtype),
-    )
-
-
-class RenderTeacher:
-    """Exact labels for toy-world scenes by rendering them: ``teacher(scenes) -> GeometryOutput`` [B,N,H,W].
-
-    ``frames`` picks which rendered frames to label (e.g. the pixel frames 0, 4, 8, 12, 16 that Wan's latent frames
-    stand for).
-    """
-
-    def __init__(
-        self, num_frames: int = 17, height: int = 64, width: int = 64, frames: Sequence[int] | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        self.num_frames, self.height, self.width = num_frames, height, width
-        self.frames = None if frames is None else list(frames)
-        self.dtype = dtype
-
-    def __call__(self, scenes: Sequence[Any]) -> GeometryOutput:
-        from drf.toyworld.render import render
-
-        outs = []
-        for scene in scenes:
-            r = render(scene, self.num_frames, self.height, self.width, dtype=self.dtype)
-            moving = [o.motion != "none" for o in scene.objects]
-            outs.append(geometry_from_render(r, moving, self.frames))
-        return GeometryOutput.cat(outs)
 
 
 class FoundationTeacher:
@@ -121,8 +78,6 @@ def vggt_teacher(device: str | torch.device = "cuda") -> FoundationTeacher:
 
     def predict(model: Any, frames: Tensor) -> dict[str, Tensor]:
         from vggt.utils.pose_enc import pose_encoding_to_extri_intri  # type: ignore[import-not-found]
-
-        from drf.geometry.camera import invert_pose
 
         out = model(frames)
         extri, intri = pose_encoding_to_extri_intri(out["pose_enc"], frames.shape[-2:])

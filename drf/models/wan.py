@@ -16,6 +16,7 @@ from torch import nn
 
 from drf.errors import ConfigError, ModelLoadError
 from drf.models.base import Cond, LatentLayout
+from drf.models.tiny import build_tiny_wan_components
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SCHEDULERS = ("euler", "unipc")
@@ -114,8 +115,6 @@ class WanGenerator:
             max_sequence_length=cfg.max_sequence_length,
         )
         if cfg.tiny:
-            from drf.models.tiny import build_tiny_wan_components
-
             gen = cls.from_components(build_tiny_wan_components(cfg.tiny), **kwargs)
             gen.pipe.to(device)
             if cfg.dtype != "float32":

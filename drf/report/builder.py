@@ -2,26 +2,32 @@
 
 A report is a plain data model (``Report`` of ``VideoView``s, charts and base-vs-current comparisons) rendered by one
 jinja2 template into a single self-contained HTML file. ``inspect_video`` fills a ``VideoView`` from any object with
-the critic interface (``score``/``explain``), so this module never imports the critics package; only the run-directory
-path below, which has to rebuild the run's critic and questions, imports critics and prompts, inside the functions.
+the critic interface (``score``/``explain``); a run directory's report rebuilds the run's critic and questions from
+its config.yaml.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import difflib
+import functools
+import json
 import math
 import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from drf.errors import ConfigError, InputError
+from critics.config import CriticConfig, default_critic_config
+from critics import registry as critic_registry
+from drf.config import FramesConfig, load_section
+from drf.errors import InputError
+from drf.frames import frames_from_config
+from drf.logging import METRICS_FILE, read_metrics
 from drf.report import images
 from drf.report.rundir import (
     SampleScore,
@@ -33,7 +39,13 @@ from drf.report.rundir import (
 )
 from drf.report.saliency import saliency_maps
 from drf.report.svg import line_chart
+from drf.rewards import RewardOutput, aggregate
 from drf.text import clean_text
+from drf.video_io import read_video
+from prompts.config import QuestionsConfig
+from prompts.files import load_question_file, normalize_prompt
+from prompts.registry import decompose
+from prompts.schema import QuestionSet
 
 REPORT_FILE = "report.html"
 TEMPLATE = "report.html.j2"
@@ -144,8 +156,6 @@ def inspect_video(
     ``critic`` needs ``score(frames [B,T,3,H,W], question_sets) -> CriticOutput`` and ``explain(...)``.
     ``frame_numbers`` names each of the T frames in the source video (when they were picked from a longer one).
     """
-    from drf.rewards import RewardOutput, aggregate
-
     if frames.dim() != 4 or frames.shape[1] != 3:
         raise InputError(f"{title}: frames must be [T,3,H,W], got {tuple(frames.shape)}")
     options = saliency or SaliencyOptions()
@@ -275,73 +285,19 @@ def summarize(report: Report, worst: int = 5) -> str:
 # Composing: the critic and question sets of a video or a run (lazy imports of critics and prompts)
 
 
-def _section(data: Mapping[str, Any], schema: type, name: str, where: str) -> Any:
-    """Build a config dataclass from a plain mapping, naming an unknown key's nearest valid key."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: section {name!r} must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in fields(schema) if f.init}
-    for key in data:
-        if key not in known:
-            near = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f"; did you mean {name}.{near[0]}?" if near else ""
-            raise ConfigError(f"{where}: unknown key {name}.{key}{hint}")
-    config = schema(**dict(data))
-    if hasattr(config, "validate"):
-        config.validate()
-    return config
-
-
-def critic_config_from_file(path: str | os.PathLike):
-    """A CriticConfig from a YAML file: its ``critic:`` section (a run config) or the whole file (a bare section)."""
-    import yaml
-
-    from critics.config import CriticConfig
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such critic config; give a YAML file with a critic: section")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({getattr(err, 'problem', err)})") from None
-    if isinstance(data, Mapping) and "critic" in data:
-        data = data["critic"]
-    return _section(data, CriticConfig, "critic", str(path))
-
-
-def default_critic_config():
-    """The critic used when none is named: the tiny offline one (random weights, for trying the tools only)."""
-    from critics.config import CriticConfig
-
-    return CriticConfig(family="qwen2_vl", tiny=True)
-
-
 TINY_NOTE = (
     "the critic is a tiny untrained model (random weights): rewards, explanations and heat maps are not meaningful"
 )
 
 
-def load_critic_for(config: Any) -> tuple[Any, list[str]]:
+def load_critic_for(config: CriticConfig) -> tuple[Any, list[str]]:
     """Load a critic and the notes a reader should see about it."""
-    from critics.registry import load_critic
-
     notes = [TINY_NOTE] if getattr(config, "tiny", False) else []
-    return load_critic(config), notes
-
-
-def _questions_config(data: Mapping[str, Any] | None, where: str):
-    from prompts.config import QuestionsConfig
-
-    return _section(data or {}, QuestionsConfig, "questions", where)
+    return critic_registry.load_critic(config), notes
 
 
 def run_question_sets(run_dir: Path) -> dict[str, Any]:
     """Question sets recorded in ``questions.jsonl``, keyed by normalised prompt (the last record of a prompt wins)."""
-    import json
-
-    from prompts.files import normalize_prompt
-    from prompts.schema import QuestionSet
-
     path = run_dir / "questions.jsonl"
     sets: dict[str, Any] = {}
     if not path.is_file():
@@ -363,12 +319,7 @@ def run_question_sets(run_dir: Path) -> dict[str, Any]:
 def question_set_for(prompt: str, *, questions_file: str | None = None, config: Any = None) -> Any:
     """Questions for one prompt: from a question file when given (the file's only set when no prompt matches is
     ambiguous), else the configured decomposer (the rule decomposer by default)."""
-    from prompts.config import QuestionsConfig
-    from prompts.registry import decompose
-
     if questions_file:
-        from prompts.files import load_question_file
-
         sets = load_question_file(questions_file)
         if not prompt and len(sets) == 1:
             return next(iter(sets.values()))
@@ -397,8 +348,6 @@ def report_for_video(
 ) -> Report:
     """Report for one video file (mp4/gif/folder of frames); the critic sees at most ``max_frames`` evenly spaced
     frames (as ``drf score`` does), since a long video would not fit a critic's context."""
-    from drf.video_io import read_video
-
     path = Path(path)
     frames = read_video(path)
     kept = images.pick_frames(frames.shape[0], max_frames) if max_frames else list(range(frames.shape[0]))
@@ -408,8 +357,6 @@ def report_for_video(
 
 
 def _curve_charts(run_dir: Path) -> list[Chart]:
-    from drf.logging import METRICS_FILE, read_metrics
-
     path = run_dir / METRICS_FILE
     if not path.is_file():
         return []
@@ -429,8 +376,6 @@ def _prompt_of(video: Path, score: SampleScore | None, prompts: Sequence[str], i
 
 
 def _comparisons(base_step: int, base_dir: Path, step: int, step_dir: Path, prompts: Sequence[str]) -> list[Comparison]:
-    from drf.video_io import read_video
-
     base_scores, scores = read_scores(base_dir), read_scores(step_dir)
     base_videos = {p.name: p for p in sample_videos(base_dir)}
     out = []
@@ -470,15 +415,10 @@ def report_for_run(
 ) -> Report:
     """Report for a run directory: reward curves, base-vs-current samples, and per-question inspection of up to
     ``max_videos`` current samples with ``critic`` (rebuilt from the run's config.yaml when None)."""
-    from drf.config import FramesConfig
-    from drf.frames import frames_from_config
-    from drf.video_io import read_video
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: not a directory; give a run directory (runs/<name>) or a video file")
     config = read_config(run_dir)
-    where = str(run_dir / "config.yaml")
     report = Report(title=f"drf inspect: run {run_dir.name}", source=str(run_dir), charts=_curve_charts(run_dir))
     steps = sample_steps(run_dir)
     if step is not None and step not in steps:
@@ -498,22 +438,15 @@ def report_for_run(
     videos = sample_videos(steps[current])[: max(0, max_videos)]
     if not videos:
         return report
+    config_file = run_dir / "config.yaml"
+    section = functools.partial(load_section, config_file) if config_file.is_file() else lambda *_: None
     if critic is None:
-        from critics.config import CriticConfig
-
-        section = config.get("critic")
-        critic_config = (
-            _section(section, CriticConfig, "critic", where) if section is not None else default_critic_config()
-        )
-        critic, notes = load_critic_for(critic_config)
+        critic, notes = load_critic_for(section(CriticConfig, "critic") or default_critic_config())
         report.notes += notes
-    questions_config = _questions_config(config.get("questions"), where)
-    frames_section = (config.get("sampling") or {}).get("frames")
-    frames_config = _section(frames_section, FramesConfig, "sampling.frames", where) if frames_section else None
+    questions_config = section(QuestionsConfig, "questions") or QuestionsConfig()
+    frames_config = section(FramesConfig, "sampling.frames")
     recorded = run_question_sets(run_dir)
     scores = read_scores(steps[current])
-
-    from prompts.files import normalize_prompt
 
     for index, video in enumerate(videos):
         prompt = _prompt_of(video, scores.get(video.name), prompts, index)

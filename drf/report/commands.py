@@ -48,7 +48,8 @@ def _options(args: argparse.Namespace):
 
 
 def _critic(args: argparse.Namespace):
-    from drf.report.builder import critic_config_from_file, default_critic_config, load_critic_for
+    from critics.config import critic_config_from_file, default_critic_config
+    from drf.report.builder import load_critic_for
 
     config = critic_config_from_file(args.critic) if args.critic else default_critic_config()
     return load_critic_for(config)

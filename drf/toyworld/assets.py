@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from drf.errors import ModelLoadError
+from drf.models.wan import WanGenerator
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "toyworld"
 MANIFEST = "manifest.json"
@@ -49,8 +50,6 @@ def load_toy_generator(root: Path | None = None, **kwargs: Any):
     """The toy T2V model as a ``WanGenerator`` at its training size and text length (keyword arguments override,
     e.g. ``device``). The text length matters: Wan's cross-attention has no padding mask, so the model only behaves
     as trained with the number of (zero-padded) text tokens it was trained with."""
-    from drf.models.wan import WanGenerator
-
     options = {
         "height": HEIGHT,
         "width": WIDTH,

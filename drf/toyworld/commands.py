@@ -111,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from drf.toyworld.train.data import resolve_device
+    from drf.device import resolve_device
 
     device = resolve_device(args.device)
     previous = manifest.previous_entry(root, args.model) if getattr(config, "init_from", "") else None
@@ -131,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_geometry(args: argparse.Namespace) -> int:
-    from drf.geometry.distill import ASSETS_DIR, ToyLGMConfig, train_toy_lgm
+    from drf.toyworld.train.lgm import ASSETS_DIR, ToyLGMConfig, train_toy_lgm
 
     config = ToyLGMConfig()
     config.train.seed, config.train.minutes = args.seed, args.minutes

@@ -17,9 +17,15 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from drf.models.wan import WanGenerator
 from drf.report.images import pick_frames
-from drf.toyworld.assets import toy_generator_path, toy_text_length
+from drf.toyworld import oracle
+from drf.toyworld.assets import HEIGHT, NUM_FRAMES, WIDTH, toy_generator_path, toy_text_length
 from drf.toyworld.scene import WORLD_COLORS
+from drf.toyworld.train.data import Clips, clips
+from drf.toyworld.train.t2v import T2VTrainConfig, sample_videos
+from drf.toyworld.train.vae import round_trips
+from prompts.registry import decompose
 
 FIGURE_DIR = Path(__file__).resolve().parents[2] / "docs" / "img"
 SCALE = 2
@@ -66,8 +72,6 @@ def grid(rows: list[Row], frames: int = 5) -> Image.Image:
 
 def _eval_clips_covering_colors(count: int, seed: int):
     """``count`` held-out clips chosen so that every palette colour appears at least once."""
-    from drf.toyworld.train.data import clips
-
     pool = clips(max(4 * count, 40), seed, "eval")
     chosen: list[int] = []
     missing = set(WORLD_COLORS)
@@ -88,8 +92,6 @@ def vae_figure(path: Path, scenes: int = 6, root: Path | None = None) -> Path:
     """Renders above their VAE round trips for ``scenes`` held-out scenes."""
     from diffusers import AutoencoderKLWan
 
-    from drf.toyworld.train.vae import round_trips
-
     vae = AutoencoderKLWan.from_pretrained(toy_generator_path(root) / "vae").eval()
     pool, chosen = _eval_clips_covering_colors(scenes, FIGURE_SEED)
     rows = []
@@ -103,8 +105,6 @@ def vae_figure(path: Path, scenes: int = 6, root: Path | None = None) -> Path:
 
 
 def _subset(data, index: list[int]):
-    from drf.toyworld.train.data import Clips
-
     return Clips(data.video[index], data.objects[index], [data.prompts[i] for i in index],
                  [data.scenes[i] for i in index])
 
@@ -112,13 +112,6 @@ def _subset(data, index: list[int]):
 def t2v_figure(path: Path, prompts: int = 12, root: Path | None = None, seed: int = FIGURE_SEED) -> Path:
     """Samples of the shipped T2V model on ``prompts`` held-out prompts (the demo's sampling settings), each with its
     oracle alignment."""
-    from drf.models.wan import WanGenerator
-    from drf.toyworld import oracle
-    from drf.toyworld.assets import HEIGHT, NUM_FRAMES, WIDTH
-    from drf.toyworld.train.data import clips
-    from drf.toyworld.train.t2v import T2VTrainConfig, sample_videos
-    from prompts.registry import decompose
-
     settings = T2VTrainConfig()
     held_out = clips(prompts, seed, "eval")
     generator = WanGenerator.from_pretrained(

@@ -13,11 +13,11 @@ from drf.geometry.distill import (
     evaluate,
     labels_from,
     latent_frame_indices,
-    toyworld_dataset,
 )
 from drf.geometry.lgm import LatentGeometryModel, LGMConfig, rotation_from_6d
-from drf.geometry.teacher import RenderTeacher
 from drf.toyworld.scene import sample_scenes
+from drf.toyworld.teacher import RenderTeacher
+from drf.toyworld.train.lgm import toyworld_dataset
 
 SMALL = LGMConfig(dim=32, blocks=1, heads=2)
 

@@ -17,9 +17,9 @@ from drf.geometry.rewards import (
     smoothness,
     trajectory_error,
 )
-from drf.geometry.teacher import RenderTeacher
 from drf.rewards import NamedReward, aggregate, combine
 from drf.toyworld.scene import CAMERA_MOTIONS, CameraPath, ObjectSpec, Scene
+from drf.toyworld.teacher import RenderTeacher
 
 LATENT_FRAMES = [0, 4, 8, 12, 16]
 

@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
-from drf.geometry.distill import MANIFEST, TOY_LGM, _sha256, toy_lgm_path
 from drf.geometry.lgm import LatentGeometryModel
+from drf.toyworld.assets import sha256_file
+from drf.toyworld.train.lgm import MANIFEST, TOY_LGM, toy_lgm_path
 
 ROOT = toy_lgm_path().parent
 pytestmark = pytest.mark.skipif(not (toy_lgm_path() / "config.json").is_file(), reason="toy LGM not shipped")
@@ -17,7 +18,7 @@ def test_manifest_records_every_shipped_file_with_its_sha256_and_figures():
     shipped = {p.relative_to(ROOT).as_posix() for p in toy_lgm_path().iterdir() if p.is_file()}
     assert set(entry["files"]) == shipped
     for relative, info in entry["files"].items():
-        assert _sha256(ROOT / relative) == info["sha256"] and (ROOT / relative).stat().st_size == info["bytes"]
+        assert sha256_file(ROOT / relative) == info["sha256"] and (ROOT / relative).stat().st_size == info["bytes"]
     assert sum(info["bytes"] for info in entry["files"].values()) < 3_000_000
     metrics = entry["heldout_metrics"]
     assert metrics["rotation_deg"] < metrics["rotation_deg_identity_baseline"]
@@ -39,4 +40,4 @@ def test_shipped_model_was_distilled_on_the_shipped_toy_vae():
     if not weights:
         pytest.skip("toy VAE not shipped")
     entry = json.loads((ROOT / MANIFEST).read_text())["models"][TOY_LGM]
-    assert entry["vae"]["weights_sha256"] == _sha256(weights[0]), "toy VAE changed: retrain the LGM (train_toy_lgm())"
+    assert entry["vae"]["weights_sha256"] == sha256_file(weights[0]), "toy VAE changed: retrain the LGM (drf toyworld train geometry)"

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from drf.errors import InputError
 from prompts.config import QuestionsConfig
+from prompts.parse import parse_prompt
 from prompts.registry import decompose
-from prompts.rule import CAMERA_MOTIONS, COLORS, TOY_SHAPES, parse_prompt
 from prompts.schema import ASPECTS, KINDS, QuestionSet
+from prompts.words import CAMERA_MOTIONS, COLORS, TOY_SHAPES
 
 GOLDEN = Path(__file__).parent / "golden" / "rule_decompositions.json"
 GOLDEN_PROMPTS = [

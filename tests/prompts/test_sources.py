@@ -6,7 +6,9 @@ import pytest
 
 from drf.errors import ConfigError, InputError, QuestionError
 from prompts import QuestionCache, QuestionsConfig, config_hash, decompose
-from prompts.registry import decompose_all, register_decomposer
+from prompts.config import DECOMPOSER_NAMES
+from prompts.fingerprint import file_digest
+from prompts.registry import DECOMPOSERS, decompose_all, register_decomposer
 from prompts.schema import Question, QuestionSet
 
 YAML_FILE = """\
@@ -78,6 +80,31 @@ def test_cache_decomposes_once_per_prompt_and_config_and_saves_exact_questions(t
     decompose_all(["a cat"], config, run_dir=tmp_path)
     assert calls == ["a cat", "a dog", "a cat"]
     assert len(QuestionCache(tmp_path / "questions.jsonl")) == 3
+
+
+def test_registered_decomposer_cache_key_follows_the_inputs_it_names(tmp_path):
+    table = tmp_path / "table.txt"
+    table.write_text("Sharp")
+    calls = []
+
+    def from_table(prompt, config):
+        calls.append(table.read_text())
+        q = Question(id="t.q", aspect="quality", kind="binary", text=table.read_text() + "?", expected="yes")
+        return QuestionSet(prompt=prompt, questions=[q], decomposer="table")
+
+    register_decomposer("table", from_table, inputs=lambda config: {"table": file_digest(table)})
+    config = QuestionsConfig(decomposer="table")
+    before = config_hash(config)
+    decompose_all(["a cat"], config, run_dir=tmp_path)
+    table.write_text("Bright")
+    assert config_hash(config) != before, "the table is an input of the questions"
+    [qset] = decompose_all(["a cat"], config, run_dir=tmp_path)
+    assert calls == ["Sharp", "Bright"] and qset.questions[0].text == "Bright?"
+
+
+def test_config_accepts_exactly_the_registered_decomposers():
+    assert set(DECOMPOSERS) <= DECOMPOSER_NAMES and {"rule", "llm", "file"} <= set(DECOMPOSERS)
+    assert DECOMPOSER_NAMES <= set(DECOMPOSERS)
 
 
 def test_cache_can_be_turned_off(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from drf.errors import InputError, TemplateError
 from prompts.context import normalize_slots
 from prompts.lint import lint_templates
-from prompts.rule import parse_prompt
+from prompts.parse import parse_prompt
 from prompts.templates import PACKAGED_DIR, render_template
 
 BROKEN = Path(__file__).parent / "broken_templates"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from prompts.rule import parse_prompt
+from prompts.parse import parse_prompt
 
 grammar = pytest.importorskip("drf.toyworld.grammar")
 scene_module = pytest.importorskip("drf.toyworld.scene")

@@ -256,7 +256,9 @@ def test_cli_names_the_nearest_key_for_a_misspelt_critic_field(tiny_videos, tmp_
     config = tmp_path / "critic.yaml"
     config.write_text("family: qwen2_vl\ntiny: true\nmax_explain_token: 3\n")
     assert main(["inspect", str(tiny_videos[0][0]), "--prompt", PROMPTS[0], "--critic", str(config)]) == 2
-    assert "unknown key critic.max_explain_token; did you mean critic.max_explain_tokens?" in capsys.readouterr().err
+    assert f"{config}:3: unknown key 'critic.max_explain_token'; did you mean 'critic.max_explain_tokens'?" in (
+        capsys.readouterr().err
+    )
 
 
 def test_max_videos_zero_reports_curves_and_comparisons_without_loading_the_critic(tiny_run_dir, tmp_path):

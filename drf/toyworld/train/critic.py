@@ -26,10 +26,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from drf.toyworld.assets import CRITIC_DIR
+from critics.config import CriticConfig
+from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
+from critics.tiny import build_tokenizer
+from drf.device import resolve_device
+from drf.toyworld import oracle
+from drf.toyworld.assets import CRITIC_DIR, load_toy_generator
+from drf.toyworld.facts import answer, template_name
 from drf.toyworld.scene import Scene
-from drf.toyworld.train.data import clips, resolve_device
+from drf.toyworld.train.data import clips
 from drf.toyworld.train.loop import Clock, log, lr_at, setup
+from drf.toyworld.train.t2v import sample_videos
+from drf.toyworld.truth import truth
+from prompts.registry import decompose
+from prompts.schema import QuestionSet
 
 TEXT_ARCH = dict(
     hidden_size=96,
@@ -78,8 +88,6 @@ class CriticTrainConfig:
 
 @lru_cache(maxsize=4096)
 def _questions(prompt: str) -> tuple:
-    from prompts.registry import decompose
-
     return tuple(decompose(prompt))
 
 
@@ -153,9 +161,6 @@ def degrade(frames: torch.Tensor, kind: str, rng: random.Random) -> torch.Tensor
 
 def render_questions(scene: Scene, prompts: list[str], kind: str) -> list:
     """Labelled questions of ``prompts`` for a render of ``scene`` degraded by ``kind``."""
-    from drf.toyworld.facts import template_name
-    from drf.toyworld.truth import truth
-
     overrides, dropped = _OVERRIDES[kind]
     target = reversed_scene(scene) if kind == "reverse" else scene
 
@@ -177,9 +182,6 @@ def render_questions(scene: Scene, prompts: list[str], kind: str) -> list:
 
 def oracle_questions(video: torch.Tensor, prompt: str) -> list:
     """Questions of ``prompt`` labelled by the oracle's measurement of ``video`` (supported templates only)."""
-    from drf.toyworld import oracle
-    from drf.toyworld.facts import answer
-
     facts = oracle.analyze(video)
     return _labelled(_questions(prompt), lambda q: answer(facts, q))
 
@@ -191,8 +193,6 @@ def oracle_questions(video: torch.Tensor, prompt: str) -> list:
 def build_critic_model(seed: int):
     """-> (Qwen2VLForConditionalGeneration, tokenizer) at the toy critic's size, seeded."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
-    from critics.tiny import build_tokenizer
 
     tokenizer = build_tokenizer("qwen2_vl")
     ids = {
@@ -216,9 +216,6 @@ def build_critic_model(seed: int):
 
 def make_critic(model, tokenizer, min_pixels: int):
     """The scoring adapter drf uses at DRF time, over ``model`` (default critic settings but ``min_pixels``)."""
-    from critics.config import CriticConfig
-    from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
-
     config = CriticConfig(family="qwen2_vl", path="toy", min_pixels=min_pixels)
     return QwenVLCritic(model, tokenizer, config, QWEN_FAMILIES["qwen2_vl"])
 
@@ -228,9 +225,6 @@ def make_critic(model, tokenizer, min_pixels: int):
 
 
 def t2v_samples(root: Path, prompts: list[str], config: CriticTrainConfig, seed: int) -> torch.Tensor:
-    from drf.toyworld.assets import load_toy_generator
-    from drf.toyworld.train.t2v import sample_videos
-
     generator = load_toy_generator(Path(root))
     return sample_videos(generator, prompts, config.t2v_steps, config.t2v_guidance, seed)
 
@@ -309,8 +303,6 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
 
 
 def _loss(critic, videos, qsets, per_video: int, rng: random.Random, device: torch.device) -> torch.Tensor:
-    from prompts.schema import QuestionSet
-
     chosen = [QuestionSet(prompt="toy", questions=rng.sample(q, min(per_video, len(q)))) for q in qsets]
     frames = torch.stack(videos).to(device)
     out = critic.score(frames, chosen)
@@ -321,9 +313,6 @@ def _loss(critic, videos, qsets, per_video: int, rng: random.Random, device: tor
 @torch.no_grad()
 def _correct(critic, video: torch.Tensor, questions: list) -> list[tuple[str, bool]]:
     """(template, answered as labelled) per question: binary by p > 0.5, choice by p(label) > 0.5 (conservative)."""
-    from drf.toyworld.facts import template_name
-    from prompts.schema import QuestionSet
-
     if not questions:
         return []
     out = critic.score(video[None], [QuestionSet(prompt="toy", questions=questions)])

@@ -18,6 +18,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from drf.toyworld import grammar as grammar_module
+from drf.toyworld import render as render_module
+from drf.toyworld import scene as scene_module
 from drf.toyworld.grammar import prompt_for
 from drf.toyworld.render import render
 from drf.toyworld.scene import Scene, sample_scenes
@@ -49,10 +52,8 @@ class Clips:
 
 
 def _source_digest() -> str:
-    from drf.toyworld import grammar, render, scene
-
     digest = hashlib.sha256()
-    for module in (scene, render, grammar):
+    for module in (scene_module, render_module, grammar_module):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -108,10 +109,3 @@ def _cached_superset(stem: str, suffix: str, count: int) -> Path | None:
         if size.isdigit() and int(size) >= count:
             found.append((int(size), path))
     return min(found)[1] if found else None
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" picks CUDA when available; anything else is passed to torch."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)

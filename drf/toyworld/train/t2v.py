@@ -27,10 +27,16 @@ from pathlib import Path
 
 import torch
 
+from drf.device import resolve_device
+from drf.grad_window import GradWindow
+from drf.models.tiny import build_tokenizer
+from drf.models.wan import WanGenerator
+from drf.sampling import sample
+from drf.toyworld import oracle
 from drf.toyworld.alignment import alignment_summary
 from drf.toyworld.assets import GENERATOR_DIR, HEIGHT, NUM_FRAMES, TRAIN_STATE_DIR, WIDTH
 from drf.toyworld.scene import WORLD_COLORS
-from drf.toyworld.train.data import Clips, cache_dir, clips, resolve_device
+from drf.toyworld.train.data import Clips, cache_dir, clips
 from drf.toyworld.train.loop import Clock, TrainState, log, lr_at, setup
 
 # Patch (1, 2, 2) on the 16x16 latent grid: 64 tokens per latent frame, fine enough for a 6-10 pixel object
@@ -169,8 +175,6 @@ def build_pipeline(vae, seed: int, shift: float):
     from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from drf.models.tiny import build_tokenizer
-
     torch.manual_seed(seed)
     transformer = WanTransformer3DModel(**TRANSFORMER_ARCH)
     text_encoder = UMT5EncoderModel(UMT5Config(**TEXT_ENCODER_ARCH))
@@ -301,9 +305,6 @@ def train_t2v(config: T2VTrainConfig, root: Path, device: str = "auto") -> tuple
 @torch.no_grad()
 def sample_videos(generator, prompts: list[str], steps: int, guidance: float, seed: int, batch: int = 8) -> torch.Tensor:
     """Frames [N,T,3,H,W] in [0,1] sampled with ``drf.sampling.sample`` (the chain DRF trains through)."""
-    from drf.grad_window import GradWindow
-    from drf.sampling import sample
-
     rng = torch.Generator().manual_seed(seed)
     out = []
     for start in range(0, len(prompts), batch):
@@ -317,9 +318,6 @@ def evaluate_t2v(generator_dir: Path, config: T2VTrainConfig, seed: int | None =
     """Oracle alignment of samples on held-out prompts (``eval_seeds`` samples each, the demo's sampling settings),
     next to the same prompts' renders (the ceiling) and the samples judged against other prompts' questions (what a
     scene-like but unaligned video gets)."""
-    from drf.models.wan import WanGenerator
-    from drf.toyworld import oracle
-
     seed = config.seed + 1 if seed is None else seed
     held_out = clips(config.eval_prompts, seed, "eval")
     generator = WanGenerator.from_pretrained(

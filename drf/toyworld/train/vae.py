@@ -16,9 +16,11 @@ from pathlib import Path
 
 import torch
 
+from drf.device import resolve_device
+from drf.toyworld import oracle
 from drf.toyworld.alignment import alignment_summary, found_by
 from drf.toyworld.assets import GENERATOR_DIR, TRAIN_STATE_DIR
-from drf.toyworld.train.data import Clips, clips, resolve_device
+from drf.toyworld.train.data import Clips, clips
 from drf.toyworld.train.loop import Clock, TrainState, log, lr_at, set_lr, setup
 
 # Three stages (4x spatial, 4x temporal compression, z 16): at 8x spatial the toy VAE lost object colour entirely
@@ -102,8 +104,6 @@ def evaluate_vae(vae, data: Clips, device: torch.device) -> dict:
     """Held-out round trips judged by the oracle next to the renders themselves: alignment (every alignment question
     of each clip's prompt), the share of prompted objects found per colour and per shape, PSNR over whole frames and
     over object pixels."""
-    from drf.toyworld import oracle
-
     recon = round_trips(vae, data, device)
     frames = data.frames(list(range(len(data))))
     render_facts = [oracle.analyze(v) for v in frames]

@@ -1,0 +1,140 @@
+"""The package layers: every project import, including those written inside functions, points down or sideways.
+
+The order, lowest first (README "How it fits together" draws the same picture):
+
+1. the drf core: errors, config, models, sampling, grad_window, frames, rewards, geometry, checkpoint, logging, ...
+2. ``prompts``: question sets
+3. ``critics``: VLM critics
+4. ``trainers``: the recipes
+5. applications: ``drf.report``, ``drf.toyworld`` and every CLI module (``drf.cli``, ``*.commands``)
+
+A function-local import of a project module is allowed in a CLI module (its handlers import what they run, so that
+``drf --help`` stays fast) and elsewhere only with a ``# lazy: <why>`` comment on its line or the line above.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("drf", "prompts", "critics", "trainers")
+APPLICATIONS = ("drf.report", "drf.toyworld")
+CLI_MODULES = ("cli", "commands", "__main__")
+LAYERS = {1: "drf core", 2: "prompts", 3: "critics", 4: "trainers", 5: "applications"}
+
+
+def layer_of(module: str) -> int:
+    if module.rpartition(".")[2] in CLI_MODULES or module.startswith(tuple(a + "." for a in APPLICATIONS)):
+        return 5
+    if module in APPLICATIONS:
+        return 5
+    return {"drf": 1, "prompts": 2, "critics": 3, "trainers": 4}[module.split(".")[0]]
+
+
+def project_modules() -> dict[str, Path]:
+    modules = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def _resolve(name: str, modules: dict[str, Path]) -> str | None:
+    """The project module an imported name lives in (``a.b.C`` -> ``a.b``), or None for other libraries."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports(module: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, int, bool]]:
+    """``(imported module, line, inside a function)`` for each project import in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    local = {
+        id(node)
+        for func in ast.walk(tree)
+        if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(func)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package
+                for _ in range(node.level - 1):
+                    anchor = anchor.rpartition(".")[0]
+                base = f"{anchor}.{base}" if base else anchor
+            names = [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            target = _resolve(name, modules)
+            if target is not None and target != module:
+                found.append((target, node.lineno, id(node) in local))
+    return found
+
+
+def graph() -> dict[str, list[tuple[str, int, bool]]]:
+    modules = project_modules()
+    return {module: imports(module, path, modules) for module, path in modules.items()}
+
+
+def test_every_import_points_to_the_same_or_a_lower_layer():
+    upward = [
+        f"{module} ({LAYERS[layer_of(module)]}) imports {target} ({LAYERS[layer_of(target)]}) at line {line}"
+        for module, edges in graph().items()
+        for target, line, _ in edges
+        if layer_of(target) > layer_of(module)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycles():
+    edges = {module: {target for target, _, _ in found} for module, found in graph().items()}
+    cycles = []
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(edges.get(module, ())):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join(path[path.index(target) :] + [module, target]))
+            elif target not in state:
+                visit(target, path + [module])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_function_local_imports_say_why():
+    modules = project_modules()
+    unexplained = []
+    for module, edges in graph().items():
+        if module.rpartition(".")[2] in CLI_MODULES:
+            continue
+        lines = modules[module].read_text(encoding="utf-8").splitlines()
+        for target, line, local in edges:
+            here, above = lines[line - 1], lines[line - 2] if line > 1 else ""
+            if local and "# lazy:" not in here and not above.strip().startswith("# lazy:"):
+                unexplained.append(f"{modules[module].relative_to(ROOT)}:{line}: imports {target} inside a function")
+    assert not unexplained, "\n".join(unexplained)
+
+
+def test_the_layer_check_sees_function_local_imports(tmp_path):
+    """The walk must count an import written inside a function, or the layer test would pass on a hidden back-edge."""
+    path = tmp_path / "mod.py"
+    path.write_text("def f():\n    from trainers.base import Trainer\n")
+    modules = {"drf.mod": path, "trainers.base": path}
+    assert imports("drf.mod", path, modules) == [("trainers.base", 2, True)]
+    assert layer_of("trainers.base") > layer_of("drf.mod")

@@ -1,0 +1,24 @@
+"""The training recipes, in one table every command reads: the config section that selects a recipe, its run-config
+schema and its train function.
+
+Entries are import paths, so ``drf --help`` and ``drf config`` can list the recipes without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """``schema``: "module:RunConfig" of a run config with a top-level section named like the recipe;
+    ``train``: "module:function" taking ``(config, resume=None)`` and returning the run directory."""
+
+    schema: str
+    train: str
+
+
+RECIPES = {
+    "drf": Recipe(schema="trainers.drf:DRFRunConfig", train="trainers.drf:train"),
+    "grpo": Recipe(schema="trainers.grpo:GRPORunConfig", train="trainers.grpo:train"),
+}
