@@ -76,8 +76,9 @@ def geometry_of_eval(trainer: Any, lgm: Any) -> dict[str, float]:
     from drf.geometry.rewards import geometry_rewards
     from drf.grad_window import GradWindow
     from drf.sampling import sample
-    from trainers.common import ema_weights, stream_seed
+    from trainers.data import stream_seed
     from trainers.grpo import camera_motion_of
+    from trainers.optim import ema_weights
 
     columns: dict[str, list[float]] = {}
     with ema_weights(trainer.ema, trainer.params):

@@ -192,7 +192,11 @@ def large_models(device: torch.device):
 
 def run_config(out_dir: Path, model: dict, k: int, large: bool, checkpointing: bool, frames: str):
     from critics.config import CriticConfig
-    from drf.config import FramesConfig, GradWindowConfig, LoggingConfig, ModelConfig, SamplingConfig
+    from drf.frames import FramesConfig
+    from drf.grad_window import GradWindowConfig
+    from drf.logging import LoggingConfig
+    from drf.models.registry import ModelConfig
+    from drf.sampling import SamplingConfig
     from trainers.drf import DRFConfig, DRFRunConfig
 
     prompts = out_dir / "prompts.txt"

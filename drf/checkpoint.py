@@ -38,8 +38,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from drf.errors import DRFError, InputError
+from drf.run_dir import RunDir
 
-CHECKPOINTS_DIR = "checkpoints"
 COMPLETE_MARKER = "COMPLETE"
 TRAINABLE_FILE = "trainable.safetensors"
 STATE_FILE = "state.json"
@@ -56,7 +56,7 @@ class TrainingDiverged(DRFError):
 
 
 def checkpoint_dir(run_dir: str | os.PathLike, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINTS_DIR / f"step-{step}"
+    return RunDir(run_dir).checkpoint(step)
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
@@ -66,7 +66,7 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     """Complete checkpoints of a run as ``(step, path)``, oldest first; half-written directories are skipped."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
+    root = RunDir(run_dir).checkpoints
     if not root.is_dir():
         return []
     found = []
@@ -96,7 +96,7 @@ def resolve_resume(run_dir: str | os.PathLike, spec: str | os.PathLike) -> Path:
         latest = latest_checkpoint(run_dir)
         if latest is not None:
             return latest
-        root = Path(run_dir) / CHECKPOINTS_DIR
+        root = RunDir(run_dir).checkpoints
         what = _describe_dir(root) if root.is_dir() else "the directory does not exist"
         raise InputError(
             f"--resume latest: no complete checkpoint in {root} ({what}); start without --resume or pass a PATH"
@@ -108,9 +108,9 @@ def resolve_resume(run_dir: str | os.PathLike, spec: str | os.PathLike) -> Path:
         raise InputError(f"--resume {path}: is a file, not a checkpoint directory; pass a checkpoints/step-N directory")
     if is_checkpoint(path):
         return path
-    if (path / CHECKPOINTS_DIR).is_dir():
-        hint = f"it looks like a run directory; pass {path / CHECKPOINTS_DIR}/step-N or 'latest'"
-    elif path.name == CHECKPOINTS_DIR:
+    if RunDir(path).checkpoints.is_dir():
+        hint = f"it looks like a run directory; pass {RunDir(path).checkpoints}/step-N or 'latest'"
+    elif path.name == RunDir.CHECKPOINTS:
         hint = f"{_describe_dir(path)}; pass one of its step-N directories"
     else:
         hint = f"{_describe_dir(path)}; a checkpoint has a {COMPLETE_MARKER} marker written after all its files"

@@ -9,15 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
-from typing import Any
 
-# Run-config schemas by name, as "module:attribute" so the core never imports the trainers it does not need.
-# A config file is matched to its schema by its recipe section (a top-level ``drf:`` or ``grpo:`` key).
-RUN_SCHEMAS = {
-    "sample": "drf.config:SampleRunConfig",
-    "drf": "trainers.drf:DRFRunConfig",
-    "grpo": "trainers.grpo:GRPORunConfig",
-}
+from trainers.recipes import RECIPES
+
+# Run-config schemas by name, as "module:attribute" so that listing them imports nothing heavy: ``drf sample``'s
+# and one per training recipe. A config file is matched to its schema by its recipe section (a top-level ``drf:``,
+# ``grpo:``, ... key).
+RUN_SCHEMAS = {"sample": "drf.sample:SampleRunConfig"} | {name: recipe.schema for name, recipe in RECIPES.items()}
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +61,7 @@ def resolve_schema(config_path: str | None, name: str | None = None) -> type:
             except (OSError, yaml.YAMLError):
                 data = {}  # load_config reports unreadable files with their location
             if isinstance(data, dict):
-                name = next((key for key in ("drf", "grpo") if key in data), "sample")
+                name = next((key for key in RECIPES if key in data), "sample")
     module, attribute = RUN_SCHEMAS[name].split(":")
     return getattr(importlib.import_module(module), attribute)
 
@@ -94,36 +92,11 @@ def config_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def sample_videos(cfg: Any, out_dir: Path) -> list[Path]:
-    """Sample one video per prompt with the gradient-free chain and write them (plus the resolved config)."""
-    import torch
-
-    from drf.config import save_config
-    from drf.grad_window import GradWindow
-    from drf.models.wan import WanGenerator
-    from drf.sampling import sample
-    from drf.video_io import video_filename, write_video
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    generator = WanGenerator.from_config(cfg.model, device=device)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir)
-    paths = []
-    for index, prompt in enumerate(cfg.prompts):
-        rng = torch.Generator(device).manual_seed(cfg.seed + index)
-        with torch.no_grad():
-            cond = generator.encode_prompts([prompt], cfg.sampling.guidance_scale)
-            rollout = sample(generator, cond, GradWindow.none(cfg.sampling.num_steps), rng=rng)
-            frames = generator.decode(rollout.latents)[0]
-        path = out_dir / video_filename(index, prompt, cfg.logging.video_format)
-        paths.append(write_video(path, frames.float().cpu(), fps=cfg.logging.fps))
-    return paths
-
-
 def sample_command(args: argparse.Namespace) -> int:
     import time
 
-    from drf.config import SampleRunConfig, load_config
+    from drf.config import load_config
+    from drf.sample import SampleRunConfig, sample_videos
 
     cfg = load_config(args.config, SampleRunConfig, args.overrides)
     out_dir = Path(args.out) if args.out else Path(cfg.logging.output_dir) / cfg.name

@@ -16,57 +16,16 @@ import re
 import types
 import typing
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 
-from drf.errors import ConfigError
+from drf.errors import ConfigError, FieldError
+from drf.run_dir import RunDir
 
 T = TypeVar("T")
 KeyPath = tuple[str | int, ...]
-
-__all__ = [
-    "FieldError",
-    "FramesConfig",
-    "GradWindowConfig",
-    "LoggingConfig",
-    "ModelConfig",
-    "SampleRunConfig",
-    "SamplingConfig",
-    "assert_all_fields_documented",
-    "config_to_dict",
-    "describe",
-    "dump_config",
-    "invalid",
-    "load_config",
-    "save_config",
-    "type_name",
-]
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Section validation helper
-
-
-class FieldError(ConfigError):
-    """A section's value is invalid; ``key`` is relative to the section that raised it."""
-
-    def __init__(self, key: str, detail: str) -> None:
-        super().__init__(f"{key} {detail}")
-        self.key = key
-        self.detail = detail
-
-
-def invalid(key: str, detail: str) -> FieldError:
-    """Build the error a section's ``validate`` raises: ``raise invalid("num_frames", "must be 4n+1 (got 8); try 9")``.
-
-    ``key`` is relative to the section (``"grad_window.k"`` from ``SamplingConfig``); the loader prefixes the full
-    dotted path and the file:line where that key was set.
-    """
-    return FieldError(key, detail)
-
 
 # --------------------------------------------------------------------------------------------------------------------
 # Types: names for messages and conversion of parsed YAML values
@@ -561,7 +520,7 @@ def save_config(cfg: Any, run_dir: str | Path) -> Path:
     """Write ``run_dir/config.yaml`` atomically, so a crash never leaves a half-written config beside checkpoints."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    target = run_dir / "config.yaml"
+    target = RunDir(run_dir).config
     tmp = run_dir / f".config.yaml.{os.getpid()}.tmp"  # same directory, so os.replace is a rename
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -624,171 +583,3 @@ def _undocumented(schema: type, prefix: str) -> Iterator[str]:
         section = _section_type(hints[f.name])
         if section is not None:
             yield from _undocumented(section, f"{prefix}{f.name}.")
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Core sections
-
-
-def _nearest(n: int, step: int, offset: int) -> str:
-    """The valid value(s) of the form ``step*i + offset`` (>= ``step`` or 1) closest to ``n``: ``"9"`` or ``"5 or 9"``."""
-    below = (n - offset) // step * step + offset
-    above = below + step
-    smallest = max(offset, step if offset == 0 else offset)
-    if below < smallest or n - below > above - n:
-        return str(max(above, smallest))
-    return str(below) if n - below < above - n else f"{below} or {above}"
-
-
-@dataclass
-class ModelConfig:
-    """Which video generator to load and the shape of the videos it makes."""
-
-    family: Literal["wan"] = field(default="wan", metadata={"help": "Generator family; selects the adapter."})
-    path: str | None = field(
-        default=None, metadata={"help": "Hub id or local diffusers directory of a pretrained model."}
-    )
-    tiny: str | None = field(
-        default=None, metadata={"help": "Tiny preset built from configs instead of `path` (e.g. wan-tiny)."}
-    )
-    dtype: Literal["float32", "bfloat16", "float16"] = field(
-        default="float32", metadata={"help": "Weights and compute dtype of the generator."}
-    )
-    height: int = field(default=32, metadata={"help": "Video height in pixels (multiple of 16)."})
-    width: int = field(default=32, metadata={"help": "Video width in pixels (multiple of 16)."})
-    num_frames: int = field(default=9, metadata={"help": "Frames per video; Wan needs 4n+1 (1, 5, 9, ... 81)."})
-    scheduler: Literal["euler", "unipc"] = field(
-        default="euler", metadata={"help": "Flow-matching sampler: euler (differentiable chain) or unipc."}
-    )
-    shift: float = field(default=5.0, metadata={"help": "Flow shift of the sigma schedule (> 0)."})
-    negative_prompt: str = field(default="", metadata={"help": "Prompt for the unconditional branch of CFG."})
-    max_sequence_length: int = field(default=512, metadata={"help": "Text-encoder tokens per prompt."})
-    attention_backend: str | None = field(
-        default=None, metadata={"help": "Attention backend for the transformer (e.g. xformers); null = default."}
-    )
-
-    def validate(self) -> None:
-        if self.path is not None and self.tiny is not None:
-            raise invalid("path", "is set together with tiny; remove one (path loads a model, tiny builds a preset)")
-        if self.path is None and self.tiny is None:
-            raise invalid(
-                "tiny", "or path must be set: tiny names a preset (e.g. wan-tiny), path a hub id or directory"
-            )
-        if self.num_frames < 1 or (self.num_frames - 1) % 4:
-            raise invalid("num_frames", f"must be 4n+1 (got {self.num_frames}); try {_nearest(self.num_frames, 4, 1)}")
-        for key in ("height", "width"):
-            size = getattr(self, key)
-            if size < 16 or size % 16:
-                raise invalid(key, f"must be a multiple of 16 (got {size}); try {_nearest(size, 16, 0)}")
-        if self.shift <= 0:
-            raise invalid("shift", f"must be > 0 (got {self.shift})")
-        if self.max_sequence_length < 1:
-            raise invalid("max_sequence_length", f"must be >= 1 (got {self.max_sequence_length})")
-
-
-@dataclass
-class GradWindowConfig:
-    """Which sampling steps carry gradient, and how they are computed."""
-
-    kind: Literal["last_k", "random_k", "steps"] = field(
-        default="last_k", metadata={"help": "last_k: the final k steps; random_k: k random steps; steps: a list."}
-    )
-    k: int = field(default=1, metadata={"help": "Number of steps with gradient (last_k, random_k)."})
-    steps: list[int] = field(
-        default_factory=list, metadata={"help": "Step indices with gradient, 0 = noisiest (kind: steps)."}
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of the random_k draw."})
-    checkpointing: bool = field(
-        default=True, metadata={"help": "Recompute windowed steps in backward so memory stays near one step."}
-    )
-    detach_input: bool = field(
-        default=False, metadata={"help": "Detach the latent entering each windowed step (cheaper backward)."}
-    )
-
-    def validate(self) -> None:
-        if self.k < 1:
-            raise invalid("k", f"must be >= 1 (got {self.k})")
-        if self.kind == "steps" and not self.steps:
-            raise invalid("steps", "must list at least one step index when kind is steps, e.g. [18, 19]")
-        if len(set(self.steps)) != len(self.steps):
-            raise invalid("steps", f"has repeated indices ({self.steps}); list each step once")
-
-
-@dataclass
-class FramesConfig:
-    """Which decoded frames the rewards see."""
-
-    policy: Literal["all", "first", "middle", "last", "first_middle_last", "every_n", "random_n"] = field(
-        default="all", metadata={"help": "Frame selection; every_n and random_n use n."}
-    )
-    n: int = field(default=1, metadata={"help": "Stride (every_n) or count (random_n) of frames."})
-    seed: int = field(default=0, metadata={"help": "Seed of the random_n draw."})
-
-    def validate(self) -> None:
-        if self.n < 1:
-            raise invalid("n", f"must be >= 1 (got {self.n})")
-
-
-@dataclass
-class SamplingConfig:
-    """The sampling chain: steps, guidance, gradient window and frames passed to rewards."""
-
-    num_steps: int = field(default=20, metadata={"help": "Denoising steps per video."})
-    guidance_scale: float = field(default=5.0, metadata={"help": "Classifier-free guidance scale; <= 1 disables CFG."})
-    grad_window: GradWindowConfig = field(
-        default_factory=GradWindowConfig, metadata={"help": "Which steps carry gradient."}
-    )
-    frames: FramesConfig = field(default_factory=FramesConfig, metadata={"help": "Which frames rewards see."})
-
-    def validate(self) -> None:
-        if self.num_steps < 1:
-            raise invalid("num_steps", f"must be >= 1 (got {self.num_steps})")
-        if self.guidance_scale < 0:
-            raise invalid("guidance_scale", f"must be >= 0 (got {self.guidance_scale})")
-        window = self.grad_window
-        if window.kind != "steps" and window.k > self.num_steps:
-            raise invalid("grad_window.k", f"must be <= num_steps (got {window.k}; num_steps is {self.num_steps})")
-        bad = [i for i in window.steps if not 0 <= i < self.num_steps]
-        if bad:
-            raise invalid("grad_window.steps", f"index {bad[0]} is outside 0..{self.num_steps - 1} (num_steps)")
-
-
-@dataclass
-class LoggingConfig:
-    """Where a run writes and how often."""
-
-    output_dir: str = field(default="runs", metadata={"help": "Parent directory of run directories (<dir>/<name>)."})
-    log_every: int = field(default=1, metadata={"help": "Write metrics every this many steps."})
-    sample_every: int = field(default=0, metadata={"help": "Save sample videos every this many steps; 0 = never."})
-    tensorboard: bool = field(default=False, metadata={"help": "Also log to tensorboard (needs the extra)."})
-    video_format: Literal["gif", "mp4"] = field(default="gif", metadata={"help": "File format of saved videos."})
-    fps: int = field(default=8, metadata={"help": "Frames per second of saved videos."})
-    report: bool = field(
-        default=True, metadata={"help": "Write report.html into the run directory when training ends."}
-    )
-
-    def validate(self) -> None:
-        for key, low in (("log_every", 1), ("sample_every", 0), ("fps", 1)):
-            if getattr(self, key) < low:
-                raise invalid(key, f"must be >= {low} (got {getattr(self, key)})")
-
-
-@dataclass
-class SampleRunConfig:
-    """`drf sample`: generate videos for prompts and write them to a run directory."""
-
-    name: str = field(default="sample", metadata={"help": "Run name; the run directory is output_dir/name."})
-    seed: int = field(default=0, metadata={"help": "Seed of the initial noise."})
-    prompts: list[str] = field(
-        default_factory=lambda: ["a red cube on a checkered floor"],
-        metadata={"help": "Prompts to sample, one video each."},
-    )
-    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The video generator."})
-    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "The sampling chain."})
-    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Outputs and logging."})
-
-    def validate(self) -> None:
-        if not self.name or "/" in self.name or self.name in (".", ".."):
-            raise invalid("name", f"must be a plain directory name (got {self.name!r})")
-        if not self.prompts:
-            raise invalid("prompts", "must list at least one prompt")

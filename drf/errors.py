@@ -34,3 +34,21 @@ class TemplateError(DRFError):
 
 class CriticError(DRFError):
     """A critic cannot answer as asked (unknown family, unsupported question kind, ...)."""
+
+
+class FieldError(ConfigError):
+    """A section's value is invalid; ``key`` is relative to the section that raised it."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key} {detail}")
+        self.key = key
+        self.detail = detail
+
+
+def invalid(key: str, detail: str) -> FieldError:
+    """Build the error a section's ``validate`` raises: ``raise invalid("num_frames", "must be 4n+1 (got 8); try 9")``.
+
+    ``key`` is relative to the section (``"grad_window.k"`` from ``SamplingConfig``); the loader prefixes the full
+    dotted path and the file:line where that key was set.
+    """
+    return FieldError(key, detail)

@@ -8,9 +8,10 @@ the adapter decodes only the causal latent prefix that covers them.
 from __future__ import annotations
 
 import random
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from drf.errors import ConfigError
+from drf.errors import ConfigError, invalid
 
 FRAME_POLICIES = ("all", "first", "middle", "last", "first_middle_last", "every_n", "random_n")
 
@@ -40,3 +41,18 @@ def select_frames(policy: str, num_frames: int, n: int = 1, seed: int = 0) -> li
 def frames_from_config(cfg: Any, num_frames: int, rollout_index: int = 0) -> list[int] | None:
     """Frame indices for one rollout from a ``FramesConfig``; random-n reseeds per rollout, reproducibly."""
     return select_frames(cfg.policy, num_frames, cfg.n, seed=cfg.seed * 1_000_003 + rollout_index)
+
+
+@dataclass
+class FramesConfig:
+    """Which decoded frames the rewards see."""
+
+    policy: Literal["all", "first", "middle", "last", "first_middle_last", "every_n", "random_n"] = field(
+        default="all", metadata={"help": "Frame selection; every_n and random_n use n."}
+    )
+    n: int = field(default=1, metadata={"help": "Stride (every_n) or count (random_n) of frames."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random_n draw."})
+
+    def validate(self) -> None:
+        if self.n < 1:
+            raise invalid("n", f"must be >= 1 (got {self.n})")

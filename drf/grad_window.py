@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from drf.errors import ConfigError
+from drf.errors import ConfigError, invalid
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,31 @@ def window_from_config(cfg: Any, num_steps: int, rollout_index: int = 0) -> Grad
     if cfg.kind == "steps":
         return GradWindow.explicit(cfg.steps, num_steps, **options)
     raise ConfigError(f"sampling.grad_window.kind {cfg.kind!r} is not one of last_k, random_k, steps")
+
+
+@dataclass
+class GradWindowConfig:
+    """Which sampling steps carry gradient, and how they are computed."""
+
+    kind: Literal["last_k", "random_k", "steps"] = field(
+        default="last_k", metadata={"help": "last_k: the final k steps; random_k: k random steps; steps: a list."}
+    )
+    k: int = field(default=1, metadata={"help": "Number of steps with gradient (last_k, random_k)."})
+    steps: list[int] = field(
+        default_factory=list, metadata={"help": "Step indices with gradient, 0 = noisiest (kind: steps)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the random_k draw."})
+    checkpointing: bool = field(
+        default=True, metadata={"help": "Recompute windowed steps in backward so memory stays near one step."}
+    )
+    detach_input: bool = field(
+        default=False, metadata={"help": "Detach the latent entering each windowed step (cheaper backward)."}
+    )
+
+    def validate(self) -> None:
+        if self.k < 1:
+            raise invalid("k", f"must be >= 1 (got {self.k})")
+        if self.kind == "steps" and not self.steps:
+            raise invalid("steps", "must list at least one step index when kind is steps, e.g. [18, 19]")
+        if len(set(self.steps)) != len(self.steps):
+            raise invalid("steps", f"has repeated indices ({self.steps}); list each step once")

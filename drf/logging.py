@@ -23,18 +23,19 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
 
-from drf.errors import InputError
+from drf.errors import InputError, invalid
+from drf.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -87,7 +88,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """All records of a ``metrics.jsonl`` (or of ``<run_dir>/metrics.jsonl``), with ``"nan"``/``"inf"`` as floats."""
     path = Path(path)
     if path.is_dir():
-        path = path / METRICS_FILE
+        path = RunDir(path).metrics
     if not path.is_file():
         raise InputError(f"{path}: no metrics file; is this a run directory?")
     return [_from_json(r) for r in _parse_lines(path)]
@@ -114,7 +115,7 @@ class MetricsLogger:
         project_name: str = "drf",
         resume_step: int | None = None,
     ) -> None:
-        self.path = Path(run_dir) / METRICS_FILE
+        self.path = RunDir(run_dir).metrics
         self.enabled = _is_main(accelerator)
         self._file = None
         self._tracker = None
@@ -258,3 +259,23 @@ class Timer:
     def reset(self) -> None:
         self.totals.clear()
         self.counts.clear()
+
+
+@dataclass
+class LoggingConfig:
+    """Where a run writes and how often."""
+
+    output_dir: str = field(default="runs", metadata={"help": "Parent directory of run directories (<dir>/<name>)."})
+    log_every: int = field(default=1, metadata={"help": "Write metrics every this many steps."})
+    sample_every: int = field(default=0, metadata={"help": "Save sample videos every this many steps; 0 = never."})
+    tensorboard: bool = field(default=False, metadata={"help": "Also log to tensorboard (needs the extra)."})
+    video_format: Literal["gif", "mp4"] = field(default="gif", metadata={"help": "File format of saved videos."})
+    fps: int = field(default=8, metadata={"help": "Frames per second of saved videos."})
+    report: bool = field(
+        default=True, metadata={"help": "Write report.html into the run directory when training ends."}
+    )
+
+    def validate(self) -> None:
+        for key, low in (("log_every", 1), ("sample_every", 0), ("fps", 1)):
+            if getattr(self, key) < low:
+                raise invalid(key, f"must be >= {low} (got {getattr(self, key)})")

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from drf.grad_window import GradWindow
+from drf.errors import invalid
+from drf.frames import FramesConfig
+from drf.grad_window import GradWindow, GradWindowConfig
 from drf.models.base import Cond, VideoGenerator
 
 
@@ -183,3 +185,27 @@ def sample_sde(
         else:
             x = x + (sigmas[i + 1] - sigmas[i]) * v
     return SDERollout(x, transitions)
+
+
+@dataclass
+class SamplingConfig:
+    """The sampling chain: steps, guidance, gradient window and frames passed to rewards."""
+
+    num_steps: int = field(default=20, metadata={"help": "Denoising steps per video."})
+    guidance_scale: float = field(default=5.0, metadata={"help": "Classifier-free guidance scale; <= 1 disables CFG."})
+    grad_window: GradWindowConfig = field(
+        default_factory=GradWindowConfig, metadata={"help": "Which steps carry gradient."}
+    )
+    frames: FramesConfig = field(default_factory=FramesConfig, metadata={"help": "Which frames rewards see."})
+
+    def validate(self) -> None:
+        if self.num_steps < 1:
+            raise invalid("num_steps", f"must be >= 1 (got {self.num_steps})")
+        if self.guidance_scale < 0:
+            raise invalid("guidance_scale", f"must be >= 0 (got {self.guidance_scale})")
+        window = self.grad_window
+        if window.kind != "steps" and window.k > self.num_steps:
+            raise invalid("grad_window.k", f"must be <= num_steps (got {window.k}; num_steps is {self.num_steps})")
+        bad = [i for i in window.steps if not 0 <= i < self.num_steps]
+        if bad:
+            raise invalid("grad_window.steps", f"index {bad[0]} is outside 0..{self.num_steps - 1} (num_steps)")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from drf.config import invalid
+from drf.errors import invalid
 from prompts.schema import ASPECTS, KINDS
 
 FALLBACKS = ("rule", "error")

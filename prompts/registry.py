@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from drf.errors import ConfigError
+from drf.run_dir import RunDir
 from prompts import files, llm, rule
 from prompts.cache import QuestionCache
 from prompts.config import DECOMPOSER_NAMES, QuestionsConfig
@@ -84,5 +85,5 @@ def decompose_all(prompts: Iterable[str], config: QuestionsConfig | None = None,
                   run_dir: str | Path | None = None) -> list[QuestionSet]:  # fmt: skip
     """Question sets for many prompts; with ``run_dir`` they are cached in (and saved to) ``run_dir/questions.jsonl``."""
     config = config or QuestionsConfig()
-    cache = QuestionCache(Path(run_dir) / "questions.jsonl") if run_dir is not None else None
+    cache = QuestionCache(RunDir(run_dir).questions) if run_dir is not None else None
     return [decompose(p, config, cache) for p in prompts]

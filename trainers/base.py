@@ -19,20 +19,16 @@ import torch
 from critics.registry import load_critic
 from drf.checkpoint import NonFiniteGuard, load_checkpoint, resolve_resume, save_checkpoint, trainable_state_dict
 from drf.logging import MetricsLogger, Timer, peak_memory_mb, progress
-from drf.models.wan import WanGenerator
-from trainers import common
-from trainers.common import (
-    batch_arithmetic,
-    clip_gradients,
-    count_parameters,
-    ema_weights,
-    export_lora,
-    prompt_index,
-    reduce_gradients,
-    sample_and_score,
-)
+from drf.models.registry import load_generator
+from drf.run_dir import RunDir
+from trainers.data import prompt_index
+from trainers.distributed import clip_gradients, make_accelerator, reduce_gradients
+from trainers.evaluation import sample_and_score
 from trainers.monitor import hacking_alarms
+from trainers.optim import build_ema, build_lr_scheduler, build_optimizer, ema_weights
 from trainers.plugins import REPORT_WRITER, load_judge, resolve
+from trainers.run import batch_arithmetic, critic_config_for, prepare_run, run_dir_of
+from trainers.weights import count_parameters, setup_trainable
 
 
 class Trainer:
@@ -47,32 +43,31 @@ class Trainer:
 
         self.cfg = cfg
         train_cfg = self.train_cfg
-        self.accelerator = common.make_accelerator(train_cfg.mixed_precision)
+        self.accelerator = make_accelerator(train_cfg.mixed_precision)
         acc = self.accelerator
         set_seed(cfg.seed)  # LoRA initialisation and anything else drawn from the global streams
-        resume_path = resolve_resume(common.run_dir_of(cfg), resume) if resume is not None else None
-        setup = common.prepare_run(cfg, acc, resume)
+        resume_path = resolve_resume(run_dir_of(cfg), resume) if resume is not None else None
+        setup = prepare_run(cfg, acc, resume)
         self.run_dir, self.splits, self.question_sets = setup.run_dir, setup.splits, setup.question_sets
         self.config_yaml = setup.config_yaml
 
         if generator is None:
-            generator = WanGenerator.from_config(cfg.model, device=acc.device)
+            generator = load_generator(cfg.model, device=acc.device)
         self.generator = generator
-        self.generator.pipe.set_progress_bar_config(disable=True)
         self.transformer = self.generator.trainable_module()
-        self.params = common.setup_trainable(self.transformer, train_cfg, self.section)
+        self.params = setup_trainable(self.transformer, train_cfg, self.section)
         if train_cfg.gradient_checkpointing:
             self.transformer.enable_gradient_checkpointing()
 
         if critic is None:
-            critic = load_critic(common.critic_config_for(cfg.critic, acc, self.run_dir))
+            critic = load_critic(critic_config_for(cfg.critic, acc, self.run_dir))
         self.critic = critic
         self.judge = load_judge(train_cfg.judge)
         self.setup_recipe()
 
-        self.optimizer = common.build_optimizer(self.params, train_cfg, self.section)
-        self.lr_scheduler = common.build_lr_scheduler(self.optimizer, train_cfg, self.updates_per_step())
-        self.ema = common.build_ema(self.params, train_cfg)
+        self.optimizer = build_optimizer(self.params, train_cfg, self.section)
+        self.lr_scheduler = build_lr_scheduler(self.optimizer, train_cfg, self.updates_per_step())
+        self.ema = build_ema(self.params, train_cfg)
         self.guard = NonFiniteGuard(self.run_dir, train_cfg.max_consecutive_skips)
         self.step = 0
         self.resumed_from = resume_path
@@ -239,7 +234,7 @@ class Trainer:
                     [self.question_sets[p] for p in prompts],
                     sampling=self.cfg.sampling,
                     seed=self.cfg.seed,
-                    out_dir=self.run_dir / "samples" / f"step-{step}",
+                    out_dir=RunDir(self.run_dir).samples(step),
                     video_format=lg.video_format,
                     fps=lg.fps,
                     aspect_weights=self.cfg.questions.aspect_weights,
@@ -255,14 +250,14 @@ class Trainer:
         """Compare this evaluation with the previous one (same prompts, same noise): print a one-line warning for each
         aspect whose critic reward rose while the judge fell by more than its standard error, and return the count
         (``eval/hacking/alarms``) and the aspects (``eval/hacking/<aspect>``) as metrics."""
-        samples = self.run_dir / "samples"
-        earlier = [int(p.name[5:]) for p in samples.glob("step-*") if p.name[5:].isdigit() and int(p.name[5:]) < step]
+        run = RunDir(self.run_dir)
+        earlier = [at for at in run.sample_steps() if at < step]
         if not earlier:
             return {}
         previous = max(earlier)
 
         def records(at: int) -> list[dict]:
-            path = samples / f"step-{at}" / "scores.json"
+            path = run.scores(at)
             return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
 
         alarms = hacking_alarms(records(previous), records(step), previous, step)
@@ -276,9 +271,9 @@ class Trainer:
         if self.accelerator.is_main_process:
             with ema_weights(self.ema, self.params):
                 if self.train_cfg.trainable == "lora":
-                    path = export_lora(self.generator, self.run_dir / "lora")
+                    path = self.generator.save_lora(RunDir(self.run_dir).lora)
                 else:
-                    path = self.run_dir / "transformer"
+                    path = RunDir(self.run_dir).transformer
                     self.transformer.save_pretrained(path)
         self.accelerator.wait_for_everyone()
         return path

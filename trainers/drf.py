@@ -21,13 +21,15 @@ from typing import Any
 
 import torch
 
-from drf.config import invalid
+from drf.errors import invalid
 from drf.frames import frames_from_config
 from drf.grad_window import GradWindow, window_from_config
 from drf.rewards import RewardOutput, aggregate, reward_metrics
 from drf.sampling import sample
 from trainers.base import Trainer, finite_all, metric_means
-from trainers.common import RunConfig, TrainerConfig, adapters_disabled, stream_seed
+from trainers.config import RunConfig, TrainerConfig
+from trainers.data import stream_seed
+from trainers.weights import adapters_disabled
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import torch
 
-from drf.config import invalid
+from drf.errors import invalid
 from drf.frames import frames_from_config
 from drf.geometry.lgm import LatentGeometryModel
 from drf.geometry.rewards import geometry_rewards
@@ -33,7 +33,9 @@ from drf.rewards import RewardOutput, aggregate, reward_metrics
 from drf.sampling import sample_sde, sde_step
 from prompts.parse import parse_prompt
 from trainers.base import Trainer, finite_all, metric_means
-from trainers.common import RunConfig, TrainerConfig, adapters_disabled, stream_seed
+from trainers.config import RunConfig, TrainerConfig
+from trainers.data import stream_seed
+from trainers.weights import adapters_disabled
 
 GEOMETRY_REWARDS = ("geo_smoothness", "geo_reprojection", "geo_trajectory")
 REWARD_NAMES = ("critic", *GEOMETRY_REWARDS)

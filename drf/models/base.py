@@ -8,6 +8,7 @@ latents and velocities through, frames out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -107,3 +108,7 @@ class VideoGenerator(Protocol):
     def decode(self, latents: torch.Tensor, frame_indices: list[int] | None = None) -> torch.Tensor: ...
 
     def trainable_module(self) -> nn.Module: ...
+
+    def save_lora(self, out_dir: str | Path) -> Path: ...
+
+    def load_lora(self, path: str | Path) -> None: ...

@@ -22,6 +22,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 SCHEDULERS = ("euler", "unipc")
 
 
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+
+
 def build_scheduler(name: str, shift: float):
     """A flow-matching scheduler by short name; ``shift`` is the timestep shift of the flow schedule."""
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
@@ -232,6 +235,30 @@ class WanGenerator:
         if frame_indices is not None:
             frames = frames[:, list(frame_indices)]
         return frames
+
+    # ----------------------------------------------------------------------------------------- LoRA
+    def save_lora(self, out_dir: str | Path) -> Path:
+        """Write the transformer's LoRA as diffusers' ``pytorch_lora_weights.safetensors``, with its adapter metadata
+        (rank, alpha, targets), so a stock ``WanPipeline.load_lora_weights`` reproduces this generator."""
+        from diffusers import WanPipeline
+        from peft.utils import get_peft_model_state_dict
+
+        transformer = self.trainable_module()
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().to("cpu").contiguous() for k, v in get_peft_model_state_dict(transformer).items()}
+        WanPipeline.save_lora_weights(
+            out_dir,
+            transformer_lora_layers=state,
+            transformer_lora_adapter_metadata=transformer.peft_config["default"].to_dict(),
+        )
+        return out_dir / LORA_WEIGHTS
+
+    def load_lora(self, path: str | Path) -> None:
+        """Load and activate a LoRA written by :meth:`save_lora` (or any diffusers Wan LoRA file or directory)."""
+        if not Path(path).exists():
+            raise ModelLoadError(f"LoRA {str(path)!r} does not exist; give a directory written by save_lora")
+        self.pipe.load_lora_weights(str(path))
 
     def to_pipeline(self) -> Any:
         """The underlying ``WanPipeline`` (shares modules), e.g. to export LoRA or compare outputs."""

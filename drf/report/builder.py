@@ -22,24 +22,23 @@ from typing import Any
 
 import torch
 
-from critics.config import CriticConfig, default_critic_config
 from critics import registry as critic_registry
-from drf.config import FramesConfig, load_section
+from critics.config import CriticConfig, default_critic_config
+from drf.config import load_section
 from drf.errors import InputError
-from drf.frames import frames_from_config
-from drf.logging import METRICS_FILE, read_metrics
+from drf.frames import FramesConfig, frames_from_config
+from drf.logging import read_metrics
 from drf.report import images
 from drf.report.rundir import (
     SampleScore,
     read_config,
     read_scores,
     reward_curves,
-    sample_steps,
-    sample_videos,
 )
 from drf.report.saliency import saliency_maps
 from drf.report.svg import line_chart
 from drf.rewards import RewardOutput, aggregate
+from drf.run_dir import RunDir, sample_videos
 from drf.text import clean_text
 from drf.video_io import read_video
 from prompts.config import QuestionsConfig
@@ -47,7 +46,6 @@ from prompts.files import load_question_file, normalize_prompt
 from prompts.registry import decompose
 from prompts.schema import QuestionSet
 
-REPORT_FILE = "report.html"
 TEMPLATE = "report.html.j2"
 
 
@@ -298,7 +296,7 @@ def load_critic_for(config: CriticConfig) -> tuple[Any, list[str]]:
 
 def run_question_sets(run_dir: Path) -> dict[str, Any]:
     """Question sets recorded in ``questions.jsonl``, keyed by normalised prompt (the last record of a prompt wins)."""
-    path = run_dir / "questions.jsonl"
+    path = RunDir(run_dir).questions
     sets: dict[str, Any] = {}
     if not path.is_file():
         return sets
@@ -357,7 +355,7 @@ def report_for_video(
 
 
 def _curve_charts(run_dir: Path) -> list[Chart]:
-    path = run_dir / METRICS_FILE
+    path = RunDir(run_dir).metrics
     if not path.is_file():
         return []
     charts = []
@@ -420,7 +418,7 @@ def report_for_run(
         raise InputError(f"{run_dir}: not a directory; give a run directory (runs/<name>) or a video file")
     config = read_config(run_dir)
     report = Report(title=f"drf inspect: run {run_dir.name}", source=str(run_dir), charts=_curve_charts(run_dir))
-    steps = sample_steps(run_dir)
+    steps = RunDir(run_dir).sample_steps()
     if step is not None and step not in steps:
         have = ", ".join(map(str, steps)) or "none"
         raise InputError(f"{run_dir}: no samples at step {step} (samples/step-{step}); steps with samples: {have}")
@@ -438,7 +436,7 @@ def report_for_run(
     videos = sample_videos(steps[current])[: max(0, max_videos)]
     if not videos:
         return report
-    config_file = run_dir / "config.yaml"
+    config_file = RunDir(run_dir).config
     section = functools.partial(load_section, config_file) if config_file.is_file() else lambda *_: None
     if critic is None:
         critic, notes = load_critic_for(section(CriticConfig, "critic") or default_critic_config())
@@ -491,4 +489,4 @@ def write_report(
     """
     report = report_for_run(run_dir, critic=critic, step=step, max_videos=max_videos, saliency=saliency,
                             explain=explain)  # fmt: skip
-    return save_html(build_report(report), out or Path(run_dir) / REPORT_FILE)
+    return save_html(build_report(report), out or RunDir(run_dir).report)

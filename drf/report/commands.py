@@ -58,24 +58,24 @@ def _critic(args: argparse.Namespace):
 def inspect_command(args: argparse.Namespace) -> int:
     from drf.errors import InputError
     from drf.report import builder
-    from drf.report.rundir import is_run_dir
+    from drf.run_dir import RunDir
 
     target = Path(args.target)
     if not target.exists():
         raise InputError(f"{target}: no such file or folder; give a video (mp4/gif/frames folder) or a run directory")
     options = _options(args)
-    if is_run_dir(target):
+    if RunDir(target).is_run():
         critic, notes = _critic(args) if args.critic else (None, [])
         report = builder.report_for_run(target, critic=critic, step=args.step, max_videos=args.max_videos,
                                         saliency=options, explain=not args.no_explain)  # fmt: skip
         report.notes = notes + report.notes
-        out = Path(args.out) if args.out else target / builder.REPORT_FILE
+        out = Path(args.out) if args.out else RunDir(target).report
     else:
         qset = builder.question_set_for(args.prompt, questions_file=args.questions)
         critic, notes = _critic(args)
         report = builder.report_for_video(target, critic=critic, question_set=qset, notes=notes, saliency=options,
                                           explain=not args.no_explain, max_frames=args.max_frames)  # fmt: skip
-        out = Path(args.out) if args.out else Path(builder.REPORT_FILE)
+        out = Path(args.out) if args.out else Path(RunDir.REPORT)
     builder.save_html(builder.build_report(report), out)
     print(builder.summarize(report))
     print(f"report -> {out}")

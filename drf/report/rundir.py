@@ -1,7 +1,6 @@
-"""Reading a run directory for its report: sample steps, their scores, logged reward curves and the resolved config.
+"""Reading a run directory for its report: sample scores, logged reward curves and the resolved config.
 
-Layout (DESIGN §3): ``config.yaml``, ``questions.jsonl``, ``metrics.jsonl``, ``samples/step-N/*.gif|mp4`` with a
-``scores.json`` beside the videos. Every piece is optional, so a report also works for a run that stopped early.
+The layout is ``drf.run_dir.RunDir``'s. Every piece is optional, so a report also works for a run that stopped early.
 """
 
 from __future__ import annotations
@@ -15,21 +14,14 @@ from typing import Any
 import yaml
 
 from drf.errors import InputError
+from drf.run_dir import RunDir, sample_videos
 
-SAMPLES_DIR = "samples"
-VIDEO_SUFFIXES = (".gif", ".mp4")
-_STEP = re.compile(r"^step-(\d+)$")
 _CURVE = re.compile(r"^(?P<prefix>.+)/(?:total|aspect/(?P<aspect>[^/]+))$")
-
-
-def is_run_dir(path: Path) -> bool:
-    """A folder is a run directory when it holds any of the files a trainer writes."""
-    return path.is_dir() and any((path / name).exists() for name in ("config.yaml", "metrics.jsonl", SAMPLES_DIR))
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The resolved config as plain data ({} when the run has none)."""
-    path = run_dir / "config.yaml"
+    path = RunDir(run_dir).config
     if not path.is_file():
         return {}
     try:
@@ -41,23 +33,6 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of config sections, got {type(data).__name__}")
     return data
-
-
-def sample_steps(run_dir: Path) -> dict[int, Path]:
-    """``{step: samples/step-N}`` for every sample folder that holds at least one video, in step order."""
-    root = run_dir / SAMPLES_DIR
-    if not root.is_dir():
-        return {}
-    steps = {}
-    for child in root.iterdir():
-        match = _STEP.match(child.name)
-        if match and child.is_dir() and sample_videos(child):
-            steps[int(match.group(1))] = child
-    return dict(sorted(steps.items()))
-
-
-def sample_videos(step_dir: Path) -> list[Path]:
-    return sorted(p for p in step_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
 
 
 @dataclass
@@ -119,7 +94,7 @@ def _video_key(record: dict[str, Any]) -> str | None:
 
 def read_scores(step_dir: Path) -> dict[str, SampleScore]:
     """``{video file name: SampleScore}`` from ``scores.json``; videos are matched by file name, or by order."""
-    path = step_dir / "scores.json"
+    path = step_dir / RunDir.SCORES
     if not path.is_file():
         return {}
     try:

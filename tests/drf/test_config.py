@@ -12,22 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drf.config import (
-    FramesConfig,
-    GradWindowConfig,
-    LoggingConfig,
-    ModelConfig,
-    SampleRunConfig,
-    SamplingConfig,
-    assert_all_fields_documented,
-    config_to_dict,
-    describe,
-    dump_config,
-    invalid,
-    load_config,
-    save_config,
-)
-from drf.errors import ConfigError
+from drf.config import assert_all_fields_documented, config_to_dict, describe, dump_config, load_config, save_config
+from drf.errors import ConfigError, invalid
+from drf.frames import FramesConfig
+from drf.grad_window import GradWindowConfig
+from drf.logging import LoggingConfig
+from drf.models.registry import ModelConfig
+from drf.sample import SampleRunConfig
+from drf.sampling import SamplingConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["model.tiny=wan-tiny"]

@@ -10,8 +10,10 @@ from drf.cli import main
 from drf.config import assert_all_fields_documented, load_config
 from drf.errors import ConfigError, InputError
 from tests.trainers.conftest import ROOT
-from trainers.common import TrainerConfig, build_optimizer, load_prompt_splits, prompt_index, read_prompts
+from trainers.config import TrainerConfig
+from trainers.data import load_prompt_splits, prompt_index, read_prompts
 from trainers.drf import DRFRunConfig
+from trainers.optim import build_optimizer
 
 
 def test_every_drf_config_field_is_documented():

@@ -12,7 +12,7 @@ from drf.errors import ConfigError
 from drf.logging import read_metrics
 from tests.trainers.conftest import ROOT, TINY_GRPO_CONFIG
 from trainers.base import before_after
-from trainers.common import judge_metrics
+from trainers.evaluation import judge_metrics
 
 
 def _qset(*aspects: str):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
+from drf.errors import ModelLoadError
 from drf.grad_window import GradWindow
 from drf.sampling import sample
 from tests.fixtures.wan import SIZE, _components, tiny_generator
-from trainers.common import TrainerConfig, export_lora, setup_trainable
+from trainers.config import TrainerConfig
+from trainers.weights import setup_trainable
 
 
 def test_exported_lora_loads_with_load_lora_weights(tmp_path):
@@ -25,7 +28,7 @@ def test_exported_lora_loads_with_load_lora_weights(tmp_path):
     with torch.no_grad():
         for p in params:  # a "trained" adapter: B is no longer zero
             p.add_(0.2 * torch.randn_like(p))
-    export_lora(gen, tmp_path / "lora")
+    gen.save_lora(tmp_path / "lora")
 
     pipe = WanPipeline(**copy.deepcopy(_components("wan-tiny", 0)))
     pipe.scheduler = type(gen.pipe.scheduler).from_config(gen.pipe.scheduler.config)
@@ -55,3 +58,16 @@ def test_exported_lora_loads_with_load_lora_weights(tmp_path):
     assert (ours - base).abs().max() > 1e-2  # the adapter changes the output, so the comparison below means something
     # Same float32 ops in the same order, up to how peft and diffusers group the LoRA scaling: 1e-5 absolute.
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+
+    reloaded = tiny_generator(fresh=True)
+    reloaded.load_lora(tmp_path / "lora")  # the generator's own door back in
+    with torch.no_grad():
+        again = sample(
+            reloaded, reloaded.encode_prompts([prompt], guidance), GradWindow.none(steps), latents=latents.clone()
+        ).latents
+    torch.testing.assert_close(again, ours, atol=1e-5, rtol=0)
+
+
+def test_load_lora_names_a_missing_path(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        tiny_generator(fresh=True).load_lora(tmp_path / "nowhere")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainers.common import critic_by_judge_aspect
+from trainers.evaluation import critic_by_judge_aspect
 from trainers.monitor import hacking_alarms
 
 

@@ -1,0 +1,119 @@
+"""Evaluation: sample held-out prompts without gradient, save the videos, score them with the critic and a judge."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drf.frames import frames_from_config
+from drf.grad_window import GradWindow
+from drf.rewards import RewardOutput, aggregate, reward_metrics
+from drf.run_dir import RunDir
+from drf.sampling import sample
+from drf.video_io import video_filename, write_video
+from trainers.data import stream_seed
+
+
+def judge_metrics(verdict: dict[str, Any], question_set: Any) -> dict[str, float]:
+    """``oracle/total`` and ``oracle/aspect/<aspect>``: the mean 0/1 score of the questions the judge measured; with
+    an alignment verdict also ``oracle/alignment/total`` and ``oracle/alignment/aspect/<aspect>`` (object, colour,
+    count, ... — the judge's own alignment aspects, where an object it cannot find counts as wrong)."""
+    scores = verdict["scores"]
+    metrics: dict[str, float] = {}
+    if scores:
+        by_aspect: dict[str, list[int]] = {}
+        for q in question_set.questions:
+            if q.id in scores:
+                by_aspect.setdefault(q.aspect, []).append(scores[q.id])
+        metrics["oracle/total"] = sum(scores.values()) / len(scores)
+        metrics.update({f"oracle/aspect/{a}": sum(v) / len(v) for a, v in by_aspect.items()})
+    alignment = verdict.get("alignment") or {}
+    if alignment.get("mean") is not None:
+        metrics["oracle/alignment/total"] = alignment["mean"]
+        metrics.update({f"oracle/alignment/aspect/{a}": v for a, v in alignment["by_aspect"].items()})
+    return metrics
+
+
+def critic_by_judge_aspect(rewards: dict[str, float], aspect_of: dict[str, str]) -> dict[str, float]:
+    """The critic's mean reward over the questions of each of the judge's aspects, so that critic and judge can be
+    compared aspect by aspect (``rewards``: {question id: reward}; ``aspect_of``: {question id: judge aspect})."""
+    grouped: dict[str, list[float]] = {}
+    for qid, aspect in aspect_of.items():
+        if qid in rewards and math.isfinite(rewards[qid]):
+            grouped.setdefault(aspect, []).append(rewards[qid])
+    return {aspect: sum(v) / len(v) for aspect, v in sorted(grouped.items())}
+
+
+@torch.no_grad()
+def sample_and_score(
+    generator: Any,
+    critic: Any,
+    prompts: Sequence[str],
+    question_sets: Sequence[Any],
+    *,
+    sampling: Any,
+    seed: int,
+    out_dir: str | Path,
+    video_format: str,
+    fps: int,
+    aspect_weights: dict[str, float] | None,
+    autocast: Any = None,
+    judge: Any = None,
+) -> dict[str, float]:
+    """Sample one video per prompt (fixed noise per prompt, so evaluations compare), write it and its scores.
+
+    Writes ``out_dir/<index>_<prompt words>.<format>`` and ``out_dir/scores.json`` (total, per aspect and per question reward
+    and the critic's answer probability per question); returns the mean ``eval/reward/...`` metrics. With a ``judge``
+    (see ``trainers.plugins``) each video is also judged: its per-question 0/1 scores go into scores.json and the means
+    come back as ``eval/oracle/...``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records, sums, counts = [], {}, {}
+    for index, (prompt, qset) in enumerate(zip(prompts, question_sets)):
+        rng = torch.Generator().manual_seed(stream_seed(seed, index))
+        cond = generator.encode_prompts([prompt], sampling.guidance_scale)
+        with autocast() if autocast is not None else nullcontext():
+            rollout = sample(generator, cond, GradWindow.none(sampling.num_steps), rng=rng)
+        frames = generator.decode(rollout.latents)  # [1,T,3,H,W] in [0,1]
+        picked = frames_from_config(sampling.frames, frames.shape[1], index)
+        scored = frames if picked is None else frames[:, picked]
+        out = critic.score(scored.float(), [qset])
+        rewards = RewardOutput.from_critic(out, [qset])
+        total, per_aspect = aggregate(rewards, aspect_weights)
+        metrics = reward_metrics(rewards, per_aspect, total, prefix="reward")
+        path = write_video(out_dir / video_filename(index, prompt, video_format), frames[0].float().cpu(), fps=fps)
+        records.append(
+            {
+                "video": path.name,
+                "prompt": prompt,
+                "reward": metrics["reward/total"],
+                "aspects": {k.split("/")[-1]: v for k, v in metrics.items() if k.startswith("reward/aspect/")},
+                "questions": {k.split("/")[-1]: v for k, v in metrics.items() if k.startswith("reward/q/")},
+                "p_expected": out.p_expected_by_id(0),
+            }
+        )
+        if judge is not None:
+            verdict = judge(frames[0].float().cpu(), qset.questions)
+            judged = judge_metrics(verdict, qset)
+            alignment = verdict.get("alignment") or {}
+            records[-1]["oracle"] = {
+                "total": judged.get("oracle/total"),
+                "alignment": alignment.get("mean"),
+                "alignment_by_aspect": alignment.get("by_aspect", {}),
+                "critic_by_aspect": critic_by_judge_aspect(records[-1]["questions"], alignment.get("aspect_of", {})),
+                "scores": verdict["scores"],
+            }
+            metrics.update(judged)
+        for key, value in metrics.items():
+            if math.isfinite(value):
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
+    (out_dir / RunDir.SCORES).write_text(json.dumps(records, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    return {f"eval/{key}": sums[key] / counts[key] for key in sums}

@@ -1,0 +1,94 @@
+"""Setting a run up before models load: its directory, resolved config and questions; the batch arithmetic it
+prints; the critic config each process loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from critics.tiny import build_tiny_critic
+from drf.config import dump_config, save_config
+from drf.errors import InputError
+from drf.run_dir import RunDir
+from prompts.registry import decompose_all
+from trainers.config import TrainerConfig
+from trainers.data import PromptSplits, load_prompt_splits
+
+
+def check_fresh_run_dir(run_dir: Path) -> None:
+    """Refuse to start over a run that already trained; resuming it is explicit."""
+    if RunDir(run_dir).has_training():
+        raise InputError(
+            f"run directory {run_dir} already holds a run; pass --resume latest to continue it, "
+            "or choose another name (--set name=...)"
+        )
+
+
+@dataclass
+class RunSetup:
+    """What a recipe needs before models load: where it writes, its prompts and their question sets."""
+
+    run_dir: Path
+    splits: PromptSplits
+    question_sets: dict[str, Any]
+    config_yaml: str
+
+
+def run_dir_of(cfg: Any) -> Path:
+    return Path(cfg.logging.output_dir) / cfg.name
+
+
+def prepare_run(cfg: Any, accelerator: Any, resume: str | None) -> RunSetup:
+    """Create ``output_dir/name`` with ``config.yaml`` and ``questions.jsonl`` (every train and eval prompt decomposed
+    once, on the main process; the others read the file). ``cfg`` needs name, prompts, eval_prompts, questions and
+    logging sections."""
+    run_dir = run_dir_of(cfg)
+    if resume is None and accelerator.is_main_process:
+        check_fresh_run_dir(run_dir)
+    splits = load_prompt_splits(cfg.prompts, cfg.eval_prompts)
+    everything = list(dict.fromkeys(splits.train + splits.eval))
+    if accelerator.is_main_process:
+        save_config(cfg, run_dir)
+        decompose_all(everything, cfg.questions, run_dir)
+    accelerator.wait_for_everyone()
+    question_sets = dict(zip(everything, decompose_all(everything, cfg.questions, run_dir)))
+    return RunSetup(run_dir, splits, question_sets, dump_config(cfg))
+
+
+def batch_arithmetic(
+    cfg: TrainerConfig, num_processes: int, num_train_prompts: int, window: str, frames: str, videos_per_prompt: int = 1
+) -> list[str]:
+    """The start-up summary of how prompts become optimiser steps (ddpo-pytorch style)."""
+    per_step = cfg.prompts_per_step * cfg.gradient_accumulation * num_processes
+    total = per_step * cfg.steps
+    group = f" x {videos_per_prompt} videos per prompt" if videos_per_prompt > 1 else ""
+    return [
+        f"batch: {cfg.prompts_per_step} prompts per micro-batch x {cfg.gradient_accumulation} accumulation x "
+        f"{num_processes} processes{group} = {per_step * videos_per_prompt} videos per optimiser step",
+        f"steps: {cfg.steps} -> {total * videos_per_prompt} videos = {total / num_train_prompts:.2f} passes over "
+        f"{num_train_prompts} train prompts",
+        f"window: {window}",
+        f"frames: {frames}",
+    ]
+
+
+def critic_config_for(critic_cfg: Any, accelerator: Any, run_dir: Path) -> Any:
+    """The critic config one process loads: its own GPU under ``accelerate launch``, and a tiny critic built once.
+
+    A tiny critic (random, seeded) is written to ``run_dir/tiny_critic`` by the main process and loaded from there by
+    all, so every process scores with the same weights (each building its own would write where only the main
+    process may save).
+    """
+    import dataclasses
+
+    changes: dict[str, Any] = {}
+    if critic_cfg.device == "cuda" and accelerator.num_processes > 1:
+        changes["device"] = str(accelerator.device)
+    if critic_cfg.tiny:
+        directory = run_dir / "tiny_critic"
+        if accelerator.is_main_process and not (directory / "config.json").is_file():
+            build_tiny_critic(critic_cfg.family, directory)
+        accelerator.wait_for_everyone()
+        changes.update(tiny=False, path=str(directory))
+    return dataclasses.replace(critic_cfg, **changes)

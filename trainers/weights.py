@@ -1,0 +1,67 @@
+"""Which weights train: a LoRA adapter (peft) or the transformer parameters a config names; adapters switched off
+for the frozen reference model."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from torch import nn
+
+from drf.errors import ConfigError
+from trainers.config import TrainerConfig
+
+
+def setup_trainable(transformer: nn.Module, cfg: TrainerConfig, section: str) -> list[nn.Parameter]:
+    """Freeze ``transformer`` except a LoRA adapter (``add_adapter``) or the parameters named by ``full_modules``.
+
+    LoRA weights are kept in float32 whatever the model dtype (peft casts the input of each LoRA branch), so small
+    updates are not lost to bf16 rounding. Returns the trainable parameters in a fixed order.
+    """
+    transformer.requires_grad_(False)
+    if cfg.trainable == "lora":
+        from peft import LoraConfig
+
+        lora = LoraConfig(
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.lora_target_modules),
+            init_lora_weights=True,
+        )
+        try:
+            transformer.add_adapter(lora)
+        except ValueError as err:
+            first = str(err).strip().splitlines()[0]
+            raise ConfigError(f"{section}.lora_target_modules {cfg.lora_target_modules}: {first}") from None
+        params = [p for p in transformer.parameters() if p.requires_grad]
+        for p in params:
+            p.data = p.data.float()
+        return params
+    names = [name for name, _ in transformer.named_parameters()]
+    chosen = {n for n in names if any(fnmatch.fnmatchcase(n, pattern) for pattern in cfg.full_modules)}
+    if not chosen:
+        raise ConfigError(
+            f"{section}.full_modules {cfg.full_modules} matches no transformer parameter; names look like {names[0]!r}"
+        )
+    params = []
+    for name, p in transformer.named_parameters():
+        if name in chosen:
+            p.requires_grad_(True)
+            params.append(p)
+    return params
+
+
+def count_parameters(params: Sequence[nn.Parameter]) -> int:
+    return sum(p.numel() for p in params)
+
+
+@contextmanager
+def adapters_disabled(module: nn.Module) -> Iterator[None]:
+    """Run ``module`` as the frozen base model: its LoRA adapters are switched off inside the block."""
+    module.disable_adapters()
+    try:
+        yield
+    finally:
+        module.enable_adapters()
