@@ -133,13 +133,12 @@ def main() -> None:
 
 def _record_in_manifest(model: str, figures: dict) -> None:
     """The gate figures beside the model's own training record (the manifest's file hashes are unaffected)."""
-    from drf.toyworld.assets import ASSETS_DIR, MANIFEST, load_manifest
+    from drf.toyworld.assets import ASSETS_DIR
+    from drf.toyworld.train.manifest import set_fields
 
-    manifest = load_manifest()
     seed = {"vae": VAE_SEED, "t2v": T2V_SEED}[model]
-    manifest["models"][model]["gates"] = {"command": f"python bench/toyworld_gates.py --only {model}",
-                                          "eval_split_seed": seed, **figures}
-    (ASSETS_DIR / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    gates = {"command": f"python bench/toyworld_gates.py --only {model}", "eval_split_seed": seed, **figures}
+    set_fields(ASSETS_DIR, model, gates=gates)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def build_tokenizer(family: str):
     return fast
 
 
-def _vocab_size(tokenizer) -> int:
+def padded_vocab_size(tokenizer) -> int:
+    """The tokenizer's size rounded up to a multiple of 64, as the embedding tables of the tiny critics are."""
     return (len(tokenizer) + 63) // 64 * 64
 
 
@@ -114,7 +115,7 @@ def _qwen_model(family: str, tokenizer):
 
     ids = qwen_vision_token_ids(tokenizer)
     text = dict(
-        vocab_size=_vocab_size(tokenizer),
+        vocab_size=padded_vocab_size(tokenizer),
         hidden_size=32,
         intermediate_size=37,
         num_hidden_layers=2,
@@ -161,7 +162,7 @@ def _llava_model(tokenizer):
         hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=28, patch_size=14
     )
     text = LlamaConfig(
-        vocab_size=_vocab_size(tokenizer),
+        vocab_size=padded_vocab_size(tokenizer),
         hidden_size=32,
         intermediate_size=37,
         num_hidden_layers=2,

@@ -225,7 +225,7 @@ def _write_files(
         "extra": dict(extra or {}),
     }
     _write_text(tmp / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
-    _write_text(tmp / "config.yaml", config_yaml)
+    _write_text(tmp / RunDir.CONFIG, config_yaml)
     for child in tmp.iterdir():
         _fsync_file(child)
     _write_text(tmp / COMPLETE_MARKER, f"step {step}\n")
@@ -388,7 +388,7 @@ def load_checkpoint(
         )
     _restore_rng(rng[rank], generators, path)
     state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-    state["config_yaml"] = (path / "config.yaml").read_text(encoding="utf-8")
+    state["config_yaml"] = (path / RunDir.CONFIG).read_text(encoding="utf-8")
     state["path"] = str(path)
     return state
 

@@ -9,6 +9,7 @@ reward. A line is one ``QuestionSet.to_dict()`` plus the key it is stored under:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from drf.errors import QuestionError
@@ -52,3 +53,7 @@ class QuestionCache:
 
     def __len__(self) -> int:
         return len(self._sets)
+
+    def __iter__(self) -> Iterator[QuestionSet]:
+        """The stored sets in the order they were first written."""
+        return iter(self._sets.values())

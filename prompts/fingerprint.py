@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
+from drf.digest import sha256_file
 from prompts.config import QuestionsConfig
 
 
@@ -27,5 +28,4 @@ def fingerprint(config: QuestionsConfig, inputs: Mapping[str, str]) -> str:
 
 def file_digest(path: str | Path) -> str:
     """sha256 of a file's bytes ("" for a missing file, which the decomposer itself reports)."""
-    path = Path(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    return sha256_file(path) if Path(path).is_file() else ""

@@ -9,7 +9,6 @@ CPU-capable; uses CUDA when available.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers.optimization import get_cosine_schedule_with_warmup
 from torch import Tensor
 
 from drf.device import resolve_device
@@ -215,20 +215,19 @@ def distill(
     gen = torch.Generator().manual_seed(cfg.seed)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = get_cosine_schedule_with_warmup(opt, cfg.warmup, cfg.steps)
     history: list[dict[str, float]] = []
     running: dict[str, float] = {}
     count = 0
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
-        lr = cfg.lr * min(1.0, step / max(1, cfg.warmup)) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
         idx = torch.randint(len(latents), (min(cfg.batch, len(latents)),), generator=gen)
         loss, parts = distillation_loss(model(latents[idx].to(device)), labels[idx].to(device), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        schedule.step()
         for k, v in {"loss": float(loss.detach()), **parts}.items():
             running[k] = running.get(k, 0.0) + v
         count += 1

@@ -140,6 +140,48 @@ PRESETS: dict[str, TinyWanPreset] = {
         ),
         text_encoder=_TEXT_ENCODER,
     ),
+    # The toy world's text-to-video model (drf toyworld train vae / t2v). Patch (1, 2, 2) on the 16x16 latent grid
+    # gives 64 tokens per latent frame, fine enough for a 6-10 pixel object (patch (1, 4, 4), 16 tokens a frame, drew
+    # texture only). The VAE compresses 4x in space and time (z 16): at 8x spatial it lost object colour entirely
+    # within the training budget.
+    "wan-toyworld": TinyWanPreset(
+        transformer=dict(
+            patch_size=(1, 2, 2),
+            num_attention_heads=4,
+            attention_head_dim=32,
+            in_channels=16,
+            out_channels=16,
+            text_dim=64,
+            freq_dim=256,
+            ffn_dim=512,
+            num_layers=4,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=64,
+        ),
+        vae=dict(
+            base_dim=16,
+            z_dim=16,
+            dim_mult=[1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[True, True],
+            scale_factor_spatial=4,
+        ),
+        text_encoder=dict(
+            vocab_size=384,
+            d_model=64,
+            d_kv=16,
+            d_ff=128,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=16,
+            relative_attention_max_distance=64,
+            feed_forward_proj="gated-gelu",
+            pad_token_id=0,
+            eos_token_id=1,
+            dropout_rate=0.0,
+        ),
+    ),
 }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import json
 import math
 import os
 import re
@@ -41,10 +40,10 @@ from drf.rewards import RewardOutput, aggregate
 from drf.run_dir import RunDir, sample_videos
 from drf.text import clean_text
 from drf.video_io import read_video
+from prompts.cache import QuestionCache
 from prompts.config import QuestionsConfig
 from prompts.files import load_question_file, normalize_prompt
 from prompts.registry import decompose
-from prompts.schema import QuestionSet
 
 TEMPLATE = "report.html.j2"
 
@@ -296,22 +295,7 @@ def load_critic_for(config: CriticConfig) -> tuple[Any, list[str]]:
 
 def run_question_sets(run_dir: Path) -> dict[str, Any]:
     """Question sets recorded in ``questions.jsonl``, keyed by normalised prompt (the last record of a prompt wins)."""
-    path = RunDir(run_dir).questions
-    sets: dict[str, Any] = {}
-    if not path.is_file():
-        return sets
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(
-                f"{path}:{lineno}: invalid JSON ({err.msg}); the run's question record is damaged"
-            ) from None
-        qset = QuestionSet.from_dict(data, where=f"{path}:{lineno}")
-        sets[normalize_prompt(qset.prompt)] = qset
-    return sets
+    return {normalize_prompt(qset.prompt): qset for qset in QuestionCache(RunDir(run_dir).questions)}
 
 
 def question_set_for(prompt: str, *, questions_file: str | None = None, config: Any = None) -> Any:

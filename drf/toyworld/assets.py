@@ -8,11 +8,11 @@ command and seed that produced it, the training time and the measured metrics.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from drf.digest import sha256_file
 from drf.errors import ModelLoadError
 from drf.models.wan import WanGenerator
 
@@ -70,14 +70,6 @@ def toy_critic_settings(root: Path | None = None) -> dict[str, Any]:
     """The critic settings (``CriticConfig`` fields: family, frames_as, min/max pixels) the toy critic was trained to
     score with, as its manifest records; scoring at another resolution feeds it inputs it never saw."""
     return dict(load_manifest(root)["models"].get("critic", {}).get("critic_config", {"family": "qwen2_vl"}))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_manifest(root: Path | None = None) -> dict[str, Any]:

@@ -86,11 +86,11 @@ def test_training_prompt_encoding_equals_the_pipeline_at_full_length():
     from diffusers import WanPipeline
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from drf.models.tiny import build_tiny_wan_components
-    from drf.toyworld.train.t2v import TEXT_ENCODER_ARCH, encode_train_prompts
+    from drf.models.tiny import build_tiny_wan_components, preset
+    from drf.toyworld.train.t2v import encode_train_prompts
 
     components = build_tiny_wan_components("wan-tiny")
-    components["text_encoder"] = UMT5EncoderModel(UMT5Config(**TEXT_ENCODER_ARCH))
+    components["text_encoder"] = UMT5EncoderModel(UMT5Config(**preset("wan-toyworld").text_encoder))
     components["transformer"] = None
     pipe = WanPipeline(**components)
     prompts = ["a small red cube left of a blue sphere on a checkered floor, the camera pans left", ""]

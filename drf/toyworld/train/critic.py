@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from critics.config import CriticConfig
 from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
-from critics.tiny import build_tokenizer
+from critics.tiny import build_tokenizer, padded_vocab_size, qwen_vision_token_ids
 from drf.device import resolve_device
 from drf.toyworld import oracle
 from drf.toyworld.assets import CRITIC_DIR, load_toy_generator
@@ -195,15 +195,10 @@ def build_critic_model(seed: int):
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     tokenizer = build_tokenizer("qwen2_vl")
-    ids = {
-        "image_token_id": tokenizer.convert_tokens_to_ids("<|image_pad|>"),
-        "video_token_id": tokenizer.convert_tokens_to_ids("<|video_pad|>"),
-        "vision_start_token_id": tokenizer.convert_tokens_to_ids("<|vision_start|>"),
-        "vision_end_token_id": tokenizer.convert_tokens_to_ids("<|vision_end|>"),
-    }
+    ids = qwen_vision_token_ids(tokenizer)
     text = dict(
         TEXT_ARCH,
-        vocab_size=(len(tokenizer) + 63) // 64 * 64,
+        vocab_size=padded_vocab_size(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.pad_token_id,

@@ -3,7 +3,6 @@ from the renderer and distil (``drf toyworld train geometry``)."""
 
 from __future__ import annotations
 
-import json
 import math
 import pickle
 import time
@@ -17,6 +16,7 @@ from diffusers import AutoencoderKLWan
 from torch import Tensor
 
 from drf.device import resolve_device
+from drf.digest import sha256_file
 from drf.geometry.distill import (
     DistillConfig,
     GeometryLabels,
@@ -31,10 +31,11 @@ from drf.geometry.lgm import SHIPPED_DIR, SHIPPED_LGMS, LatentGeometryModel, LGM
 from drf.geometry.output import GeometryOutput
 from drf.models.tiny import preset
 from drf.toyworld.assets import ASSETS_DIR as TOYWORLD_ASSETS
-from drf.toyworld.assets import GENERATOR_DIR, sha256_file
+from drf.toyworld.assets import GENERATOR_DIR, load_manifest
 from drf.toyworld.render import render
 from drf.toyworld.scene import CAMERA_MOTIONS, sample_scenes
 from drf.toyworld.teacher import geometry_from_render
+from drf.toyworld.train import manifest
 
 ASSETS_DIR = SHIPPED_DIR
 TOY_LGM = SHIPPED_LGMS["toyworld"]
@@ -150,13 +151,7 @@ def train_toy_lgm(
     exact = evaluate_rewards(model, eval_lat, eval_lab)
     target = Path(out_dir) / TOY_LGM
     model.save_pretrained(target)
-    entry = {
-        "files": {
-            (target / name).relative_to(out_dir).as_posix(): {
-                "sha256": sha256_file(target / name), "bytes": (target / name).stat().st_size,
-            }
-            for name in sorted(p.name for p in target.iterdir() if p.is_file())
-        },
+    info = {
         "what": "latent geometry model for the toy world: depth, pose relative to frame 0, focal, static mask "
                 f"from toy-VAE latents {list(train_lat.shape[1:])} of 64x64x17 clips",
         "vae": {"source": _repo_relative(vae_source), "weights_sha256": vae_sha},
@@ -173,13 +168,10 @@ def train_toy_lgm(
         "heldout_metrics": {k: (None if math.isnan(v) else v) for k, v in {**metrics, **exact}.items()},
         "torch": torch.__version__,
     }
-    manifest_path = Path(out_dir) / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": {}}
-    manifest.setdefault("models", {})[TOY_LGM] = entry
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    manifest.record(Path(out_dir), TOY_LGM, target, info)
     if log:
-        log("held-out: " + " ".join(f"{k}={v}" for k, v in entry["heldout_metrics"].items()))
-    return entry
+        log("held-out: " + " ".join(f"{k}={v}" for k, v in info["heldout_metrics"].items()))
+    return load_manifest(Path(out_dir))["models"][TOY_LGM]
 
 
 def toy_lgm_path(root: str | Path | None = None) -> Path:

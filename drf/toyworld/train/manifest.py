@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from drf.toyworld.assets import MANIFEST, load_manifest, sha256_file
+from drf.digest import sha256_file
+from drf.toyworld.assets import MANIFEST, load_manifest
 
 
 def command_line() -> str:
@@ -45,6 +46,17 @@ def record(root: Path, name: str, directory: Path, info: dict[str, Any], exclude
     root = Path(root)
     manifest = load_manifest(root)
     manifest.setdefault("models", {})[name] = {"files": file_entries(root, Path(directory), exclude), **info}
+    path = root / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def set_fields(root: Path, name: str, **fields: Any) -> Path:
+    """Add ``fields`` to the entry ``name`` of ``root``'s manifest (e.g. gate figures measured after training),
+    leaving its files and provenance as they are."""
+    root = Path(root)
+    manifest = load_manifest(root)
+    manifest["models"][name].update(fields)
     path = root / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path

@@ -29,7 +29,7 @@ import torch
 
 from drf.device import resolve_device
 from drf.grad_window import GradWindow
-from drf.models.tiny import build_tokenizer
+from drf.models.tiny import build_tokenizer, preset
 from drf.models.wan import WanGenerator
 from drf.sampling import sample
 from drf.toyworld import oracle
@@ -38,37 +38,6 @@ from drf.toyworld.assets import GENERATOR_DIR, HEIGHT, NUM_FRAMES, TRAIN_STATE_D
 from drf.toyworld.scene import WORLD_COLORS
 from drf.toyworld.train.data import Clips, cache_dir, clips
 from drf.toyworld.train.loop import Clock, TrainState, log, lr_at, setup
-
-# Patch (1, 2, 2) on the 16x16 latent grid: 64 tokens per latent frame, fine enough for a 6-10 pixel object
-# (patch (1, 4, 4), 16 tokens a frame, drew texture only).
-TRANSFORMER_ARCH = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=4,
-    attention_head_dim=32,
-    in_channels=16,
-    out_channels=16,
-    text_dim=64,
-    freq_dim=256,
-    ffn_dim=512,
-    num_layers=4,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    rope_max_seq_len=64,
-)
-TEXT_ENCODER_ARCH = dict(
-    vocab_size=384,
-    d_model=64,
-    d_kv=16,
-    d_ff=128,
-    num_layers=2,
-    num_heads=4,
-    relative_attention_num_buckets=16,
-    relative_attention_max_distance=64,
-    feed_forward_proj="gated-gelu",
-    pad_token_id=0,
-    eos_token_id=1,
-    dropout_rate=0.0,
-)
 
 
 @dataclass
@@ -176,13 +145,14 @@ def build_pipeline(vae, seed: int, shift: float):
     from transformers import UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(seed)
-    transformer = WanTransformer3DModel(**TRANSFORMER_ARCH)
-    text_encoder = UMT5EncoderModel(UMT5Config(**TEXT_ENCODER_ARCH))
+    arch = preset("wan-toyworld")
+    transformer = WanTransformer3DModel(**arch.transformer)
+    text_encoder = UMT5EncoderModel(UMT5Config(**arch.text_encoder))
     return WanPipeline(
         transformer=transformer,
         vae=vae,
         text_encoder=text_encoder,
-        tokenizer=build_tokenizer(TEXT_ENCODER_ARCH["vocab_size"]),
+        tokenizer=build_tokenizer(arch.text_encoder["vocab_size"]),
         scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift),
     )
 

@@ -17,18 +17,12 @@ from pathlib import Path
 import torch
 
 from drf.device import resolve_device
+from drf.models.tiny import preset
 from drf.toyworld import oracle
 from drf.toyworld.alignment import alignment_summary, found_by
 from drf.toyworld.assets import GENERATOR_DIR, TRAIN_STATE_DIR
 from drf.toyworld.train.data import Clips, clips
 from drf.toyworld.train.loop import Clock, TrainState, log, lr_at, set_lr, setup
-
-# Three stages (4x spatial, 4x temporal compression, z 16): at 8x spatial the toy VAE lost object colour entirely
-# within the training budget; 4x keeps 16x16 latents, and the transformer's 4x4 patches bring tokens back to 80.
-VAE_ARCH = dict(
-    base_dim=16, z_dim=16, dim_mult=[1, 1, 1], num_res_blocks=1, temperal_downsample=[True, True],
-    scale_factor_spatial=4,
-)
 
 
 @dataclass
@@ -60,7 +54,9 @@ class VAETrainConfig:
     init_from: str = field(
         default="", metadata={"help": "Start from this VAE directory's weights (continue a run), else from scratch."}
     )
-    arch: dict = field(default_factory=lambda: dict(VAE_ARCH), metadata={"help": "AutoencoderKLWan config."})
+    arch: dict = field(
+        default_factory=lambda: dict(preset("wan-toyworld").vae), metadata={"help": "AutoencoderKLWan config."}
+    )
 
 
 def to_vae(frames: torch.Tensor) -> torch.Tensor:
