@@ -48,9 +48,13 @@ COLUMNS = (
 def build_trainer(method: str, seed: int, out_dir: Path, overrides: list[str]) -> Any:
     from drf.commands import resolve_schema
     from drf.config import load_config
+    from trainers.commands import recipe_of
+    from trainers.plugins import resolve
+    from trainers.recipes import RECIPES
 
     path, extra = METHODS[method]
-    section = "grpo" if "grpo" in path else "drf"
+    schema = resolve_schema(str(ROOT / path))
+    section = recipe_of(schema, path)
     overrides = [
         f"seed={seed}",
         f"name={method}-seed{seed}",
@@ -62,12 +66,8 @@ def build_trainer(method: str, seed: int, out_dir: Path, overrides: list[str]) -
         *extra,
         *(o.replace("RECIPE.", f"{section}.") for o in overrides),
     ]
-    cfg = load_config(str(ROOT / path), resolve_schema(str(ROOT / path)), overrides)
-    if section == "grpo":
-        from trainers.grpo import GRPOTrainer as Recipe
-    else:
-        from trainers.drf import DRFTrainer as Recipe
-    return Recipe(cfg)
+    cfg = load_config(str(ROOT / path), schema, overrides)
+    return resolve(RECIPES[section].trainer)(cfg)
 
 
 @torch.no_grad()

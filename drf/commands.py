@@ -7,9 +7,9 @@ instant.
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
+from trainers.plugins import resolve
 from trainers.recipes import RECIPES
 
 # Run-config schemas by name, as "module:attribute" so that listing them imports nothing heavy: ``drf sample``'s
@@ -62,8 +62,7 @@ def resolve_schema(config_path: str | None, name: str | None = None) -> type:
                 data = {}  # load_config reports unreadable files with their location
             if isinstance(data, dict):
                 name = next((key for key in RECIPES if key in data), "sample")
-    module, attribute = RUN_SCHEMAS[name].split(":")
-    return getattr(importlib.import_module(module), attribute)
+    return resolve(RUN_SCHEMAS[name])
 
 
 def config_show(args: argparse.Namespace) -> int:

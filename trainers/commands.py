@@ -8,12 +8,8 @@ from __future__ import annotations
 import argparse
 
 from drf.commands import add_config_args
-
-# Recipe section -> "module:function" taking (config, resume) and returning the run directory.
-TRAINERS = {
-    "drf": "trainers.drf:train",
-    "grpo": "trainers.grpo:train",
-}
+from trainers.plugins import resolve
+from trainers.recipes import RECIPES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +32,7 @@ def recipe_of(schema: type, config_path: str) -> str:
     from dataclasses import fields
 
     names = {f.name for f in fields(schema)}
-    found = [name for name in TRAINERS if name in names]
+    found = [name for name in RECIPES if name in names]
     if not found:
         from drf.errors import ConfigError
 
@@ -47,14 +43,11 @@ def recipe_of(schema: type, config_path: str) -> str:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    import importlib
-
     from drf.commands import resolve_schema
     from drf.config import load_config
 
     schema = resolve_schema(args.config)
     recipe = recipe_of(schema, args.config)
     cfg = load_config(args.config, schema, args.overrides)
-    module, function = TRAINERS[recipe].split(":")
-    getattr(importlib.import_module(module), function)(cfg, resume=args.resume)
+    resolve(RECIPES[recipe].train)(cfg, resume=args.resume)
     return 0

@@ -12,13 +12,17 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Recipe:
     """``schema``: "module:RunConfig" of a run config with a top-level section named like the recipe;
-    ``train``: "module:function" taking ``(config, resume=None)`` and returning the run directory."""
+    ``trainer``: "module:Class" built as ``Class(config, resume=None)`` (for stepping a run by hand, as the study
+    bench does); ``train``: "module:function" taking ``(config, resume=None)`` and returning the run directory."""
 
     schema: str
+    trainer: str
     train: str
 
 
 RECIPES = {
-    "drf": Recipe(schema="trainers.drf:DRFRunConfig", train="trainers.drf:train"),
-    "grpo": Recipe(schema="trainers.grpo:GRPORunConfig", train="trainers.grpo:train"),
+    "drf": Recipe(schema="trainers.drf:DRFRunConfig", trainer="trainers.drf:DRFTrainer", train="trainers.drf:train"),
+    "grpo": Recipe(
+        schema="trainers.grpo:GRPORunConfig", trainer="trainers.grpo:GRPOTrainer", train="trainers.grpo:train"
+    ),
 }
