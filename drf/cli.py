@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from drf.errors import DRFError
+from drf.runtime import wait_passively
 
 # Modules exposing ``register(subparsers)``; a missing optional module is skipped so partial installs still work.
 COMMAND_MODULES = (
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    wait_passively()  # before any handler imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

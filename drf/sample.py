@@ -13,6 +13,7 @@ from drf.errors import invalid
 from drf.grad_window import GradWindow
 from drf.logging import LoggingConfig
 from drf.models.registry import ModelConfig, load_generator
+from drf.runtime import RuntimeConfig
 from drf.sampling import SamplingConfig, sample
 from drf.video_io import video_filename, write_video
 
@@ -30,6 +31,7 @@ class SampleRunConfig:
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The video generator."})
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "The sampling chain."})
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Outputs and logging."})
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig, metadata={"help": "CPU threads."})
 
     def validate(self) -> None:
         if not self.name or "/" in self.name or self.name in (".", ".."):
@@ -40,6 +42,7 @@ class SampleRunConfig:
 
 def sample_videos(cfg: SampleRunConfig, out_dir: Path) -> list[Path]:
     """Sample one video per prompt with the gradient-free chain and write them (plus the resolved config)."""
+    cfg.runtime.apply()
     device = resolve_device()
     generator = load_generator(cfg.model, device=device)
     out_dir.mkdir(parents=True, exist_ok=True)

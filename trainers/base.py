@@ -46,6 +46,7 @@ class Trainer:
         self.accelerator = make_accelerator(train_cfg.mixed_precision)
         acc = self.accelerator
         set_seed(cfg.seed)  # LoRA initialisation and anything else drawn from the global streams
+        self.threads = cfg.runtime.apply()
         resume_path = resolve_resume(run_dir_of(cfg), resume) if resume is not None else None
         setup = prepare_run(cfg, acc, resume)
         self.run_dir, self.splits, self.question_sets = setup.run_dir, setup.splits, setup.question_sets
@@ -130,6 +131,7 @@ class Trainer:
             else (f"full: {', '.join(d.full_modules)}")
         )
         lines.append(f"trainable: {what} ({count_parameters(self.params):,} parameters)")
+        lines.append(f"device: {self.accelerator.device}, {self.threads} CPU threads (runtime.threads)")
         every = cfg.logging.sample_every
         source = "held-out" if self.splits.eval else "train (no eval split)"
         judge = f", judged by the {d.judge} oracle" if d.judge else ""

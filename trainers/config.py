@@ -11,6 +11,7 @@ from critics.config import CriticConfig
 from drf.errors import invalid
 from drf.logging import LoggingConfig
 from drf.models.registry import ModelConfig
+from drf.runtime import RuntimeConfig
 from drf.sampling import SamplingConfig
 from prompts.config import QuestionsConfig
 from trainers.plugins import JUDGES
@@ -133,6 +134,7 @@ class RunConfig:
         default_factory=QuestionsConfig, metadata={"help": "How prompts become question sets."}
     )
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Outputs and logging."})
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig, metadata={"help": "CPU threads."})
 
     def validate(self) -> None:
         if not self.name or "/" in self.name or self.name in (".", ".."):
