@@ -82,6 +82,21 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return found[-1][1] if found else None
 
 
+def is_good(path: Path) -> bool:
+    """Whether a checkpoint was saved after a finite step with finite weights (``state.json``'s ``good``; older
+    checkpoints without the flag count as good)."""
+    try:
+        return bool(json.loads((path / STATE_FILE).read_text(encoding="utf-8")).get("good", True))
+    except (OSError, ValueError):
+        return False
+
+
+def latest_good_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest checkpoint a diverged run can go back to (see :func:`is_good`), or None."""
+    good = [path for _, path in list_checkpoints(run_dir) if is_good(path)]
+    return good[-1] if good else None
+
+
 def _describe_dir(path: Path, limit: int = 8) -> str:
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
     if not names:
@@ -208,6 +223,7 @@ def _write_files(
     config_yaml: str,
     metrics: Mapping[str, float] | None,
     extra: Mapping[str, Any] | None,
+    finite_step: bool,
 ) -> None:
     # safetensors refuses shared or strided storage; a contiguous CPU copy is bit-identical.
     save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in trainable.items()}, tmp / TRAINABLE_FILE)
@@ -219,6 +235,7 @@ def _write_files(
     torch.save(rng_per_process, tmp / "rng.pt")
     state = {
         "step": step,
+        "good": finite_step and all(bool(torch.isfinite(v).all()) for v in trainable.values()),
         "data_state": dict(data_state),
         "time": time.time(),
         "metrics": dict(metrics or {}),
@@ -244,12 +261,14 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int | None, *, prot
     """Delete all but the ``keep_last`` newest complete checkpoints (``None`` keeps all).
 
     ``protect`` (the checkpoint just written) survives even when it is older than those, as when a run resumed from
-    an earlier step writes below the checkpoints of the run it replaces.
+    an earlier step writes below the checkpoints of the run it replaces; so does the newest good checkpoint, so that
+    a run diverging over several saves still has one to go back to.
     """
     if keep_last is None:
         return []
     found = [path for _, path in list_checkpoints(run_dir)]
-    doomed = [p for p in found[: max(len(found) - keep_last, 0)] if protect is None or p != protect]
+    kept = {protect, latest_good_checkpoint(run_dir)}
+    doomed = [p for p in found[: max(len(found) - keep_last, 0)] if p not in kept]
     for path in doomed:
         # Rename first so a crash mid-delete leaves a leftover, not a step-N dir missing files.
         aside = path.with_name(f".old-{path.name}-{uuid.uuid4().hex[:8]}")
@@ -273,13 +292,15 @@ def save_checkpoint(
     keep_last: int | None,
     generators: Mapping[str, torch.Generator] | None = None,
     accelerator: Any = None,
+    finite_step: bool = True,
 ) -> Path:
     """Write ``run_dir/checkpoints/step-<step>/`` atomically and prune to ``keep_last``; returns its path.
 
     ``trainable``: the trainable parameters only (see ``trainable_state_dict``). ``data_state``, ``metrics`` and
     ``extra`` must be JSON-serialisable. ``generators``: named ``torch.Generator`` objects whose streams the run
     depends on (e.g. the sampling noise generator). With an ``accelerator``, call on every process; all processes
-    return after the checkpoint is complete.
+    return after the checkpoint is complete. ``finite_step``: whether the step just taken was finite (a checkpoint
+    written on a skipped step, or with non-finite weights, is not one a diverged run is sent back to).
     """
     if keep_last is not None and keep_last < 1:
         raise InputError(f"checkpoint keep_last={keep_last}: must be at least 1 (or null to keep every checkpoint)")
@@ -293,7 +314,8 @@ def save_checkpoint(
         tmp.mkdir()
         try:
             _write_files(
-                tmp, step, trainable, optimizer, lr_scheduler, ema, rng, data_state, config_yaml, metrics, extra
+                tmp, step, trainable, optimizer, lr_scheduler, ema, rng, data_state, config_yaml, metrics, extra,
+                finite_step,
             )
             if final.exists():
                 # A resumed run writing a step it had already written: move the old one aside (os.replace cannot
@@ -410,8 +432,12 @@ class NonFiniteGuard:
         self.consecutive = 0 if finite else self.consecutive + 1
         if self.consecutive < self.max_consecutive:
             return
-        last = latest_checkpoint(self.run_dir)
-        where = f"last good checkpoint: {last} (resume with --resume latest)" if last else "no checkpoint was saved"
+        last = latest_good_checkpoint(self.run_dir)
+        where = (
+            f"last good checkpoint: {last} (saved after a finite step, with finite weights; resume with --resume {last})"
+            if last
+            else "no checkpoint was saved after a finite step with finite weights"
+        )
         raise TrainingDiverged(
             f"step {step}: loss or gradients non-finite for {self.consecutive} consecutive steps, stopping; {where}; "
             "try a lower learning rate or gradient clipping"

@@ -220,6 +220,7 @@ class Trainer:
             extra=self.recipe_state(),
             keep_last=self.train_cfg.keep_last,
             accelerator=self.accelerator,
+            finite_step=not (metrics or {}).get("skipped", 0),
         )
 
     def evaluate(self, step: int) -> dict[str, float]:

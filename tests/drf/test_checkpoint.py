@@ -328,3 +328,29 @@ def test_non_main_process_writes_nothing_and_waits(tmp_path):
     path = save(tmp_path, 1, model, opt, sched, accelerator=worker)
     assert path == tmp_path / "checkpoints" / "step-1" and not path.exists()
     assert calls == ["wait"]
+
+
+def test_guard_names_the_newest_checkpoint_saved_after_a_finite_step_with_finite_weights(tmp_path):
+    model, opt, sched = make_run()
+    save(tmp_path, 2, model, opt, sched)
+    save(tmp_path, 4, model, opt, sched, finite_step=False)  # written on a skipped step
+    with torch.no_grad():
+        next(model.head.parameters()).fill_(float("nan"))
+    save(tmp_path, 6, model, opt, sched)  # a finite step, but the weights are not
+    with pytest.raises(TrainingDiverged, match=r"last good checkpoint: \S*step-2 .*--resume \S*step-2\)"):
+        NonFiniteGuard(tmp_path, max_consecutive=1).update(7, False)
+
+
+def test_guard_says_so_when_no_checkpoint_is_good(tmp_path):
+    model, opt, sched = make_run()
+    save(tmp_path, 1, model, opt, sched, finite_step=False)
+    with pytest.raises(TrainingDiverged, match="no checkpoint was saved after a finite step with finite weights"):
+        NonFiniteGuard(tmp_path, max_consecutive=1).update(2, False)
+
+
+def test_pruning_keeps_the_newest_good_checkpoint(tmp_path):
+    model, opt, sched = make_run()
+    save(tmp_path, 1, model, opt, sched, keep_last=1)
+    for step in (2, 3):
+        save(tmp_path, step, model, opt, sched, keep_last=1, finite_step=False)
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [1, 3]

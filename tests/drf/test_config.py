@@ -18,6 +18,7 @@ from drf.frames import FramesConfig
 from drf.grad_window import GradWindowConfig
 from drf.logging import LoggingConfig
 from drf.models.registry import ModelConfig
+from drf.runtime import RuntimeConfig
 from drf.sample import SampleRunConfig
 from drf.sampling import SamplingConfig
 
@@ -221,7 +222,7 @@ sampling:
             "name: demo",
             "zzz: 1",
             1,
-            "unknown key 'zzz'; valid keys at the top level: name, seed, prompts, model, sampling, logging",
+            "unknown key 'zzz'; valid keys at the top level: name, seed, prompts, model, sampling, logging, runtime",
         ),
     ],
 )
@@ -505,6 +506,7 @@ def test_describe_covers_every_leaf_field_with_help_and_defaults():
         ("sampling.grad_window", GradWindowConfig),
         ("sampling.frames", FramesConfig),
         ("logging", LoggingConfig),
+        ("runtime", RuntimeConfig),
     ]:
         expected |= {
             f"{prefix}.{f.name}" for f in dataclasses.fields(section) if f.name not in ("grad_window", "frames")
