@@ -6,6 +6,7 @@ of PNG/JPG frames read in sorted name order. Anything unreadable raises ``InputE
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,18 @@ def _read_ffmpeg(path: Path) -> list[np.ndarray]:
 
     reader = imageio.get_reader(str(path), format="FFMPEG")
     try:
-        return [np.asarray(frame) for frame in reader]
+        meta = reader.get_meta_data()
+        frames = [np.asarray(frame) for frame in reader]
     finally:
         reader.close()
+    duration, fps = meta.get("duration") or 0.0, meta.get("fps") or 0.0
+    announced = round(duration * fps) if math.isfinite(duration * fps) else 0
+    if len(frames) < announced - 1:  # one frame of rounding in duration x fps
+        raise InputError(
+            f"{path}: decoded {len(frames)} of the {announced} frames its header announces ({duration:g} s at "
+            f"{fps:g} fps); the file is truncated or damaged, re-export it"
+        )
+    return frames
 
 
 def _read_gif(path: Path) -> list[np.ndarray]:

@@ -71,3 +71,21 @@ def test_write_rejects_bad_shape_and_suffix(tmp_path):
         write_video(tmp_path / "a.gif", torch.zeros(2, 8, 8))
     with pytest.raises(InputError, match="supports"):
         write_video(tmp_path / "a.avi", torch.zeros(2, 3, 8, 8))
+
+
+def test_truncated_faststart_mp4_is_an_error_not_a_shorter_video(tmp_path):
+    """With the index at the front, a cut file still opens and decodes its first frames only."""
+    import imageio.v2 as imageio
+
+    path = tmp_path / "clip.mp4"
+    writer = imageio.get_writer(str(path), format="FFMPEG", fps=8, output_params=["-movflags", "+faststart"],
+                                macro_block_size=1)  # fmt: skip
+    rng = np.random.default_rng(0)  # noise: the frame data, not the index at the front, is most of the file
+    for _ in range(33):
+        writer.append_data(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    writer.close()
+    assert read_video(path).shape[0] == 33
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"clip\.mp4: decoded \d+ of the 33 frames its header announces"):
+        read_video(path)
