@@ -14,6 +14,7 @@ from critics.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
 from critics.tiny import build_tiny_critic
 from drf.errors import CriticError, ModelLoadError
+from drf.hub import check_model_location
 
 MODEL_CLASSES = {
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
@@ -67,6 +68,7 @@ def _load_model(config: CriticConfig, path: str):
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map=config.device)
     model_class = getattr(transformers, MODEL_CLASSES[config.family])
+    path = str(check_model_location(path, "critic.path", "config.json"))
     try:
         model = model_class.from_pretrained(path, **kwargs)
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)

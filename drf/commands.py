@@ -54,14 +54,10 @@ def resolve_schema(config_path: str | None, name: str | None = None) -> type:
     if name is None:
         name = "sample"
         if config_path:
-            import yaml
+            from drf.config import read_yaml
 
-            try:
-                data = yaml.safe_load(Path(config_path).read_text()) or {}
-            except (OSError, yaml.YAMLError):
-                data = {}  # load_config reports unreadable files with their location
-            if isinstance(data, dict):
-                name = next((key for key in RECIPES if key in data), "sample")
+            data = read_yaml(config_path)  # a syntax error is reported here, at its line, not as a missing section
+            name = next((key for key in RECIPES if key in data), "sample")
     return resolve(RUN_SCHEMAS[name])
 
 

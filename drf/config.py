@@ -339,6 +339,11 @@ def _unknown_key(root: type, schema: type, path: KeyPath, key: str) -> str:
 # Reading YAML and applying overrides
 
 
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's top-level mapping, or a ``ConfigError`` naming file:line of a syntax error."""
+    return _read_yaml(Path(path), _Loader(str(path), object))
+
+
 def _read_yaml(path: Path, loader: _Loader) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")

@@ -71,6 +71,8 @@ class Question:
             raise self._fail("kind", f"is {self.kind!r}; expected one of {', '.join(KINDS)}")
         if not isinstance(self.text, str) or not self.text.strip():
             raise self._fail("text", "must be a non-empty string")
+        if isinstance(self.expected, bool):  # YAML reads an unquoted yes/no (or true/false) as a boolean
+            self.expected = "yes" if self.expected else "no"
         if not isinstance(self.expected, str) or not self.expected.strip():
             raise self._fail("expected", "must be a non-empty string (every question needs an expected answer)")
         if not isinstance(self.options, list) or not all(isinstance(o, str) and o.strip() for o in self.options):

@@ -7,7 +7,6 @@ step whether gradients flow while staying numerically identical to ``WanPipeline
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from drf.errors import ConfigError, ModelLoadError
+from drf.hub import check_model_location
 from drf.models.base import Cond, LatentLayout
 from drf.models.tiny import build_tiny_wan_components
 
@@ -36,11 +36,6 @@ def build_scheduler(name: str, shift: float):
             num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift
         )
     raise ConfigError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
-
-
-def _looks_local(path: str) -> bool:
-    """Hub ids are exactly ``owner/name``; anything else (or anything that exists on disk) is a local path."""
-    return path.startswith((".", "/", "~")) or path.count("/") != 1 or Path(path).exists()
 
 
 class WanGenerator:
@@ -85,12 +80,7 @@ class WanGenerator:
         from diffusers import AutoencoderKLWan, WanPipeline
 
         torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
-        expanded = os.path.expanduser(path)
-        if _looks_local(path) and not Path(expanded, "model_index.json").is_file():
-            what = "does not exist" if not Path(expanded).exists() else "has no model_index.json"
-            raise ModelLoadError(
-                f"model directory {path!r} {what}; point model.path at a diffusers Wan pipeline directory or a hub id"
-            )
+        expanded = str(check_model_location(path, "model.path", "model_index.json"))
         try:
             vae = AutoencoderKLWan.from_pretrained(expanded, subfolder="vae", torch_dtype=torch.float32)
             pipe = WanPipeline.from_pretrained(expanded, vae=vae, torch_dtype=torch_dtype)

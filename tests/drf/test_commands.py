@@ -33,3 +33,13 @@ def test_unreadable_config_is_one_line(tmp_path, capsys) -> None:
     assert main(["config", "show", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing.yaml" in err
+
+
+def test_train_reports_a_yaml_syntax_error_at_its_line(tmp_path, capsys):
+    from drf.cli import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text("drf:\n  steps: 2\nmodel: [tiny\n")
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:" in err and "invalid YAML" in err and "no recipe section" not in err

@@ -30,7 +30,7 @@ def test_tiny_pipeline_round_trips_through_save_and_from_pretrained(tmp_path) ->
 
 
 def test_missing_model_directory_names_the_path(tmp_path) -> None:
-    with pytest.raises(ModelLoadError, match=r"model directory '.*nowhere' does not exist; point model.path"):
+    with pytest.raises(ModelLoadError, match=r"model.path '.*nowhere' does not exist; give a local model folder"):
         WanGenerator.from_pretrained(str(tmp_path / "nowhere"), **SIZE)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="has no model_index.json"):

@@ -179,3 +179,14 @@ def test_kinds_keeps_only_the_asked_question_kinds():
     assert config_hash(QuestionsConfig(kinds=["binary"])) != config_hash(QuestionsConfig())
     with pytest.raises(ConfigError, match=r"kinds has unknown kind 'open'"):
         QuestionsConfig(kinds=["open"])
+
+
+def test_unquoted_yes_and_no_in_a_yaml_question_file_are_answers(tmp_path):
+    path = tmp_path / "q.yaml"
+    path.write_text(
+        "- prompt: a red cube\n  questions:\n"
+        "    - id: a.cube\n      aspect: alignment\n      kind: binary\n      text: Is there a cube?\n      expected: yes\n"
+        "    - id: a.ball\n      aspect: alignment\n      kind: binary\n      text: Is there a ball?\n      expected: no\n"
+    )
+    qset = decompose("a red cube", QuestionsConfig(decomposer="file", file=str(path)))
+    assert [q.expected for q in qset.questions] == ["yes", "no"]
