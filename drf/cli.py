@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from drf.errors import DRFError
-from drf.runtime import wait_passively
+from drf.runtime import quiet_libraries, wait_passively
 
 # Modules exposing ``register(subparsers)``; a missing optional module is skipped so partial installs still work.
 COMMAND_MODULES = (
@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="drf",
         description="Fine-tune text-to-video models with differentiable rewards from frozen VLM critics.",
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the libraries' loading bars and start-up messages too"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -47,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     wait_passively()  # before any handler imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:
+        quiet_libraries()  # before any handler imports them
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

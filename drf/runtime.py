@@ -9,6 +9,7 @@ was measured 10-140x slower; with passive waiting the same step is within a smal
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -18,6 +19,20 @@ from drf.errors import invalid
 def wait_passively() -> None:
     """Ask OpenMP to put idle threads to sleep instead of spinning (before ``import torch``; a user's choice wins)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def quiet_libraries() -> None:
+    """Leave out the start-up chatter of the libraries drf loads (loading bars, info logs, an optional CPU kernel's
+    warning) unless ``drf --verbose``; settings a user made in these variables win. Called before they are imported.
+    drf's own training bar passes its ``disable`` explicitly, so ``TQDM_DISABLE`` does not hide it."""
+    for name, value in (
+        ("TQDM_DISABLE", "1"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("DIFFUSERS_VERBOSITY", "error"),
+    ):
+        os.environ.setdefault(name, value)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def default_threads() -> int:

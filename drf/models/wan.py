@@ -82,8 +82,8 @@ class WanGenerator:
         torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
         expanded = str(check_model_location(path, "model.path", "model_index.json"))
         try:
-            vae = AutoencoderKLWan.from_pretrained(expanded, subfolder="vae", torch_dtype=torch.float32)
-            pipe = WanPipeline.from_pretrained(expanded, vae=vae, torch_dtype=torch_dtype)
+            vae = AutoencoderKLWan.from_pretrained(expanded, subfolder="vae", dtype=torch.float32)
+            pipe = WanPipeline.from_pretrained(expanded, vae=vae, dtype=torch_dtype)
         except (OSError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelLoadError(f"could not load Wan pipeline from {path!r}: {first}") from None

@@ -34,3 +34,15 @@ def test_cli_asks_for_passive_waiting_unless_the_user_chose(monkeypatch, capsys)
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     main([])
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_libraries_are_quiet_unless_verbose_and_a_users_setting_wins(monkeypatch):
+    for name in ("TQDM_DISABLE", "TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+        monkeypatch.setenv(name, "")  # recorded, so that the test's own settings are undone afterwards
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
+    main(["--verbose"])
+    assert "TQDM_DISABLE" not in os.environ
+    main([])
+    assert os.environ["TQDM_DISABLE"] == "1" and os.environ["TRANSFORMERS_VERBOSITY"] == "error"
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "0"

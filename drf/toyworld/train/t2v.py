@@ -104,7 +104,7 @@ def cached_latents(vae_dir: Path, data: Clips, seed: int, device: torch.device) 
     path = cache_dir() / f"latents-train-{seed}-{len(data)}-{digest}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
-    vae = AutoencoderKLWan.from_pretrained(vae_dir, torch_dtype=torch.float32).to(device).eval()
+    vae = AutoencoderKLWan.from_pretrained(vae_dir, dtype=torch.float32).to(device).eval()
     latents = encode_latents(vae, data, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(latents, path.with_suffix(".tmp"))
@@ -177,7 +177,7 @@ def train_t2v(config: T2VTrainConfig, root: Path, device: str = "auto") -> tuple
     dev = resolve_device(device)
     setup(config.seed, dev, config.threads)
     generator_dir = Path(root) / GENERATOR_DIR
-    vae = AutoencoderKLWan.from_pretrained(generator_dir / "vae", torch_dtype=torch.float32).to(dev).eval()
+    vae = AutoencoderKLWan.from_pretrained(generator_dir / "vae", dtype=torch.float32).to(dev).eval()
     vae.requires_grad_(False)
     train = clips(config.train_clips, config.seed, "train")
     clock = Clock(config.minutes)

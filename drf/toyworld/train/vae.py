@@ -147,7 +147,7 @@ def train_vae(config: VAETrainConfig, root: Path, device: str = "auto") -> tuple
     train = clips(config.train_clips, config.seed, "train")
     held_out = clips(config.eval_clips, config.seed + 1, "eval")
     if config.init_from:
-        vae = AutoencoderKLWan.from_pretrained(config.init_from, torch_dtype=torch.float32).to(dev).train()
+        vae = AutoencoderKLWan.from_pretrained(config.init_from, dtype=torch.float32).to(dev).train()
     else:
         vae = AutoencoderKLWan(**config.arch).to(dev).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
