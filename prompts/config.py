@@ -66,6 +66,11 @@ class QuestionsConfig:
         default=True,
         metadata={"help": "Add counterfactual questions expected 'no' (absent colours/shapes, opposite directions)."},
     )
+    max_questions: int = field(
+        default=64,
+        metadata={"help": "Most questions one prompt may yield (the shipped prompts yield at most 33); a longer prompt "
+                  "is refused, naming its line, before training starts, so the critic's memory stays bounded."},
+    )
     cache: bool = field(
         default=True,
         metadata={"help": "Decompose each prompt once per run and keep the exact questions in <run>/questions.jsonl."},
@@ -92,6 +97,8 @@ class QuestionsConfig:
                 raise invalid(f"aspect_weights.{aspect}", f"must be a number >= 0, got {weight!r}")
         if not self.active_aspects():
             raise invalid("aspects", "leaves no aspect to ask about; keep at least one with weight > 0")
+        if isinstance(self.max_questions, bool) or not isinstance(self.max_questions, int) or self.max_questions < 1:
+            raise invalid("max_questions", f"must be an integer >= 1, got {self.max_questions!r}")
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise invalid("max_retries", f"must be an integer >= 0, got {self.max_retries!r}")
         if self.decomposer == "file" and not self.file:

@@ -15,7 +15,10 @@ here, so templates only choose words. Names a template can read:
 - ``camera``: none or {id "pan_right", phrase "pan right", question "pan to the right", opposite or none, facts};
   ``camera_options``: the choice options for camera motion
 - ``setting``: none or {name, key, phrase "on a checkered floor", facts}; ``style``: [{name, key, facts}]
-- ``pairs``: [{a, b}] every pair of subjects
+- ``pairs``: [{a, b}] every pair among the first ``PAIR_SUBJECTS`` subjects (a question per pair of all subjects
+  would grow with the square of a long prompt's length)
+- ``caption``: the prompt cut to its first ``CAPTION_WORDS`` words, the reference answer of a caption question (a dense
+  answer's reward sums over its tokens, so a whole long prompt would outweigh every other question)
 - ``question``: the call that writes a question (see ``prompts.templates``)
 - filter ``stop_word_weights``: ``prompt | stop_word_weights`` maps the stop words of a dense answer to a low weight,
   so its likelihood reward is carried by the content words (the critic weighs the other words 1.0)
@@ -33,8 +36,10 @@ from prompts.words import COLORS, TOY_COLORS, TOY_SHAPES, plural_of
 
 CONTEXT_NAMES = frozenset(
     "prompt negatives subjects counts absent motions actions relations camera camera_options setting style pairs "
-    "question".split()
+    "caption question".split()
 )
+PAIR_SUBJECTS = 4
+CAPTION_WORDS = 40
 CAMERA_PHRASES = {
     "pan_left": ("pan left", "pan to the left"),
     "pan_right": ("pan right", "pan to the right"),
@@ -275,7 +280,8 @@ def build_context(slots: dict[str, Any], negatives: bool = True) -> dict[str, An
         "camera_options": [phrase for phrase, _ in CAMERA_PHRASES.values()],
         "setting": _setting_view(setting) if setting else None,
         "style": [{"name": s, "key": _key_part(s), "facts": {"style": s}} for s in slots.get("style", [])],
-        "pairs": [{"a": a, "b": b} for i, a in enumerate(views) for b in views[i + 1 :]],
+        "pairs": [{"a": a, "b": b} for i, a in enumerate(views[:PAIR_SUBJECTS]) for b in views[i + 1 : PAIR_SUBJECTS]],
+        "caption": " ".join(slots.get("prompt", "").split()[:CAPTION_WORDS]),
     }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from drf.errors import ConfigError
+from drf.errors import ConfigError, DRFError, QuestionError
 from drf.run_dir import RunDir
 from prompts import files, llm, rule
 from prompts.cache import QuestionCache
@@ -69,21 +69,34 @@ def decompose(prompt: str, config: QuestionsConfig | None = None, cache: Questio
     text = check_prompt(prompt)
     decomposer = _decomposer(config)
     key = config_hash(config) if cache is not None and config.cache else None
-    if key is not None:
-        hit = cache.get(text, key)
-        if hit is not None:
-            return hit
-    qset = decomposer.decompose(text, config)
-    if any(q.kind not in config.kinds for q in qset.questions):
-        qset = replace(qset, questions=[q for q in qset.questions if q.kind in config.kinds])
-    if key is not None:
-        cache.put(qset, key)
+    qset = cache.get(text, key) if key is not None else None
+    if qset is None:
+        qset = decomposer.decompose(text, config)
+        if any(q.kind not in config.kinds for q in qset.questions):
+            qset = replace(qset, questions=[q for q in qset.questions if q.kind in config.kinds])
+        if key is not None:
+            cache.put(qset, key)
+    if len(qset.questions) > config.max_questions:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise QuestionError(
+            f"prompt {shown!r} ({len(text)} characters) yields {len(qset.questions)} questions, more than "
+            f"questions.max_questions={config.max_questions}; shorten or split it, or raise the cap"
+        )
     return qset
 
 
-def decompose_all(prompts: Iterable[str], config: QuestionsConfig | None = None,
-                  run_dir: str | Path | None = None) -> list[QuestionSet]:  # fmt: skip
-    """Question sets for many prompts; with ``run_dir`` they are cached in (and saved to) ``run_dir/questions.jsonl``."""
+def decompose_all(prompts: Iterable[str], config: QuestionsConfig | None = None, run_dir: str | Path | None = None,
+                  where: Mapping[str, str] | None = None) -> list[QuestionSet]:  # fmt: skip
+    """Question sets for many prompts; with ``run_dir`` they are cached in (and saved to) ``run_dir/questions.jsonl``.
+    ``where`` maps a prompt to its file:line, which then starts the message of an error about that prompt."""
     config = config or QuestionsConfig()
     cache = QuestionCache(RunDir(run_dir).questions) if run_dir is not None else None
-    return [decompose(p, config, cache) for p in prompts]
+    sets = []
+    for prompt in prompts:
+        try:
+            sets.append(decompose(prompt, config, cache))
+        except DRFError as err:
+            if where is None or prompt not in where:
+                raise
+            raise type(err)(f"{where[prompt]}: {err}") from None
+    return sets

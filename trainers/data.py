@@ -4,7 +4,7 @@ position, so a resumed run draws exactly what an uninterrupted one would)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,6 +16,7 @@ from drf.errors import InputError
 class PromptSplits:
     train: list[str]
     eval: list[str]
+    where: dict[str, str] = field(default_factory=dict)  # prompt -> "file:line" of its first appearance
 
 
 def _read_jsonl_prompts(path: Path) -> PromptSplits:
@@ -37,6 +38,7 @@ def _read_jsonl_prompts(path: Path) -> PromptSplits:
         if split not in ("train", "eval"):
             raise InputError(f"{where}: 'split' is {split!r}; use 'train' or 'eval'")
         getattr(splits, split).append(prompt.strip())
+        splits.where.setdefault(prompt.strip(), where)
     return splits
 
 
@@ -50,7 +52,11 @@ def read_prompts(path: str | Path) -> PromptSplits:
     if path.suffix != ".txt":
         raise InputError(f"prompts file {path}: unsupported type {path.suffix!r}; use .txt or .jsonl")
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    return PromptSplits([line for line in lines if line and not line.startswith("#")], [])
+    kept = [(n, line) for n, line in enumerate(lines, start=1) if line and not line.startswith("#")]
+    where: dict[str, str] = {}
+    for n, line in kept:
+        where.setdefault(line, f"{path}:{n}")
+    return PromptSplits([line for _, line in kept], [], where)
 
 
 def load_prompt_splits(train_file: str, eval_file: str) -> PromptSplits:
@@ -59,6 +65,7 @@ def load_prompt_splits(train_file: str, eval_file: str) -> PromptSplits:
     if eval_file:
         extra = read_prompts(eval_file)
         splits.eval.extend(extra.train + extra.eval)
+        splits.where = extra.where | splits.where
     if not splits.train:
         raise InputError(f"prompts file {train_file} has no training prompts")
     return splits

@@ -50,9 +50,9 @@ def prepare_run(cfg: Any, accelerator: Any, resume: str | None) -> RunSetup:
     everything = list(dict.fromkeys(splits.train + splits.eval))
     if accelerator.is_main_process:
         save_config(cfg, run_dir)
-        decompose_all(everything, cfg.questions, run_dir)
+        decompose_all(everything, cfg.questions, run_dir, where=splits.where)
     accelerator.wait_for_everyone()
-    question_sets = dict(zip(everything, decompose_all(everything, cfg.questions, run_dir)))
+    question_sets = dict(zip(everything, decompose_all(everything, cfg.questions, run_dir, where=splits.where)))
     return RunSetup(run_dir, splits, question_sets, dump_config(cfg))
 
 

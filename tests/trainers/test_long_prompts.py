@@ -1,0 +1,31 @@
+"""A very long prompt cannot blow up the question count or the critic's memory: it is refused before the first step,
+naming its file and line."""
+
+from __future__ import annotations
+
+import pytest
+
+from drf.errors import QuestionError
+from prompts import QuestionsConfig, decompose
+from prompts.context import CAPTION_WORDS, PAIR_SUBJECTS
+from tests.trainers.conftest import make_trainer, tiny_cfg
+
+LONG = "a small red cube left of a blue sphere on a checkered floor, the camera pans right, " * 120  # 10,320 chars
+
+
+def test_a_long_prompt_has_bounded_pair_and_caption_questions():
+    qset = decompose(LONG, QuestionsConfig(max_questions=100_000))
+    pairs = [q for q in qset.questions if q.id.startswith("phys.interpenetration.")]
+    assert len(pairs) <= PAIR_SUBJECTS * (PAIR_SUBJECTS - 1) // 2
+    (caption,) = [q for q in qset.questions if q.id == "align.caption"]
+    assert len(caption.expected.split()) == CAPTION_WORDS
+
+
+def test_a_long_prompt_in_the_prompts_file_stops_the_run_before_it_starts_naming_the_line(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red cube\n# a comment\n" + LONG.strip() + "\na blue sphere\n")
+    cfg = tiny_cfg(tmp_path / "runs", f"prompts={prompts}")
+    with pytest.raises(QuestionError, match=rf"{prompts}:3: prompt .* yields \d+ questions, more than "
+                                            r"questions.max_questions=64"):  # fmt: skip
+        make_trainer(cfg)
+    assert not (tmp_path / "runs" / cfg.name / "metrics.jsonl").exists()
