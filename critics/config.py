@@ -70,6 +70,12 @@ class CriticConfig:
         default=True,
         metadata={"help": "Encode each video and system prompt once and reuse it for all its questions (KV cache)."},
     )
+    max_rows: int = field(
+        default=32,
+        metadata={"help": "Most question rows (a question has one per answer option) scored in one forward; a "
+                  "video's rows are run in chunks of this many, shortest first, so memory does not grow with the "
+                  "padded length of its longest question times its question count."},
+    )
     max_explain_tokens: int = field(
         default=64,
         metadata={"help": "Upper bound on generated tokens per explanation."},
@@ -117,6 +123,8 @@ class CriticConfig:
                 raise ConfigError(f"critic.{key} is {value!r}; expected one of {', '.join(allowed)}")
         if not self.tiny and not self.path:
             raise ConfigError("critic.path is empty; set it to a hub id or directory, or set critic.tiny=true")
+        if self.max_rows < 1:
+            raise ConfigError(f"critic.max_rows is {self.max_rows}; it must be >= 1")
         if self.max_explain_tokens < 1:
             raise ConfigError(f"critic.max_explain_tokens is {self.max_explain_tokens}; it must be >= 1")
         if self.min_pixels > self.max_pixels:

@@ -248,6 +248,19 @@ class HFVisionCritic(Critic):
                 logits.append(out.logits[0, r.prompt_len - 1 : end])
         return [torch.log_softmax(x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1) for x in logits]
 
+    def _chunked_logprobs(
+        self, rows: Sequence[_Row], vision: VisionInputs, features: torch.Tensor | None
+    ) -> list[torch.Tensor]:
+        """``_row_logprobs`` of all ``rows``, at most ``config.max_rows`` per forward, rows of similar length together
+        (less padding); the same values as one forward up to float reassociation."""
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids))
+        out: list[torch.Tensor | None] = [None] * len(rows)
+        for start in range(0, len(order), self.config.max_rows):
+            chunk = order[start : start + self.config.max_rows]
+            for i, logprobs in zip(chunk, self._row_logprobs([rows[i] for i in chunk], vision, features)):
+                out[i] = logprobs
+        return out
+
     # ---- the Critic protocol --------------------------------------------------------------------------------------
     def _check_frames(self, frames: torch.Tensor, question_sets: Sequence[QuestionSet]) -> None:
         if frames.ndim != 5 or frames.shape[2] != 3:
@@ -293,7 +306,7 @@ class HFVisionCritic(Critic):
                 q_rows = self.rows_for(q, self.prompt_ids(q, vision, frames.shape[1]))
                 spans.append((len(rows), len(rows) + len(q_rows)))
                 rows.extend(q_rows)
-            logprobs = self._row_logprobs(rows, vision, features[b]) if rows else []
+            logprobs = self._chunked_logprobs(rows, vision, features[b])
             results.append([self._score_question(q, logprobs[s:e], rows[s:e]) for q, (s, e) in zip(qset, spans)])
         return self._collect(results, question_sets, batch, q_max)
 

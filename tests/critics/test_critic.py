@@ -30,6 +30,16 @@ def test_shared_prefix_equals_one_forward_per_question(family, make_critic, ques
     assert torch.isfinite(grad_shared).all() and grad_shared.abs().sum() > 0
 
 
+@pytest.mark.parametrize("family", ("qwen2_vl", "llava"))
+def test_scoring_in_chunks_of_rows_equals_one_forward(family, make_critic, questions):
+    frames = torch.rand(2, 4, 3, 56, 56)
+    whole, grad_whole = _score(make_critic(family, max_rows=1000), frames, questions)
+    chunked, grad_chunked = _score(make_critic(family, max_rows=2), frames, questions)
+    assert torch.allclose(chunked.rewards, whole.rewards, atol=1e-5, equal_nan=True)
+    assert torch.allclose(grad_chunked, grad_whole, atol=1e-5 * grad_whole.abs().max())
+    assert grad_whole.abs().sum() > 0
+
+
 def test_qwen_frames_as_images_also_share_the_prefix(make_critic, questions):
     frames = torch.rand(2, 3, 3, 56, 56)
     shared, grad_shared = _score(make_critic("qwen2_5_vl", frames_as="images"), frames, questions)
