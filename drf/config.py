@@ -521,6 +521,18 @@ def dump_config(cfg: Any) -> str:
     )
 
 
+def changed_keys(before_yaml: str, after_yaml: str) -> list[str]:
+    """The dotted keys whose values differ between two dumped configs (added and removed keys included)."""
+
+    def leaves(data: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(data, dict) and data:
+            return {k: v for key, value in data.items() for k, v in leaves(value, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): data}
+
+    before, after = leaves(yaml.safe_load(before_yaml) or {}), leaves(yaml.safe_load(after_yaml) or {})
+    return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+
+
 def save_config(cfg: Any, run_dir: str | Path) -> Path:
     """Write ``run_dir/config.yaml`` atomically, so a crash never leaves a half-written config beside checkpoints."""
     run_dir = Path(run_dir)

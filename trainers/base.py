@@ -18,7 +18,8 @@ import torch
 
 from critics.registry import load_critic
 from drf.checkpoint import NonFiniteGuard, load_checkpoint, resolve_resume, save_checkpoint, trainable_state_dict
-from drf.logging import MetricsLogger, Timer, peak_memory_mb, progress
+from drf.config import changed_keys
+from drf.logging import MetricsLogger, Timer, peak_memory_mb, progress, read_metrics
 from drf.models.registry import load_generator
 from drf.run_dir import RunDir
 from trainers.data import prompt_index
@@ -84,7 +85,8 @@ class Trainer:
             self.step = int(state["step"])
             self.load_recipe_state(state.get("extra", {}))
             if state["config_yaml"] != self.config_yaml and acc.is_main_process:
-                print(f"note: the config differs from the one saved in {resume_path}; continuing with the new one")
+                keys = ", ".join(changed_keys(state["config_yaml"], self.config_yaml))
+                print(f"note: the config differs from the one saved in {resume_path} ({keys}); continuing with it")
 
     # ------------------------------------------------------------------------------------------------ recipe hooks
     @property
@@ -303,6 +305,8 @@ class Trainer:
             if cfg.logging.sample_every and self.step == 0:
                 first_eval = self.evaluate(0)  # the base model: what every later sample is compared with
                 logger.log(0, first_eval)
+            elif self.resumed_from:  # the base model's evaluation, as the interrupted run logged it
+                first_eval = base_evaluation(self.run_dir)
             while self.step < d.steps:
                 metrics, finite = self.train_step(self.step)
                 self.step += 1
@@ -330,6 +334,15 @@ class Trainer:
         if acc.is_main_process:
             print(f"done: {self.run_dir}")
         return self.run_dir
+
+
+def base_evaluation(run_dir: Path) -> dict[str, float]:
+    """The ``eval/`` metrics logged at step 0 of a run ({} when there are none), so a resumed run can still print
+    before/after over its whole history."""
+    if not RunDir(run_dir).metrics.is_file():
+        return {}
+    first = next((r for r in read_metrics(run_dir) if r.get("step") == 0), {})
+    return {k: v for k, v in first.items() if k.startswith("eval/")}
 
 
 def before_after(before: dict[str, float], after: dict[str, float], step: int) -> list[str]:

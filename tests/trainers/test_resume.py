@@ -94,3 +94,20 @@ def test_resume_from_a_checkpoint_path_restores_its_step(run_cfg):
     assert resumed.step == 1
     saved = load_checkpoint(trainer.run_dir / "checkpoints" / "step-1", trainable_module_or_setter=lambda state: None)
     assert saved["data_state"] == {"position": 2, "epoch": 0}
+
+
+def test_resuming_with_a_changed_config_names_the_changed_keys(run_cfg, capsys):
+    settings = ("name=changed", "drf.checkpoint_every=1", "drf.export=false", "logging.sample_every=0")
+    make_trainer(run_cfg(*settings, "drf.steps=1")).train()
+    capsys.readouterr()
+    make_trainer(run_cfg(*settings, "drf.steps=3", "drf.learning_rate=0.002"), resume="latest")
+    out = capsys.readouterr().out
+    assert "the config differs" in out and "(drf.learning_rate, drf.steps)" in out
+
+
+def test_a_resumed_run_prints_before_after_from_the_base_evaluation(run_cfg, capsys):
+    settings = ("name=whole", "drf.checkpoint_every=1", "drf.export=false", "logging.sample_every=2")
+    make_trainer(run_cfg(*settings, "drf.steps=2")).train()
+    capsys.readouterr()
+    make_trainer(run_cfg(*settings, "drf.steps=4"), resume="latest").train()
+    assert "held-out reward, step 0 -> step 4:" in capsys.readouterr().out
