@@ -14,6 +14,7 @@ import torch
 from critics.config import critic_config_from_file, default_critic_config
 from critics.registry import load_critic
 from drf.errors import InputError
+from drf.table import format_table as format_columns
 from drf.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES, read_video
 from prompts.config import QuestionsConfig
 from prompts.registry import decompose
@@ -103,8 +104,8 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_table(result: dict[str, Any], explain: bool) -> str:
-    """One video's answers as aligned columns."""
+def format_table(result: dict[str, Any], explain: bool, width: int | None = None) -> str:
+    """One video's answers as aligned columns that fit ``width`` (the terminal's by default)."""
     headers = ["id", "aspect", "question", "expected", "p(expected)", "reward", "weight"]
     if explain:
         headers.append("explanation")
@@ -122,12 +123,5 @@ def format_table(result: dict[str, Any], explain: bool) -> str:
         if explain:
             cells.append(_clip(row["explanation"], 60))
         table.append(cells)
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
-    numeric = {4, 5, 6}
-
-    def line(cells: list[str]) -> str:
-        parts = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
-        return "  ".join(parts).rstrip()
-
     head = f"{result['video']}  ({result['frames']} frames)  prompt: {result['prompt']}"
-    return "\n".join([head, line(headers), line(["-" * w for w in widths]), *(line(r) for r in table)])
+    return "\n".join([head, *format_columns(headers, table, numeric=(4, 5, 6), width=width)])

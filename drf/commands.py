@@ -81,9 +81,10 @@ def config_reference(args: argparse.Namespace) -> int:
             escaped = kind.replace("|", "\\|")
             print(f"| `{key}` | {escaped} | `{default}` | {text} |")
         return 0
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    from drf.table import format_table
+
+    for line in format_table(("key", "type", "default", "meaning"), rows):
+        print(line)
     return 0
 
 
