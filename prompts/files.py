@@ -28,8 +28,13 @@ def normalize_prompt(prompt: str) -> str:
     return " ".join(prompt.split()).casefold()
 
 
-def _yaml_entries(text: str, where: str) -> list[tuple[int, Any]]:
-    """(line, entry) pairs of a YAML or JSON document; line numbers come from the composed node tree."""
+def _question_lines(node: yaml.Node | None) -> list[int]:
+    """Lines of the items of a question list node (none for another shape, which validation then reports)."""
+    return [item.start_mark.line + 1 for item in node.value] if isinstance(node, yaml.SequenceNode) else []
+
+
+def _yaml_entries(text: str, where: str) -> list[tuple[int, Any, list[int]]]:
+    """(line, entry, line of each of its questions) of a YAML or JSON document, from the composed node tree."""
     try:
         data = yaml.safe_load(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -40,21 +45,29 @@ def _yaml_entries(text: str, where: str) -> list[tuple[int, Any]]:
     if data is None:
         return []
     if isinstance(data, list):
-        return [(item.start_mark.line + 1, entry) for item, entry in zip(node.value, data)]
+        return [
+            (item.start_mark.line + 1, entry, _question_lines(_value_of(item, "questions")))
+            for item, entry in zip(node.value, data)
+        ]
     if isinstance(data, dict):
-        lines = [key.start_mark.line + 1 for key, _ in node.value]
-        return [(line, {"prompt": prompt, "questions": questions})
-                for line, (prompt, questions) in zip(lines, data.items())]  # fmt: skip
+        return [(key.start_mark.line + 1, {"prompt": prompt, "questions": questions}, _question_lines(value))
+                for (key, value), (prompt, questions) in zip(node.value, data.items())]  # fmt: skip
     raise QuestionError(f"{where}: expected a list of question sets or a mapping prompt → questions")
 
 
-def _jsonl_entries(text: str, where: str) -> list[tuple[int, Any]]:
+def _value_of(node: yaml.Node, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        return next((value for k, value in node.value if getattr(k, "value", None) == key), None)
+    return None
+
+
+def _jsonl_entries(text: str, where: str) -> list[tuple[int, Any, list[int]]]:
     entries = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            entries.append((lineno, json.loads(line)))
+            entries.append((lineno, json.loads(line), []))
         except json.JSONDecodeError as err:
             raise QuestionError(f"{where}:{lineno}: invalid JSON ({err.msg})") from None
     return entries
@@ -69,8 +82,8 @@ def load_question_file(path: str | Path) -> dict[str, QuestionSet]:
     entries = _jsonl_entries(text, str(path)) if path.suffix == ".jsonl" else _yaml_entries(text, str(path))
     sets: dict[str, QuestionSet] = {}
     first_line: dict[str, int] = {}
-    for line, entry in entries:
-        qset = QuestionSet.from_dict(entry, where=f"{path}:{line}")
+    for line, entry, question_lines in entries:
+        qset = QuestionSet.from_dict(entry, where=f"{path}:{line}", question_wheres=[f"{path}:{n}" for n in question_lines])
         key = normalize_prompt(qset.prompt)
         if key in sets:
             raise QuestionError(f"{path}:{line}: prompt {qset.prompt!r} is already defined at line {first_line[key]}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -168,7 +168,11 @@ class QuestionSet:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "") -> QuestionSet:
+    def from_dict(
+        cls, data: Mapping[str, Any], where: str = "", question_wheres: Sequence[str] = ()
+    ) -> QuestionSet:
+        """``where`` prefixes errors about the set; ``question_wheres`` (one per question, e.g. each question's
+        file:line) those about its questions, which otherwise get ``where`` too."""
         prefix = f"{where}: " if where else ""
         if not isinstance(data, Mapping):
             raise QuestionError(f"{prefix}a question set must be a mapping, got {type(data).__name__}")
@@ -177,7 +181,8 @@ class QuestionSet:
         raw = data.get("questions", [])
         if not isinstance(raw, list):
             raise QuestionError(f"{prefix}question set: field 'questions' must be a list")
-        questions = [Question.from_dict(q, where) for q in raw]
+        wheres = list(question_wheres) if len(question_wheres) == len(raw) else [where] * len(raw)
+        questions = [Question.from_dict(q, w) for q, w in zip(raw, wheres)]
         try:
             return cls(
                 prompt=data["prompt"],

@@ -29,12 +29,16 @@ def test_yaml_file_decomposer_finds_prompts_after_normalising_space_and_case(tmp
     assert qset.ids == ["align.object.red_cube", "qual.sharpness"] and qset.decomposer == "file"
 
 
-def test_file_errors_name_the_line_of_the_bad_set(tmp_path):
+def test_file_errors_name_the_line_of_the_bad_question(tmp_path):
     """The whole file is validated on load, so a bad set fails even a lookup of another prompt."""
     path = tmp_path / "q.yaml"
     path.write_text(YAML_FILE)
-    with pytest.raises(QuestionError, match=r"q\.yaml:5: question 'align.object.blue_sphere': field 'expected'"):
+    with pytest.raises(QuestionError, match=r"q\.yaml:7: question 'align.object.blue_sphere': field 'expected'"):
         decompose("a red cube", QuestionsConfig(decomposer="file", file=str(path)))
+    path.write_text("a blue sphere:\n  - {id: q.a, aspect: quality, kind: binary, text: Sharp, expected: yes}\n"
+                    "  - {id: q.b, aspect: quality, kind: binary, text: Bright, expected: maybe}\n")
+    with pytest.raises(QuestionError, match=r"q\.yaml:3: question 'q.b': field 'expected'"):
+        decompose("a blue sphere", QuestionsConfig(decomposer="file", file=str(path)))
 
 
 def test_mapping_yaml_and_jsonl_layouts(tmp_path):
