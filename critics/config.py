@@ -24,7 +24,8 @@ class CriticConfig:
     path: str = field(
         default="",
         metadata={
-            "help": "Hub id or local directory passed to from_pretrained; empty with `tiny` set builds a tiny one."
+            "path": "model",
+            "help": "Hub id or local directory passed to from_pretrained; empty with `tiny` set builds a tiny one.",
         },
     )
     tiny: bool = field(
@@ -72,9 +73,11 @@ class CriticConfig:
     )
     max_rows: int = field(
         default=32,
-        metadata={"help": "Most question rows (a question has one per answer option) scored in one forward; a "
-                  "video's rows are run in chunks of this many, shortest first, so memory does not grow with the "
-                  "padded length of its longest question times its question count."},
+        metadata={
+            "help": "Most question rows (a question has one per answer option) scored in one forward; a "
+            "video's rows are run in chunks of this many, shortest first, so memory does not grow with the "
+            "padded length of its longest question times its question count."
+        },
     )
     max_explain_tokens: int = field(
         default=64,

@@ -5,6 +5,11 @@ README reference are all checked against one schema. The loader works on any tre
 own sections), converts values to the annotated field types, and turns every mistake into one line that names the
 file:line (or the ``--set`` argument), the dotted key and what to write instead. A section may define
 ``validate(self)`` raising ``invalid(key, detail)``; the loader prefixes the full key path and where it was set.
+
+A field whose metadata has ``"path"`` holds a file or folder: a relative value written in a config file is resolved
+against that file's folder, one given with ``--set`` against the working directory, so a config works from anywhere
+and the run's saved config.yaml holds absolute paths ("model" paths resolve only when they exist there, since
+``owner/name`` may be a hub id); defaults stay relative to the working directory.
 """
 
 from __future__ import annotations
@@ -244,6 +249,9 @@ class _Loader:
             if _section_type(hints[name]) is not None:
                 child_base = getattr(base, name) if base is not None else _field_default(fields[name])
             kwargs[name] = self.convert(value, hints[name], path + (name,), child_base)
+            kind = fields[name].metadata.get("path")
+            if kind and isinstance(kwargs[name], str) and kwargs[name]:
+                kwargs[name] = self.locate(kwargs[name], path + (name,), kind)
         for name, f in fields.items():
             if name in kwargs:
                 continue
@@ -255,6 +263,21 @@ class _Loader:
             return schema(**kwargs)
         except ConfigError as err:  # a __post_init__ check
             raise self.located(err, schema, path) from None
+
+    def locate(self, value: str, path: KeyPath, kind: str) -> str:
+        """A relative path as an absolute one: against the config file's folder when the file set it, against the
+        working directory when ``--set`` did. ``kind`` "file" always resolves; "model" only when the path exists
+        there, since ``owner/name`` may be a hub id."""
+        origin = self.origins.get(path, "")
+        from_file = bool(self.source) and not origin.startswith("--set")
+        base = Path(self.source).resolve().parent if from_file else Path.cwd()
+        candidate = Path(value).expanduser()
+        if candidate.is_absolute():
+            return str(candidate)
+        resolved = (base / candidate).resolve()
+        if kind == "model" and not resolved.exists():
+            return value
+        return str(resolved)
 
     def validate(self, value: Any, path: KeyPath) -> None:
         """Call every section's ``validate`` bottom-up, so a parent may rely on its children being valid."""

@@ -265,7 +265,9 @@ class Timer:
 class LoggingConfig:
     """Where a run writes and how often."""
 
-    output_dir: str = field(default="runs", metadata={"help": "Parent directory of run directories (<dir>/<name>)."})
+    output_dir: str = field(
+        default="runs", metadata={"path": "file", "help": "Parent directory of run directories (<dir>/<name>)."}
+    )
     log_every: int = field(default=1, metadata={"help": "Write metrics every this many steps."})
     sample_every: int = field(default=0, metadata={"help": "Save sample videos every this many steps; 0 = never."})
     tensorboard: bool = field(default=False, metadata={"help": "Also log to tensorboard (needs the extra)."})

@@ -20,18 +20,24 @@ class QuestionsConfig:
 
     decomposer: str = field(
         default="rule",
-        metadata={"help": "rule (deterministic parser + templates), llm (a causal LM writes JSON questions), file, "
-                  "or a name added with prompts.registry.register_decomposer."},
+        metadata={
+            "help": "rule (deterministic parser + templates), llm (a causal LM writes JSON questions), file, "
+            "or a name added with prompts.registry.register_decomposer."
+        },
     )
     file: str = field(
         default="",
-        metadata={"help": "YAML or JSONL file of hand-authored question sets keyed by prompt (decomposer: file)."},
+        metadata={
+            "path": "file",
+            "help": "YAML or JSONL file of hand-authored question sets keyed by prompt (decomposer: file).",
+        },
     )
     llm_model: str = field(
         default="",
         metadata={
+            "path": "model",
             "help": "Local path of a transformers causal LM with a chat template (decomposer: llm); 'tiny' builds a "
-            "tiny random model offline, useful only to exercise retries and the fallback."
+            "tiny random model offline, useful only to exercise retries and the fallback.",
         },
     )
     max_new_tokens: int = field(default=768, metadata={"help": "Token budget of one llm answer."})
@@ -45,7 +51,10 @@ class QuestionsConfig:
     )  # fmt: skip
     templates_dir: str = field(
         default="",
-        metadata={"help": "Folder of question templates (*.j2, one per aspect); empty means the packaged templates."},
+        metadata={
+            "path": "file",
+            "help": "Folder of question templates (*.j2, one per aspect); empty means the packaged templates.",
+        },
     )
     aspects: list[str] = field(
         default_factory=lambda: list(ASPECTS),
@@ -68,8 +77,10 @@ class QuestionsConfig:
     )
     max_questions: int = field(
         default=64,
-        metadata={"help": "Most questions one prompt may yield (the shipped prompts yield at most 33); a longer prompt "
-                  "is refused, naming its line, before training starts, so the critic's memory stays bounded."},
+        metadata={
+            "help": "Most questions one prompt may yield (the shipped prompts yield at most 33); a longer prompt "
+            "is refused, naming its line, before training starts, so the critic's memory stays bounded."
+        },
     )
     cache: bool = field(
         default=True,
@@ -81,7 +92,9 @@ class QuestionsConfig:
 
     def validate(self) -> None:
         if self.decomposer not in DECOMPOSER_NAMES:
-            raise invalid("decomposer", f"is {self.decomposer!r}; expected one of {', '.join(sorted(DECOMPOSER_NAMES))}")
+            raise invalid(
+                "decomposer", f"is {self.decomposer!r}; expected one of {', '.join(sorted(DECOMPOSER_NAMES))}"
+            )
         if self.fallback not in FALLBACKS:
             raise invalid("fallback", f"is {self.fallback!r}; expected one of {', '.join(FALLBACKS)}")
         for key, names in (("aspects", list(self.aspects)), ("aspect_weights", list(self.aspect_weights))):

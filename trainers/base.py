@@ -28,7 +28,7 @@ from trainers.evaluation import sample_and_score
 from trainers.monitor import hacking_alarms
 from trainers.optim import build_ema, build_lr_scheduler, build_optimizer, ema_weights
 from trainers.plugins import REPORT_WRITER, load_judge, resolve
-from trainers.run import batch_arithmetic, critic_config_for, prepare_run, run_dir_of
+from trainers.run import batch_arithmetic, critic_config_for, prepare_run, removed_on_failure, run_dir_of
 from trainers.weights import count_parameters, setup_trainable
 
 
@@ -49,44 +49,45 @@ class Trainer:
         set_seed(cfg.seed)  # LoRA initialisation and anything else drawn from the global streams
         self.threads = cfg.runtime.apply()
         resume_path = resolve_resume(run_dir_of(cfg), resume) if resume is not None else None
-        setup = prepare_run(cfg, acc, resume)
-        self.run_dir, self.splits, self.question_sets = setup.run_dir, setup.splits, setup.question_sets
-        self.config_yaml = setup.config_yaml
+        with removed_on_failure(run_dir_of(cfg), acc):  # a start that fails leaves no half-made run behind
+            setup = prepare_run(cfg, acc, resume)
+            self.run_dir, self.splits, self.question_sets = setup.run_dir, setup.splits, setup.question_sets
+            self.config_yaml = setup.config_yaml
 
-        if generator is None:
-            generator = load_generator(cfg.model, device=acc.device)
-        self.generator = generator
-        self.transformer = self.generator.trainable_module()
-        self.params = setup_trainable(self.transformer, train_cfg, self.section)
-        if train_cfg.gradient_checkpointing:
-            self.transformer.enable_gradient_checkpointing()
+            if generator is None:
+                generator = load_generator(cfg.model, device=acc.device)
+            self.generator = generator
+            self.transformer = self.generator.trainable_module()
+            self.params = setup_trainable(self.transformer, train_cfg, self.section)
+            if train_cfg.gradient_checkpointing:
+                self.transformer.enable_gradient_checkpointing()
 
-        if critic is None:
-            critic = load_critic(critic_config_for(cfg.critic, acc, self.run_dir))
-        self.critic = critic
-        self.judge = load_judge(train_cfg.judge)
-        self.setup_recipe()
+            if critic is None:
+                critic = load_critic(critic_config_for(cfg.critic, acc, self.run_dir))
+            self.critic = critic
+            self.judge = load_judge(train_cfg.judge)
+            self.setup_recipe()
 
-        self.optimizer = build_optimizer(self.params, train_cfg, self.section)
-        self.lr_scheduler = build_lr_scheduler(self.optimizer, train_cfg, self.updates_per_step())
-        self.ema = build_ema(self.params, train_cfg)
-        self.guard = NonFiniteGuard(self.run_dir, train_cfg.max_consecutive_skips)
-        self.step = 0
-        self.resumed_from = resume_path
-        if resume_path is not None:
-            state = load_checkpoint(
-                resume_path,
-                trainable_module_or_setter=self.transformer,
-                optimizer=self.optimizer,
-                lr_scheduler=self.lr_scheduler,
-                ema=self.ema,
-                accelerator=acc,
-            )
-            self.step = int(state["step"])
-            self.load_recipe_state(state.get("extra", {}))
-            if state["config_yaml"] != self.config_yaml and acc.is_main_process:
-                keys = ", ".join(changed_keys(state["config_yaml"], self.config_yaml))
-                print(f"note: the config differs from the one saved in {resume_path} ({keys}); continuing with it")
+            self.optimizer = build_optimizer(self.params, train_cfg, self.section)
+            self.lr_scheduler = build_lr_scheduler(self.optimizer, train_cfg, self.updates_per_step())
+            self.ema = build_ema(self.params, train_cfg)
+            self.guard = NonFiniteGuard(self.run_dir, train_cfg.max_consecutive_skips)
+            self.step = 0
+            self.resumed_from = resume_path
+            if resume_path is not None:
+                state = load_checkpoint(
+                    resume_path,
+                    trainable_module_or_setter=self.transformer,
+                    optimizer=self.optimizer,
+                    lr_scheduler=self.lr_scheduler,
+                    ema=self.ema,
+                    accelerator=acc,
+                )
+                self.step = int(state["step"])
+                self.load_recipe_state(state.get("extra", {}))
+                if state["config_yaml"] != self.config_yaml and acc.is_main_process:
+                    keys = ", ".join(changed_keys(state["config_yaml"], self.config_yaml))
+                    print(f"note: the config differs from the one saved in {resume_path} ({keys}); continuing with it")
 
     # ------------------------------------------------------------------------------------------------ recipe hooks
     @property

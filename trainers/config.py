@@ -19,7 +19,6 @@ from trainers.plugins import JUDGES
 LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 
 
-
 @dataclass
 class TrainerConfig:
     """Knobs every recipe has: steps and batch arithmetic, trainable weights, optimiser, precision, checkpoints."""
@@ -122,10 +121,14 @@ class RunConfig:
     seed: int = field(default=0, metadata={"help": "Seed of data order, noise, window and frame draws."})
     prompts: str = field(
         default="configs/prompts/tiny_train.txt",
-        metadata={"help": "Prompt file: .txt (one per line, all train) or .jsonl ({prompt, split: train|eval})."},
+        metadata={
+            "path": "file",
+            "help": "Prompt file: .txt (one per line, all train) or .jsonl ({prompt, split: train|eval}).",
+        },
     )
     eval_prompts: str = field(
-        default="", metadata={"help": "Optional extra file of held-out eval prompts (every prompt in it is eval)."}
+        default="",
+        metadata={"path": "file", "help": "Optional extra file of held-out eval prompts (every prompt in it is eval)."},
     )
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The video generator."})
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "The sampling chain."})

@@ -3,6 +3,9 @@ prints; the critic config each process loads."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,3 +95,16 @@ def critic_config_for(critic_cfg: Any, accelerator: Any, run_dir: Path) -> Any:
         accelerator.wait_for_everyone()
         changes.update(tiny=False, path=str(directory))
     return dataclasses.replace(critic_cfg, **changes)
+
+
+@contextmanager
+def removed_on_failure(run_dir: Path, accelerator: Any) -> Iterator[None]:
+    """A run directory that this start creates is deleted again if the start fails (a bad prompt, a model that does
+    not load), so the rerun begins clean instead of finding a half-made run."""
+    created = not run_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if created and accelerator.is_main_process:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise

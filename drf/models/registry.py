@@ -43,10 +43,11 @@ class ModelConfig:
     """Which video generator to load and the shape of the videos it makes."""
 
     family: str = field(
-        default="wan", metadata={"help": "Generator family: the adapter load_generator builds (drf.models.registry; wan)."}
+        default="wan",
+        metadata={"help": "Generator family: the adapter load_generator builds (drf.models.registry; wan)."},
     )
     path: str | None = field(
-        default=None, metadata={"help": "Hub id or local diffusers directory of a pretrained model."}
+        default=None, metadata={"path": "model", "help": "Hub id or local diffusers directory of a pretrained model."}
     )
     tiny: str | None = field(
         default=None, metadata={"help": "Tiny preset built from configs instead of `path` (e.g. wan-tiny)."}

@@ -547,3 +547,29 @@ class PartlyDocumented:
 def test_undocumented_fields_are_reported():
     with pytest.raises(AssertionError, match="config fields without help: sub, sub.a"):
         assert_all_fields_documented(PartlyDocumented)
+
+
+def test_paths_resolve_against_the_config_file_or_the_working_directory(tmp_path, monkeypatch):
+    from trainers.drf import DRFRunConfig
+
+    (tmp_path / "cfg" / "models" / "wan").mkdir(parents=True)
+    path = write(tmp_path / "cfg", "prompts: p.txt\nmodel:\n  path: models/wan\ncritic:\n  path: Qwen/Qwen2-VL-2B\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(path, DRFRunConfig, ["logging.output_dir=out"])
+    assert cfg.prompts == str(tmp_path / "cfg" / "p.txt")  # the file's folder, wherever drf runs from
+    assert cfg.model.path == str(tmp_path / "cfg" / "models" / "wan")
+    assert cfg.critic.path == "Qwen/Qwen2-VL-2B"  # no such folder: a hub id stays as written
+    assert cfg.logging.output_dir == str(tmp_path / "out")  # --set: the working directory
+    assert f"prompts: {tmp_path / 'cfg' / 'p.txt'}" in dump_config(cfg)
+
+
+def test_shipped_configs_load_from_any_working_directory(tmp_path, monkeypatch):
+    from drf.commands import resolve_schema
+
+    monkeypatch.chdir(tmp_path)
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        cfg = load_config(path, resolve_schema(str(path)))
+        for name in ("prompts", "eval_prompts"):
+            value = getattr(cfg, name, "")
+            if isinstance(value, str):  # drf sample's prompts are the prompts themselves
+                assert not value or Path(value).is_file(), (path.name, name, value)

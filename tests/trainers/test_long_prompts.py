@@ -28,4 +28,4 @@ def test_a_long_prompt_in_the_prompts_file_stops_the_run_before_it_starts_naming
     with pytest.raises(QuestionError, match=rf"{prompts}:3: prompt .* yields \d+ questions, more than "
                                             r"questions.max_questions=64"):  # fmt: skip
         make_trainer(cfg)
-    assert not (tmp_path / "runs" / cfg.name / "metrics.jsonl").exists()
+    assert not (tmp_path / "runs" / cfg.name).exists(), "a start that fails leaves no half-made run directory"
