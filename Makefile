@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0"
-	$(PY) -m pip install -e ".[dev,quant]"
+	$(PY) -m pip install -e ".[dev,quant,wandb]"
 	@touch $@
 
 # The main job on the embedded default: DRF on the shipped toy world (toy Wan T2V model, toy Qwen2-VL critic),

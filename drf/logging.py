@@ -21,7 +21,7 @@ import resource
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -94,16 +94,23 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [_from_json(r) for r in _parse_lines(path)]
 
 
-def tensorboard_available() -> bool:
-    return find_spec("tensorboard") is not None or find_spec("tensorboardX") is not None
+TRACKERS = ("tensorboard", "wandb")
+
+
+def tracker_available(name: str) -> bool:
+    if name == "tensorboard":
+        return find_spec("tensorboard") is not None or find_spec("tensorboardX") is not None
+    return find_spec(name) is not None
 
 
 class MetricsLogger:
-    """Appends one JSON line per ``log`` call to ``run_dir/metrics.jsonl`` and forwards to TensorBoard if enabled.
+    """Appends one JSON line per ``log`` call to ``run_dir/metrics.jsonl`` and forwards to the ``trackers`` named.
 
     ``resume_step``: when continuing from a checkpoint, lines the interrupted run logged after that step are dropped,
-    so the file reads like one uninterrupted run. TensorBoard goes through accelerate's ``TensorBoardTracker`` into
-    ``run_dir/tensorboard/<project_name>``; without the ``tensorboard`` package the run warns once and goes on.
+    so the file reads like one uninterrupted run. Trackers are accelerate's: ``tensorboard`` writes
+    ``run_dir/tensorboard/<project_name>``; ``wandb`` logs to Weights & Biases (``WANDB_MODE=offline`` keeps it on
+    disk under ``run_dir/wandb``) and also receives the eval videos (``log_videos``). A tracker whose package is
+    missing is skipped with one warning, and the run goes on.
     """
 
     def __init__(
@@ -111,22 +118,24 @@ class MetricsLogger:
         run_dir: str | os.PathLike,
         *,
         accelerator: Any = None,
-        tensorboard: bool = False,
+        trackers: Sequence[str] = (),
         project_name: str = "drf",
         resume_step: int | None = None,
     ) -> None:
         self.path = RunDir(run_dir).metrics
         self.enabled = _is_main(accelerator)
         self._file = None
-        self._tracker = None
+        self._trackers: dict[str, Any] = {}
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.is_file():
             self._truncate_after(resume_step)
         self._file = open(self.path, "a", encoding="utf-8")
-        if tensorboard:
-            self._tracker = self._start_tensorboard(Path(run_dir) / "tensorboard", project_name)
+        for name in trackers:
+            tracker = self._start_tracker(name, Path(run_dir), project_name)
+            if tracker is not None:
+                self._trackers[name] = tracker
 
     def _truncate_after(self, step: int) -> None:
         kept = [r for r in _parse_lines(self.path) if r.get("step", -1) <= step]
@@ -135,15 +144,21 @@ class MetricsLogger:
         os.replace(tmp, self.path)
 
     @staticmethod
-    def _start_tensorboard(logging_dir: Path, project_name: str) -> Any:
-        if not tensorboard_available():
-            log.warning(
-                "tensorboard is not installed; metrics go to metrics.jsonl only (pip install 'drf[tensorboard]')"
-            )
+    def _start_tracker(name: str, run_dir: Path, project_name: str) -> Any:
+        if not tracker_available(name):
+            log.warning(f"{name} is not installed; metrics go to metrics.jsonl only (pip install 'drf[{name}]')")
             return None
-        from accelerate.tracking import TensorBoardTracker
+        from accelerate import PartialState
 
-        tracker = TensorBoardTracker(project_name, logging_dir)
+        PartialState()  # accelerate's trackers read the process state (shared with a running Accelerator)
+        if name == "tensorboard":
+            from accelerate.tracking import TensorBoardTracker
+
+            tracker = TensorBoardTracker(project_name, run_dir / "tensorboard")
+        else:
+            from accelerate.tracking import WandBTracker
+
+            tracker = WandBTracker(project_name, dir=str(run_dir), name=run_dir.name)
         tracker.start()
         return tracker
 
@@ -154,17 +169,27 @@ class MetricsLogger:
         record.update({name: _json_value(name, value) for name, value in metrics.items()})
         self._file.write(json.dumps(record, allow_nan=False) + "\n")
         self._file.flush()
-        if self._tracker is not None:
+        if self._trackers:
             values = _from_json({k: v for k, v in record.items() if k not in ("step", "time")})
-            self._tracker.log(values, step=step)
+            for tracker in self._trackers.values():
+                tracker.log(values, step=step)
+
+    def log_videos(self, step: int, paths: Sequence[Path], fps: int = 8) -> None:
+        """Eval videos to the trackers that show video (wandb), one panel per video file name."""
+        tracker = self._trackers.get("wandb")
+        if tracker is None or not paths:
+            return
+        import wandb
+
+        tracker.log({f"samples/{path.stem}": wandb.Video(str(path), fps=fps) for path in paths}, step=step)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self._tracker is not None:
-            self._tracker.finish()
-            self._tracker = None
+        for tracker in self._trackers.values():
+            tracker.finish()
+        self._trackers = {}
 
     def __enter__(self) -> MetricsLogger:
         return self
@@ -270,7 +295,11 @@ class LoggingConfig:
     )
     log_every: int = field(default=1, metadata={"help": "Write metrics every this many steps."})
     sample_every: int = field(default=0, metadata={"help": "Save sample videos every this many steps; 0 = never."})
-    tensorboard: bool = field(default=False, metadata={"help": "Also log to tensorboard (needs the extra)."})
+    trackers: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Also log to these accelerate trackers: tensorboard, wandb (each needs its extra; wandb also "
+                  "gets the eval videos; WANDB_MODE=offline keeps it on disk)."},
+    )  # fmt: skip
     video_format: Literal["gif", "mp4"] = field(default="gif", metadata={"help": "File format of saved videos."})
     fps: int = field(default=8, metadata={"help": "Frames per second of saved videos."})
     report: bool = field(
@@ -281,3 +310,6 @@ class LoggingConfig:
         for key, low in (("log_every", 1), ("sample_every", 0), ("fps", 1)):
             if getattr(self, key) < low:
                 raise invalid(key, f"must be >= {low} (got {getattr(self, key)})")
+        unknown = [t for t in self.trackers if t not in TRACKERS]
+        if unknown:
+            raise invalid("trackers", f"has {unknown[0]!r}; choose from {', '.join(TRACKERS)}")

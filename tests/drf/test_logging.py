@@ -69,8 +69,8 @@ def test_only_the_main_process_writes(tmp_path):
 
 
 def test_missing_tensorboard_warns_once_and_continues(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(drf_logging, "tensorboard_available", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="drf.logging"), MetricsLogger(tmp_path, tensorboard=True) as logger:
+    monkeypatch.setattr(drf_logging, "tracker_available", lambda name: False)
+    with caplog.at_level(logging.WARNING, logger="drf.logging"), MetricsLogger(tmp_path, trackers=["tensorboard"]) as logger:
         logger.log(1, {"loss": 1.0})
         logger.log(2, {"loss": 2.0})
     assert len([r for r in caplog.records if "tensorboard is not installed" in r.message]) == 1
@@ -80,11 +80,25 @@ def test_missing_tensorboard_warns_once_and_continues(tmp_path, monkeypatch, cap
 def test_tensorboard_tracker_receives_metrics_as_floats(tmp_path, monkeypatch):
     logged = []
     tracker = SimpleNamespace(log=lambda values, step: logged.append((step, values)), finish=lambda: None)
-    monkeypatch.setattr(MetricsLogger, "_start_tensorboard", staticmethod(lambda *_: tracker))
-    with MetricsLogger(tmp_path, tensorboard=True) as logger:
+    monkeypatch.setattr(MetricsLogger, "_start_tracker", staticmethod(lambda *_: tracker))
+    with MetricsLogger(tmp_path, trackers=["tensorboard"]) as logger:
         logger.log(7, {"loss": torch.tensor(0.5), "bad": float("nan")})
     ((step, values),) = logged
     assert step == 7 and values["loss"] == 0.5 and math.isnan(values["bad"]) and "time" not in values
+
+
+def test_wandb_offline_receives_metrics_and_eval_videos(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from drf.video_io import write_video
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    video = write_video(tmp_path / "samples" / "000_a_red_cube.gif", torch.rand(5, 3, 16, 16))
+    with MetricsLogger(tmp_path, trackers=["wandb"], project_name="drf-test") as logger:
+        logger.log(1, {"loss": 0.5})
+        logger.log_videos(1, [video])
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert list(run.glob("*.wandb")) and list(run.rglob("*000_a_red_cube*.gif"))
 
 
 def test_timer_accumulates_per_phase():
