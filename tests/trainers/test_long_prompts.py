@@ -29,3 +29,25 @@ def test_a_long_prompt_in_the_prompts_file_stops_the_run_before_it_starts_naming
                                             r"questions.max_questions=64"):  # fmt: skip
         make_trainer(cfg)
     assert not (tmp_path / "runs" / cfg.name).exists(), "a start that fails leaves no half-made run directory"
+
+
+def test_with_the_cap_raised_the_long_prompt_trains_with_bounded_critic_batches(tmp_path, monkeypatch):
+    """Every forward of the critic sees at most critic.max_rows question rows, whatever the prompt's length."""
+    from critics.vlm import HFVisionCritic
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(LONG.strip() + "\n")
+    seen = []
+    row_logprobs = HFVisionCritic._row_logprobs
+
+    def spy(self, rows, vision, features):
+        seen.append(len(rows))
+        return row_logprobs(self, rows, vision, features)
+
+    monkeypatch.setattr(HFVisionCritic, "_row_logprobs", spy)
+    cfg = tiny_cfg(tmp_path / "runs", f"prompts={prompts}", "questions.max_questions=100000", "critic.max_rows=16",
+                   "drf.steps=1", "logging.sample_every=0", "drf.export=false")  # fmt: skip
+    trainer = make_trainer(cfg)
+    trainer.critic.config.max_rows = 16  # the shared test critic is built once; it takes the run's setting here
+    trainer.train()
+    assert len(trainer.question_sets[LONG.strip()]) > 500 and seen and max(seen) <= 16
