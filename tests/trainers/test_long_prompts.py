@@ -48,6 +48,6 @@ def test_with_the_cap_raised_the_long_prompt_trains_with_bounded_critic_batches(
     cfg = tiny_cfg(tmp_path / "runs", f"prompts={prompts}", "questions.max_questions=100000", "critic.max_rows=16",
                    "drf.steps=1", "logging.sample_every=0", "drf.export=false")  # fmt: skip
     trainer = make_trainer(cfg)
-    trainer.critic.config.max_rows = 16  # the shared test critic is built once; it takes the run's setting here
+    monkeypatch.setattr(trainer.critic.config, "max_rows", 16)  # the shared test critic takes the run's setting
     trainer.train()
     assert len(trainer.question_sets[LONG.strip()]) > 500 and seen and max(seen) <= 16
