@@ -493,15 +493,15 @@ def load_section(path: str | Path, schema: type[T], key: str, whole_file: bool =
     validated as :func:`load_config` does, errors at file:line; None when the file has no such section, unless
     ``whole_file``: then the whole file is read as the section (a bare ``critic:`` body saved on its own)."""
     loader = _Loader(str(path), schema)
-    data: Any = _read_yaml(Path(path), loader)
+    document = _read_yaml(Path(path), loader)
     keypath: KeyPath = tuple(key.split("."))
+    data: Any = document
     for part in keypath:
         data = data.get(part) if isinstance(data, dict) else None
     if data is None:
         if not whole_file:
             return None
-        loader.origins.clear()
-        data = _read_yaml(Path(path), loader)  # the file is the section: its keys are named as the section's
+        data = document  # the file is the section: its keys are named as the section's
         loader.origins = {keypath + where: line for where, line in loader.origins.items()}
     config = loader.build(schema, data, keypath)
     loader.validate(config, keypath)

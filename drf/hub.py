@@ -43,8 +43,9 @@ def check_model_location(path: str, key: str, marker: str) -> Path | str:
             what = "does not exist" if not folder.exists() else f"has no {marker}"
             raise ModelLoadError(f"{key} {path!r} {what}; give a local model folder or a hub id (owner/name)")
         return folder
-    if hub_offline() or not hub_reachable():
-        why = "the hub is offline here (HF_HUB_OFFLINE)" if hub_offline() else "the hub cannot be reached from here"
+    offline = hub_offline()
+    if offline or not hub_reachable():
+        why = "the hub is offline here (HF_HUB_OFFLINE)" if offline else "the hub cannot be reached from here"
         raise ModelLoadError(
             f"{key} {path!r} is a hub id, but {why}; the model must be a local folder: download it elsewhere and "
             "point at the folder"

@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from drf.errors import InputError, invalid
-from drf.run_dir import RunDir
+from drf.run_dir import RunDir, sample_videos
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +174,12 @@ class MetricsLogger:
             for tracker in self._trackers.values():
                 tracker.log(values, step=step)
 
-    def log_videos(self, step: int, paths: Sequence[Path], fps: int = 8) -> None:
-        """Eval videos to the trackers that show video (wandb), one panel per video file name."""
+    def log_videos(self, step: int, folder: Path, fps: int = 8) -> None:
+        """The videos of an evaluation's folder to the trackers that show video (wandb), one panel per file name;
+        the folder is only listed when such a tracker runs."""
         tracker = self._trackers.get("wandb")
-        if tracker is None or not paths:
+        paths = sample_videos(folder) if tracker is not None and folder.is_dir() else []
+        if not paths:
             return
         import wandb
 

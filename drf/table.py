@@ -35,9 +35,7 @@ def format_table(
             for i, (cell, w) in enumerate(zip(cells, widths))
         ]
         for k in range(max(len(parts) for parts in wrapped)):
-            line = [
-                (parts[k] if k < len(parts) else "").rjust(w) if i in numeric else (parts[k] if k < len(parts) else "").ljust(w)
-                for i, (parts, w) in enumerate(zip(wrapped, widths))
-            ]
+            texts = [parts[k] if k < len(parts) else "" for parts in wrapped]
+            line = [t.rjust(w) if i in numeric else t.ljust(w) for i, (t, w) in enumerate(zip(texts, widths))]
             lines.append(GAP.join(line).rstrip())
     return lines

@@ -21,7 +21,7 @@ from drf.checkpoint import NonFiniteGuard, load_checkpoint, resolve_resume, save
 from drf.config import changed_keys
 from drf.logging import MetricsLogger, Timer, peak_memory_mb, progress, read_metrics
 from drf.models.registry import load_generator
-from drf.run_dir import RunDir, sample_videos
+from drf.run_dir import RunDir
 from trainers.data import prompt_index
 from trainers.distributed import clip_gradients, make_accelerator, reduce_gradients
 from trainers.evaluation import sample_and_score
@@ -306,7 +306,7 @@ class Trainer:
             if cfg.logging.sample_every and self.step == 0:
                 first_eval = self.evaluate(0)  # the base model: what every later sample is compared with
                 logger.log(0, first_eval)
-                logger.log_videos(0, sample_videos(RunDir(self.run_dir).samples(0)), fps=cfg.logging.fps)
+                logger.log_videos(0, RunDir(self.run_dir).samples(0), fps=cfg.logging.fps)
             elif self.resumed_from:  # the base model's evaluation, as the interrupted run logged it
                 first_eval = base_evaluation(self.run_dir)
             while self.step < d.steps:
@@ -317,7 +317,7 @@ class Trainer:
                 if every and (self.step % every == 0 or last):
                     last_eval = self.evaluate(self.step)
                     metrics.update(last_eval)
-                    logger.log_videos(self.step, sample_videos(RunDir(self.run_dir).samples(self.step)), cfg.logging.fps)
+                    logger.log_videos(self.step, RunDir(self.run_dir).samples(self.step), cfg.logging.fps)
                 if self.step % cfg.logging.log_every == 0 or not finite or last:
                     logger.log(self.step, metrics)
                 bar.update(self.step, metrics["reward/total"], skipped=metrics["skipped"])

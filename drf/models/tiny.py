@@ -89,6 +89,22 @@ _TEXT_ENCODER = dict(
     eos_token_id=1,
 )
 
+# ~1.3M parameters: 64 tokens per 16x16 latent frame at patch (1, 2, 2).
+_SMALL_TRANSFORMER = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=4,
+    attention_head_dim=32,
+    in_channels=16,
+    out_channels=16,
+    text_dim=32,
+    freq_dim=256,
+    ffn_dim=512,
+    num_layers=4,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=64,
+)
+
 PRESETS: dict[str, TinyWanPreset] = {
     # 28k-parameter transformer: unit tests and parity checks.
     "wan-tiny": TinyWanPreset(
@@ -117,20 +133,7 @@ PRESETS: dict[str, TinyWanPreset] = {
     ),
     # ~1.3M-parameter transformer whose activations dominate memory at 64x64x17: benches.
     "wan-small": TinyWanPreset(
-        transformer=dict(
-            patch_size=(1, 2, 2),
-            num_attention_heads=4,
-            attention_head_dim=32,
-            in_channels=16,
-            out_channels=16,
-            text_dim=32,
-            freq_dim=256,
-            ffn_dim=512,
-            num_layers=4,
-            cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads",
-            rope_max_seq_len=64,
-        ),
+        transformer=_SMALL_TRANSFORMER,
         vae=dict(
             base_dim=16,
             z_dim=16,
@@ -145,20 +148,7 @@ PRESETS: dict[str, TinyWanPreset] = {
     # texture only). The VAE compresses 4x in space and time (z 16): at 8x spatial it lost object colour entirely
     # within the training budget.
     "wan-toyworld": TinyWanPreset(
-        transformer=dict(
-            patch_size=(1, 2, 2),
-            num_attention_heads=4,
-            attention_head_dim=32,
-            in_channels=16,
-            out_channels=16,
-            text_dim=64,
-            freq_dim=256,
-            ffn_dim=512,
-            num_layers=4,
-            cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads",
-            rope_max_seq_len=64,
-        ),
+        transformer={**_SMALL_TRANSFORMER, "text_dim": 64},  # the toy text encoder is 64 wide
         vae=dict(
             base_dim=16,
             z_dim=16,

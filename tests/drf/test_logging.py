@@ -96,7 +96,7 @@ def test_wandb_offline_receives_metrics_and_eval_videos(tmp_path, monkeypatch):
     video = write_video(tmp_path / "samples" / "000_a_red_cube.gif", torch.rand(5, 3, 16, 16))
     with MetricsLogger(tmp_path, trackers=["wandb"], project_name="drf-test") as logger:
         logger.log(1, {"loss": 0.5})
-        logger.log_videos(1, [video])
+        logger.log_videos(1, video.parent)
     (run,) = (tmp_path / "wandb").glob("offline-run-*")
     assert list(run.glob("*.wandb")) and list(run.rglob("*000_a_red_cube*.gif"))
 
