@@ -66,16 +66,25 @@ MIX_SCHEDULES = ("fixed", "progressive", "random")
 
 
 def mix_window(
-    schedule: str, size: int, num_steps: int, iteration: int, *, start: int = 0, shift_every: int = 1, seed: int = 0
+    schedule: str,
+    size: int,
+    num_steps: int,
+    iteration: int,
+    *,
+    start: int = 0,
+    shift_every: int = 1,
+    seed: int = 0,
+    reach_end: bool = True,
 ) -> GradWindow:
     """MixGRPO's window of SDE (and trained) steps for one iteration; the other steps run as a plain ODE.
 
     ``fixed`` keeps ``[start, start+size)``; ``progressive`` slides the window one step towards the clean end every
     ``shift_every`` iterations (noisy steps shape layout, late ones detail) and stays at the end; ``random`` draws the
-    start per iteration from ``seed``.
+    start per iteration from ``seed``. Without ``reach_end`` the last step (into sigma = 0) stays outside the window.
     """
-    _check_k(size, num_steps)
-    last_start = num_steps - size
+    usable = num_steps if reach_end else num_steps - 1
+    _check_k(size, usable)
+    last_start = usable - size
     if schedule == "fixed":
         first = min(start, last_start)
     elif schedule == "progressive":

@@ -103,6 +103,8 @@ def sde_step(
     eta = a, std = a*sqrt(-d_sigma). ``cps`` (coefficient-preserving): std = sigma_next*sin(a*pi/2) and the mean
     re-mixes the predicted clean sample and noise so the marginal noise level is kept. With ``noise_level`` -> 0 every
     kind is the Euler step. Pass ``x_next`` to score a stored transition (the GRPO ratio) instead of drawing one.
+    ``log_prob`` is the Gaussian's for flow_grpo and dance_grpo, and -(x_next - mean)^2 for cps (flow_grpo's CPS
+    convention, which its clip ranges assume).
     Arithmetic is in float32 whatever the model dtype, since log-prob differences are tiny.
     """
     if kind not in SDE_KINDS:
@@ -130,7 +132,12 @@ def sde_step(
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
         x_next = mean + std * noise.float()
     x_next = x_next.float()
-    log_prob = -((x_next.detach() - mean) ** 2) / (2 * std**2) - torch.log(std) - 0.5 * math.log(2 * math.pi)
+    if kind == "cps":
+        # flow_grpo's CPS convention: the squared distance alone. The Gaussian's 1/(2 std^2) would make log-prob
+        # differences (and so the clipped ratios) ~1/(2 std^2) larger than the clip range was tuned for.
+        log_prob = -((x_next.detach() - mean) ** 2)
+    else:
+        log_prob = -((x_next.detach() - mean) ** 2) / (2 * std**2) - torch.log(std) - 0.5 * math.log(2 * math.pi)
     return SDEStep(x_next, log_prob.mean(dim=tuple(range(1, log_prob.ndim))), mean, std)
 
 

@@ -27,7 +27,7 @@ from drf.errors import invalid
 from drf.frames import frames_from_config
 from drf.geometry.lgm import LatentGeometryModel
 from drf.geometry.rewards import geometry_rewards
-from drf.grad_window import mix_window
+from drf.grad_window import GradWindowConfig, mix_window
 from drf.models.base import Cond
 from drf.rewards import RewardOutput, aggregate, reward_metrics
 from drf.sampling import sample_sde, sde_step
@@ -69,6 +69,11 @@ class GRPOConfig(TrainerConfig):
         default=0, metadata={"help": "First windowed step (fixed, and where progressive starts)."}
     )
     window_shift_every: int = field(default=1, metadata={"help": "Steps between shifts of the progressive window."})
+    sde_last_step: bool = field(
+        default=False,
+        metadata={"help": "Let the window reach the last sampling step (into sigma = 0). Off, as in flow_grpo: that "
+                  "step only adds noise the decoder sees; cps cannot (its std is 0 there)."},
+    )  # fmt: skip
     shared_noise: bool = field(
         default=True,
         metadata={"help": "All videos of a group start from the same initial noise (only the SDE differs)."},
@@ -131,6 +136,9 @@ class GRPOConfig(TrainerConfig):
             raise invalid("videos_per_backward", f"must be >= 0 (got {self.videos_per_backward})")
         if self.window_start < 0:
             raise invalid("window_start", f"must be >= 0 (got {self.window_start})")
+        if self.sde_last_step and self.sde_kind == "cps":
+            raise invalid("sde_last_step", "cannot be used with sde_kind: cps (its std sigma_next*sin(a*pi/2) is 0 at "
+                          "the last step, so the log-probability is undefined)")  # fmt: skip
         if self.kl_weight < 0:
             raise invalid("kl_weight", f"must be >= 0 (got {self.kl_weight})")
         if self.kl_weight > 0 and self.trainable != "lora":
@@ -153,6 +161,28 @@ class GRPORunConfig(RunConfig):
 
     name: str = field(default="grpo", metadata={"help": "Run name; the run directory is logging.output_dir/name."})
     grpo: GRPOConfig = field(default_factory=GRPOConfig, metadata={"help": "The GRPO recipe."})
+
+    def validate(self) -> None:
+        super().validate()
+        if self.sampling.grad_window != GradWindowConfig():
+            raise invalid(
+                "sampling.grad_window",
+                "is read by DRF only; GRPO trains the steps of its SDE window (grpo.window_size, grpo.window_schedule)",
+            )
+        if self.model.scheduler != "euler":
+            raise invalid(
+                "model.scheduler",
+                f"{self.model.scheduler!r} is not supported by GRPO: its rollouts step outside the SDE window with "
+                "Euler; set model.scheduler: euler",
+            )
+        g, steps = self.grpo, self.sampling.num_steps
+        usable = steps if g.sde_last_step else steps - 1
+        if g.window_size > usable:
+            raise invalid(
+                "grpo.window_size",
+                f"must be <= {usable} (sampling.num_steps = {steps}; the last step is not an SDE step unless "
+                "grpo.sde_last_step: true)",
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -278,7 +308,7 @@ class GRPOTrainer(Trainer):
     def window(self, step: int) -> Any:
         g = self.cfg.grpo
         return mix_window(
-            g.window_schedule, g.window_size, self.cfg.sampling.num_steps, step,
+            g.window_schedule, g.window_size, self.cfg.sampling.num_steps, step, reach_end=g.sde_last_step,
             start=g.window_start, shift_every=g.window_shift_every, seed=self.cfg.seed,
         )  # fmt: skip
 

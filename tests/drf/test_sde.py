@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -24,7 +26,7 @@ def test_zero_noise_is_the_euler_step(kind: str, sigma: float, sigma_next: float
     torch.testing.assert_close(step.x_next, euler, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["flow_grpo", "dance_grpo", "cps"])
+@pytest.mark.parametrize("kind", ["flow_grpo", "dance_grpo"])
 def test_log_prob_is_the_mean_reduced_normal_log_density(kind: str) -> None:
     v, x, eps = _inputs()
     step = sde_step(v, x, 0.7, 0.55, kind=kind, noise_level=0.7, noise=eps)
@@ -32,6 +34,19 @@ def test_log_prob_is_the_mean_reduced_normal_log_density(kind: str) -> None:
     torch.testing.assert_close(step.log_prob, reference, rtol=1e-5, atol=1e-5)
     again = sde_step(v, x, 0.7, 0.55, kind=kind, noise_level=0.7, x_next=step.x_next)
     torch.testing.assert_close(again.log_prob, step.log_prob, rtol=0, atol=0)
+
+
+def test_cps_log_prob_is_flow_grpos_squared_distance() -> None:
+    """flow_grpo's CPS step scores -(x_next - mean)^2 (mean over non-batch dims), without the Gaussian's 1/(2 std^2):
+    its clip ranges are set for that scale. Reference: the CPS mean and std written out from the formula."""
+    v, x, eps = _inputs()
+    sigma, sigma_next, a = 0.7, 0.55, 0.7
+    step = sde_step(v, x, sigma, sigma_next, kind="cps", noise_level=a, noise=eps)
+    std = sigma_next * math.sin(a * math.pi / 2)
+    mean = (x - sigma * v) * (1 - sigma_next) + (x + (1 - sigma) * v) * math.sqrt(sigma_next**2 - std**2)
+    x_next = mean + std * eps
+    torch.testing.assert_close(step.x_next, x_next, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(step.log_prob, -((x_next - mean) ** 2).mean(dim=(1, 2, 3, 4)), rtol=1e-5, atol=1e-6)
 
 
 def test_flow_grpo_std_follows_its_schedule_and_replaces_sigma_one() -> None:
@@ -89,6 +104,15 @@ def test_mix_windows_follow_their_schedule(schedule, iterations, expected) -> No
 
     got = [set(mix_window(schedule, 2, 8, it, start=2, shift_every=2).steps) for it in iterations]
     assert got == expected
+
+
+@pytest.mark.parametrize("schedule", ["fixed", "progressive", "random"])
+def test_mix_window_keeps_the_last_step_out_unless_asked(schedule: str) -> None:
+    from drf.grad_window import mix_window
+
+    for it in range(12):
+        assert 5 not in mix_window(schedule, 2, 6, it, start=9, seed=it, reach_end=False).steps
+    assert 5 in mix_window("progressive", 2, 6, 11, reach_end=True).steps
 
 
 def test_random_mix_window_is_seeded_and_contiguous() -> None:

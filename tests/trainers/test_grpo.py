@@ -73,6 +73,34 @@ def test_geometry_rewards_need_a_geometry_model(tmp_path):
         load_config(TINY_GRPO_CONFIG, GRPORunConfig, ["grpo.geometry_model="])
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["sampling.grad_window.k=3"], "sampling.grad_window.*read by DRF only"),
+        (["model.scheduler=unipc"], "model.scheduler.*not supported by GRPO"),
+        (["grpo.sde_kind=cps", "grpo.sde_last_step=true"], "sde_last_step.*cps"),
+        (["sampling.num_steps=4", "grpo.window_size=4"], "window_size.*<= 3.*sde_last_step"),
+    ],
+)
+def test_settings_grpo_would_ignore_or_break_on_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TINY_GRPO_CONFIG, GRPORunConfig, overrides)
+
+
+def test_cps_trains_to_the_end_of_a_progressive_window_without_nan(grpo_cfg):
+    """The reproduction of the CPS defect: a progressive window pushed to the end of the chain. The last step (std 0
+    under CPS) stays out of the window, so every step is finite and none is skipped."""
+    cfg = grpo_cfg("name=cps", "grpo.sde_kind=cps", "grpo.window_schedule=progressive", "grpo.window_start=20",
+                   "grpo.steps=2", "grpo.export=false", "logging.sample_every=0")  # fmt: skip
+    trainer = make_trainer(cfg)
+    last = cfg.sampling.num_steps - 1
+    assert last not in trainer.window(0).steps and last - 1 in trainer.window(0).steps
+    trainer.train()
+    records = read_metrics(trainer.run_dir)
+    assert records and all(r.get("skipped", 0) == 0 for r in records)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records if "loss" in r)
+
+
 # Everything that carries state across steps: progressive window, accumulation, per-prompt statistics, KL to the base,
 # two updates per batch, geometry rewards from the toy LGM.
 SETTINGS = (
