@@ -42,6 +42,14 @@ def reduce_gradients(params: Sequence[nn.Parameter], accelerator: Any, loss_fini
     return bool(torch.isfinite(flat).all())
 
 
+def gather_rows(tensor: torch.Tensor, accelerator: Any) -> torch.Tensor:
+    """``tensor`` [N,...] of every process concatenated in rank order (the tensor itself with one process); every
+    process must pass the same shape. Statistics over the whole batch (GRPO's global and max-group std) need it."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return tensor
+    return accelerator.gather(tensor.to(accelerator.device)).to(tensor.device)
+
+
 def clip_gradients(params: Sequence[nn.Parameter], max_norm: float) -> float:
     """Clip the global gradient norm to ``max_norm`` (0 = no clipping) and return the norm before clipping."""
     limit = max_norm if max_norm > 0 else math.inf

@@ -35,6 +35,7 @@ from prompts.parse import parse_prompt
 from trainers.base import Trainer, finite_all, metric_means
 from trainers.config import RunConfig, TrainerConfig
 from trainers.data import stream_seed
+from trainers.distributed import gather_rows
 from trainers.weights import adapters_disabled
 
 GEOMETRY_REWARDS = ("geo_smoothness", "geo_reprojection", "geo_trajectory")
@@ -87,7 +88,7 @@ class GRPOConfig(TrainerConfig):
     std_mode: Literal["group", "global", "max_group"] = field(
         default="group",
         metadata={"help": "Advantage normaliser: each group's own std, the std over the whole micro-batch, or the "
-                  "largest group std of the micro-batch."},
+                  "largest group std of the micro-batch (both over every process)."},
     )  # fmt: skip
     std_floor: float = field(
         default=1e-3, metadata={"help": "The normalising std is at least this (groups with zero spread get 0)."}
@@ -219,21 +220,25 @@ def group_advantages(
     floor: float,
     mean: torch.Tensor | None = None,
     std: torch.Tensor | None = None,
+    population: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Advantages ``[P,G]`` of rewards ``values [P,G]`` (P prompts x G samples) relative to their group.
 
     ``mean``/``std`` ([P,1]) replace the group's own (per-prompt running statistics); ``std`` only matters in group
-    mode. A group whose samples all scored the same carries no signal: its advantages are exactly 0, whatever the floor.
+    mode. ``population`` ([P',G], default ``values``) is what the global and max-group std are taken over: the groups
+    of every process. A group whose samples all scored the same carries no signal: its advantages are exactly 0,
+    whatever the floor.
     """
     values = values.float()
+    population = values if population is None else population.float()
     group_std = values.std(1, unbiased=False, keepdim=True)
     centre = values.mean(1, keepdim=True) if mean is None else mean
     if mode == "group":
         scale = group_std if std is None else std
     elif mode == "global":
-        scale = values.std(unbiased=False).expand_as(group_std)
+        scale = population.std(unbiased=False).expand_as(group_std)
     elif mode == "max_group":
-        scale = group_std.max().expand_as(group_std)
+        scale = population.std(1, unbiased=False).max().expand_as(group_std)
     else:
         raise ValueError(f"unknown std mode {mode!r}; choose one of {', '.join(STD_MODES)}")
     advantages = (values - centre) / scale.clamp_min(floor)
@@ -375,7 +380,8 @@ class GRPOTrainer(Trainer):
                 stats = [self.prompt_stats.update(name, p, row.tolist()) for p, row in zip(prompts, grid)]
                 mean = torch.tensor([[m] for m, _ in stats])
                 std = torch.tensor([[s] for _, s in stats])
-            combined += weight * group_advantages(grid, g.std_mode, g.std_floor, mean, std)
+            population = gather_rows(grid, self.accelerator) if g.std_mode != "group" else grid
+            combined += weight * group_advantages(grid, g.std_mode, g.std_floor, mean, std, population)
             weighted += weight * grid
         advantages = combined.clamp(-g.adv_clip, g.adv_clip).reshape(-1)
         metrics["reward/weighted"] = float(weighted.mean())
