@@ -19,7 +19,8 @@ import torch
 from critics.registry import load_critic
 from drf.checkpoint import NonFiniteGuard, load_checkpoint, resolve_resume, save_checkpoint, trainable_state_dict
 from drf.config import changed_keys
-from drf.logging import MetricsLogger, Timer, peak_memory_mb, progress, read_metrics
+from drf.errors import ConfigError
+from drf.logging import MetricsLogger, Timer, peak_memory_mb, progress
 from drf.models.registry import load_generator
 from drf.run_dir import RunDir
 from trainers.data import prompt_index
@@ -27,9 +28,10 @@ from trainers.distributed import clip_gradients, make_accelerator, reduce_gradie
 from trainers.evaluation import sample_and_score
 from trainers.monitor import hacking_alarms
 from trainers.optim import build_ema, build_lr_scheduler, build_optimizer, ema_weights
+from trainers.paired import summary as paired_summary
 from trainers.plugins import REPORT_WRITER, load_judge, resolve
 from trainers.run import batch_arithmetic, critic_config_for, prepare_run, removed_on_failure, run_dir_of
-from trainers.weights import count_parameters, setup_trainable
+from trainers.weights import count_parameters, load_adapter_weights, setup_trainable
 
 
 class Trainer:
@@ -55,10 +57,14 @@ class Trainer:
             self.config_yaml = setup.config_yaml
 
             if generator is None:
-                generator = load_generator(cfg.model, device=acc.device)
+                generator = load_generator(cfg.model, device=acc.device, with_lora=False)
             self.generator = generator
             self.transformer = self.generator.trainable_module()
             self.params = setup_trainable(self.transformer, train_cfg, self.section)
+            if cfg.model.lora:
+                if train_cfg.trainable != "lora":
+                    raise ConfigError(f"model.lora starts a LoRA run; set {self.section}.trainable: lora")
+                load_adapter_weights(self.transformer, cfg.model.lora)
             if train_cfg.gradient_checkpointing:
                 self.transformer.enable_gradient_checkpointing()
 
@@ -139,15 +145,17 @@ class Trainer:
         source = "held-out" if self.splits.eval else "train (no eval split)"
         judge = f", judged by the {d.judge} oracle" if d.judge else ""
         lines.append(
-            f"eval: {len(self._eval_prompts())} {source} prompts every {every} steps{judge}"
+            f"eval: {len(self._eval_prompts()) // d.eval_seeds} {source} prompts x {d.eval_seeds} seeds every {every} "
+            f"steps{judge}"
             if every
             else "eval: off (logging.sample_every = 0)"
         )
         return lines
 
     def _eval_prompts(self) -> list[str]:
+        """The held-out prompts, each ``eval_seeds`` times (video i gets the noise of stream i, so repeats differ)."""
         prompts = self.splits.eval or self.splits.train
-        return prompts[: self.train_cfg.eval_max_prompts]
+        return prompts[: self.train_cfg.eval_max_prompts] * self.train_cfg.eval_seeds
 
     def _prompts_for(self, step: int, micro: int) -> list[str]:
         acc, d = self.accelerator, self.train_cfg
@@ -300,15 +308,11 @@ class Trainer:
             project_name=cfg.name,
             resume_step=self.step if self.resumed_from else None,
         )
-        first_eval: dict[str, float] = {}
         last_eval: dict[str, float] = {}
         with logger, progress(d.steps, self.section, accelerator=acc, initial=self.step) as bar:
             if cfg.logging.sample_every and self.step == 0:
-                first_eval = self.evaluate(0)  # the base model: what every later sample is compared with
-                logger.log(0, first_eval)
+                logger.log(0, self.evaluate(0))  # the base model: what every later sample is compared with
                 logger.log_videos(0, RunDir(self.run_dir).samples(0), fps=cfg.logging.fps)
-            elif self.resumed_from:  # the base model's evaluation, as the interrupted run logged it
-                first_eval = base_evaluation(self.run_dir)
             while self.step < d.steps:
                 metrics, finite = self.train_step(self.step)
                 self.step += 1
@@ -326,8 +330,8 @@ class Trainer:
                 self.guard.update(self.step, finite)
                 if (d.checkpoint_every and self.step % d.checkpoint_every == 0) or last:
                     self.save(self.step, metrics)
-        if acc.is_main_process and first_eval and last_eval:
-            for line in before_after(first_eval, last_eval, self.step):
+        if acc.is_main_process and last_eval:
+            for line in before_after(self.run_dir, self.step):
                 print(line)
         if d.export:
             self.export()
@@ -339,27 +343,17 @@ class Trainer:
         return self.run_dir
 
 
-def base_evaluation(run_dir: Path) -> dict[str, float]:
-    """The ``eval/`` metrics logged at step 0 of a run ({} when there are none), so a resumed run can still print
-    before/after over its whole history."""
-    if not RunDir(run_dir).metrics.is_file():
-        return {}
-    first = next((r for r in read_metrics(run_dir) if r.get("step") == 0), {})
-    return {k: v for k, v in first.items() if k.startswith("eval/")}
-
-
-def before_after(before: dict[str, float], after: dict[str, float], step: int) -> list[str]:
+def before_after(run_dir: Path, step: int) -> list[str]:
     """Held-out critic reward of the base model (step 0) against the trained one, total and per aspect, then the
-    judge's scores the same way when a judge ran."""
-    lines = [f"held-out reward, step 0 -> step {step}:"]
-    for prefix, label in (("eval/reward/", ""), ("eval/oracle/", "oracle ")):
-        for key in sorted(k for k in after if k.startswith(prefix) and "/q/" not in k and k in before):
-            rest = key.removeprefix(prefix)
-            if rest.startswith("alignment/"):  # the judge's alignment score, by the judge's own aspects
-                rest = "alignment score " + rest.removeprefix("alignment/").removeprefix("aspect/")
-            name = label + rest.removeprefix("aspect/")
-            lines.append(f"  {name:<36} {before[key]:+.4f} -> {after[key]:+.4f} ({after[key] - before[key]:+.4f})")
-    return lines
+    judge's alignment score, the critic's reward over the judge's aspects and the critic-judge gap, each as a change
+    paired per prompt with its standard error ([] without both evaluations)."""
+    run = RunDir(run_dir)
+    if not (run.scores(0).is_file() and run.scores(step).is_file()):
+        return []
+    before, after = (json.loads(run.scores(at).read_text(encoding="utf-8")) for at in (0, step))
+    return [f"held-out reward, step 0 -> step {step} (change ± standard error, paired per prompt):"] + [
+        c.line() for c in paired_summary(before, after)
+    ]
 
 
 def metric_means(records: list[dict[str, float]]) -> dict[str, float]:

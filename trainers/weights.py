@@ -6,10 +6,12 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from torch import nn
 
 from drf.errors import ConfigError
+from drf.models.wan import LORA_WEIGHTS
 from trainers.config import TrainerConfig
 
 
@@ -51,6 +53,28 @@ def setup_trainable(transformer: nn.Module, cfg: TrainerConfig, section: str) ->
             p.requires_grad_(True)
             params.append(p)
     return params
+
+
+def load_adapter_weights(transformer: nn.Module, path: str | Path) -> None:
+    """Copy a LoRA written by ``save_lora`` (a run's ``lora/``, or its safetensors file) into the adapter a LoRA run
+    trains, so the run starts where that one ended; rank and targets must match (``model.lora`` otherwise errs)."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    file = Path(path) / LORA_WEIGHTS if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise ConfigError(f"model.lora {str(path)!r}: no {LORA_WEIGHTS} there; give a run's lora/ folder")
+    state = {k.removeprefix("transformer."): v for k, v in load_file(str(file)).items()}
+    own = {k: v.shape for k, v in transformer.state_dict().items() if "lora_" in k}
+    for key, value in state.items():
+        mine = next((shape for name, shape in own.items() if name.replace(".default", "") == key), None)
+        if mine is None or mine != value.shape:
+            have = "no such module" if mine is None else f"shape {tuple(mine)} here"
+            raise ConfigError(
+                f"model.lora {str(path)!r}: {key} has shape {tuple(value.shape)} but the trained adapter has {have}; "
+                "set lora_rank and lora_target_modules as the LoRA was trained"
+            )
+    set_peft_model_state_dict(transformer, state)
 
 
 def count_parameters(params: Sequence[nn.Parameter]) -> int:

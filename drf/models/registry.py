@@ -22,10 +22,14 @@ def register_generator(family: str, build: Callable[..., VideoGenerator]) -> Non
     GENERATORS[family] = build
 
 
-def load_generator(config: ModelConfig, device: str | torch.device = "cpu") -> VideoGenerator:
-    """The video generator a ``model:`` section describes, on ``device``, frozen."""
+def load_generator(config: ModelConfig, device: str | torch.device = "cpu", with_lora: bool = True) -> VideoGenerator:
+    """The video generator a ``model:`` section describes, on ``device``, frozen, with ``model.lora`` loaded and
+    active (unless ``with_lora`` is False: a trainer loads it into the adapter it trains)."""
     config.validate()
-    return GENERATORS[config.family](config, device=device)
+    generator = GENERATORS[config.family](config, device=device)
+    if config.lora and with_lora:
+        generator.load_lora(config.lora)
+    return generator
 
 
 def _nearest(n: int, step: int, offset: int) -> str:
@@ -64,6 +68,11 @@ class ModelConfig:
     shift: float = field(default=5.0, metadata={"help": "Flow shift of the sigma schedule (> 0)."})
     negative_prompt: str = field(default="", metadata={"help": "Prompt for the unconditional branch of CFG."})
     max_sequence_length: int = field(default=512, metadata={"help": "Text-encoder tokens per prompt."})
+    lora: str = field(
+        default="",
+        metadata={"path": "file", "help": "A LoRA to start from: a run's lora/ folder (or any diffusers Wan LoRA "
+                  "file): sampled with, or trained further by a LoRA run of the same rank and targets."},
+    )  # fmt: skip
     attention_backend: str | None = field(
         default=None, metadata={"help": "Attention backend for the transformer (e.g. xformers); null = default."}
     )
