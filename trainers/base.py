@@ -351,7 +351,7 @@ def before_after(run_dir: Path, step: int) -> list[str]:
     if not (run.scores(0).is_file() and run.scores(step).is_file()):
         return []
     before, after = (json.loads(run.scores(at).read_text(encoding="utf-8")) for at in (0, step))
-    return [f"held-out reward, step 0 -> step {step} (change ± standard error, paired per prompt):"] + [
+    return [f"held-out reward, step 0 -> step {step}: change ± standard error, paired per prompt"] + [
         c.line() for c in paired_summary(before, after)
     ]
 

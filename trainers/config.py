@@ -77,6 +77,10 @@ class TrainerConfig:
     eval_max_prompts: int = field(
         default=4, metadata={"help": "Eval prompts sampled and scored every logging.sample_every steps."}
     )
+    eval_seeds: int = field(
+        default=1,
+        metadata={"help": "Videos per eval prompt, each from its own noise (changes are averaged per prompt)."},
+    )
     judge: str = field(
         default="",
         metadata={"help": "Independent measure scored on every evaluation video next to the critic, never a training "
@@ -90,7 +94,7 @@ class TrainerConfig:
 
     def validate(self) -> None:
         positive = ("steps", "prompts_per_step", "gradient_accumulation", "lora_rank", "keep_last",
-                    "max_consecutive_skips")  # fmt: skip
+                    "max_consecutive_skips", "eval_seeds")  # fmt: skip
         for key in positive:
             if getattr(self, key) < 1:
                 raise invalid(key, f"must be >= 1 (got {getattr(self, key)})")

@@ -40,13 +40,13 @@ def judge_metrics(verdict: dict[str, Any], question_set: Any) -> dict[str, float
     return metrics
 
 
-def critic_by_judge_aspect(rewards: dict[str, float], aspect_of: dict[str, str]) -> dict[str, float]:
-    """The critic's mean reward over the questions of each of the judge's aspects, so that critic and judge can be
-    compared aspect by aspect (``rewards``: {question id: reward}; ``aspect_of``: {question id: judge aspect})."""
+def by_judge_aspect(values: dict[str, float], aspect_of: dict[str, str]) -> dict[str, float]:
+    """The mean of a per-question value (the critic's reward or p(expected)) over the questions of each of the judge's
+    aspects, so that critic and judge can be compared aspect by aspect (``aspect_of``: {question id: judge aspect})."""
     grouped: dict[str, list[float]] = {}
     for qid, aspect in aspect_of.items():
-        if qid in rewards and math.isfinite(rewards[qid]):
-            grouped.setdefault(aspect, []).append(rewards[qid])
+        if qid in values and math.isfinite(values[qid]):
+            grouped.setdefault(aspect, []).append(values[qid])
     return {aspect: sum(v) / len(v) for aspect, v in sorted(grouped.items())}
 
 
@@ -103,11 +103,16 @@ def sample_and_score(
             verdict = judge(frames[0].float().cpu(), qset.questions)
             judged = judge_metrics(verdict, qset)
             alignment = verdict.get("alignment") or {}
+            aspect_of = alignment.get("aspect_of", {})
+            p = records[-1]["p_expected"]
+            p_judged = [p[q] for q in aspect_of if q in p and math.isfinite(p[q])]
             records[-1]["oracle"] = {
                 "total": judged.get("oracle/total"),
                 "alignment": alignment.get("mean"),
                 "alignment_by_aspect": alignment.get("by_aspect", {}),
-                "critic_by_aspect": critic_by_judge_aspect(records[-1]["questions"], alignment.get("aspect_of", {})),
+                "critic_by_aspect": by_judge_aspect(records[-1]["questions"], aspect_of),
+                "critic_p": sum(p_judged) / len(p_judged) if p_judged else None,
+                "critic_p_by_aspect": by_judge_aspect(p, aspect_of),
                 "scores": verdict["scores"],
             }
             metrics.update(judged)

@@ -9,10 +9,11 @@ generator has learned to please without pleasing the judge shows exactly this pa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from trainers.paired import mean_se, paired
 
 
 @dataclass(frozen=True)
@@ -35,25 +36,16 @@ class HackingAlarm:
         )
 
 
-def _paired(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> list[tuple[dict, dict]]:
-    earlier = {r.get("video"): r.get("oracle") for r in before}
-    return [(earlier[r["video"]], r["oracle"]) for r in after if r.get("oracle") and earlier.get(r.get("video"))]
-
-
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
-
-
 def hacking_alarms(
     before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]], step_from: int, step_to: int
 ) -> list[HackingAlarm]:
     """Alarms between two evaluations' ``scores.json`` records (each with ``video`` and an ``oracle`` entry holding
     ``alignment_by_aspect`` and ``critic_by_aspect``); aspects missing on either side of a pair are skipped."""
-    pairs = _paired(before, after)
+    pairs = [
+        (then["oracle"], now["oracle"])
+        for then, now in paired(before, after)
+        if then.get("oracle") and now.get("oracle")
+    ]
     aspects = sorted({a for _, now in pairs for a in now.get("alignment_by_aspect", {})})
     alarms = []
     for aspect in aspects:
@@ -66,8 +58,8 @@ def hacking_alarms(
                 judge.append(values[3][aspect] - values[2][aspect])
         if not critic:
             continue
-        critic_change, _ = _mean_se(critic)
-        judge_change, judge_se = _mean_se(judge)
+        critic_change, _ = mean_se(critic)
+        judge_change, judge_se = mean_se(judge)
         if critic_change > 0 and judge_change < 0 and -judge_change > judge_se:
             alarms.append(HackingAlarm(aspect, step_from, step_to, critic_change, judge_change, judge_se, len(critic)))
     return alarms

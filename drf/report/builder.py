@@ -30,6 +30,7 @@ from drf.logging import read_metrics
 from drf.report import images
 from drf.report.rundir import (
     SampleScore,
+    judge_curves,
     read_config,
     read_scores,
     reward_curves,
@@ -349,6 +350,13 @@ def _curve_charts(run_dir: Path) -> list[Chart]:
     return charts
 
 
+def _judge_charts(run_dir: Path) -> list[Chart]:
+    """Per judge aspect, the critic's mean p(expected) against the judge's score at every evaluation: the two should
+    rise together; a critic line that climbs away from the judge is reward hacking."""
+    return [Chart(title=f"critic vs judge: {aspect}", svg=line_chart(lines, title=f"critic vs judge: {aspect}"))
+            for aspect, lines in judge_curves(run_dir).items()]  # fmt: skip
+
+
 def _prompt_of(video: Path, score: SampleScore | None, prompts: Sequence[str], index: int) -> str | None:
     if score is not None and score.prompt:
         return score.prompt
@@ -401,7 +409,11 @@ def report_for_run(
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: not a directory; give a run directory (runs/<name>) or a video file")
     config = read_config(run_dir)
-    report = Report(title=f"drf inspect: run {run_dir.name}", source=str(run_dir), charts=_curve_charts(run_dir))
+    report = Report(
+        title=f"drf inspect: run {run_dir.name}",
+        source=str(run_dir),
+        charts=_curve_charts(run_dir) + _judge_charts(run_dir),
+    )
     steps = RunDir(run_dir).sample_steps()
     if step is not None and step not in steps:
         have = ", ".join(map(str, steps)) or "none"

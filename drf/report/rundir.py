@@ -38,13 +38,15 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 @dataclass
 class SampleScore:
     """What a trainer recorded for one sample video: its prompt, total reward, per-aspect and per-question rewards,
-    and the judge's alignment score when a judge ran."""
+    and when a judge ran its alignment score, per judge aspect, next to the critic's mean p(expected) per judge aspect."""
 
     prompt: str | None = None
     total: float | None = None
     aspects: dict[str, float] = field(default_factory=dict)
     questions: dict[str, float] = field(default_factory=dict)
     judge_alignment: float | None = None
+    judge_by_aspect: dict[str, float] = field(default_factory=dict)
+    critic_p_by_aspect: dict[str, float] = field(default_factory=dict)
 
 
 def _number(value: Any) -> float | None:
@@ -79,10 +81,11 @@ def _sample_score(record: dict[str, Any]) -> SampleScore:
         if "/q/" in str(key) and _number(value) is not None:
             questions.setdefault(str(key).split("/q/", 1)[1], _number(value))
     prompt = record.get("prompt")
-    judge = record.get("oracle")
-    alignment = _number(judge.get("alignment")) if isinstance(judge, dict) else None
+    judge = record.get("oracle") if isinstance(record.get("oracle"), dict) else {}
     return SampleScore(prompt=prompt if isinstance(prompt, str) else None, total=total, aspects=aspects,
-                       questions=questions, judge_alignment=alignment)  # fmt: skip
+                       questions=questions, judge_alignment=_number(judge.get("alignment")),
+                       judge_by_aspect=_numbers(judge.get("alignment_by_aspect")),
+                       critic_p_by_aspect=_numbers(judge.get("critic_p_by_aspect")))  # fmt: skip
 
 
 def _video_key(record: dict[str, Any]) -> str | None:
@@ -137,3 +140,17 @@ def reward_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, list[tup
             group.setdefault(name, []).append((step, number))
     return {prefix: {k: v for k, v in series.items() if v} for prefix, series in groups.items()
             if any(v for v in series.values())}  # fmt: skip
+
+
+def judge_curves(run_dir: Path) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """``{judge aspect: {"critic p(expected)": [(step, mean)], "judge score": [(step, mean)]}}`` over the run's
+    evaluations (empty without a judge)."""
+    curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for step, step_dir in RunDir(run_dir).sample_steps().items():
+        scores = list(read_scores(step_dir).values())
+        for aspect in sorted({a for s in scores for a in s.judge_by_aspect}):
+            for name, attr in (("critic p(expected)", "critic_p_by_aspect"), ("judge score", "judge_by_aspect")):
+                values = [getattr(s, attr)[aspect] for s in scores if aspect in getattr(s, attr)]
+                if values:
+                    curves.setdefault(aspect, {}).setdefault(name, []).append((step, sum(values) / len(values)))
+    return curves

@@ -112,7 +112,9 @@ def tiny_run_dir(tmp_path_factory, tiny_videos) -> Path:
             (folder / path.name).write_bytes(path.read_bytes())
             records.append({"video": path.name, "prompt": prompt, "reward": -1.0 + 0.05 * step,
                             "aspects": {"alignment": -1.0}, "questions": {"align.object": -0.7},
-                            "oracle": {"total": 0.5, "alignment": 0.25 + 0.1 * step}})  # fmt: skip
+                            "oracle": {"total": 0.5, "alignment": 0.25 + 0.1 * step,
+                                       "alignment_by_aspect": {"object": 0.5 + 0.05 * step},
+                                       "critic_p_by_aspect": {"object": 0.4 + 0.1 * step}}})  # fmt: skip
         (folder / "scores.json").write_text(json.dumps(records, indent=2))
     return run
 

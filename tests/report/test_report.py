@@ -152,14 +152,16 @@ def test_run_report_is_written_into_the_run_directory(tiny_run_dir, run_report):
 def test_run_report_has_reward_curves_per_aspect(run_report):
     _, html = run_report
     parsed = parse_html(html)
-    assert parsed.tags.count("svg") == 3  # reward/..., eval/reward/... and the judge's eval/oracle/alignment/...
+    # reward/..., eval/reward/..., the judge's eval/oracle/alignment/... and critic vs judge on the judge's aspect
+    assert parsed.tags.count("svg") == 4
     assert "reward: total and per aspect" in parsed.text and "eval/reward: total and per aspect" in parsed.text
     assert "eval/oracle/alignment: total and per aspect" in parsed.text
     for name in ("total", "alignment", "quality"):
         assert name in parsed.text
     # quality has a logged NaN at step 2, drawn as a gap: 1 + 2 + 2 + 1 polylines (total, alignment, quality, eval),
-    # then the judge's alignment total and object aspect.
-    assert parsed.tags.count("polyline") == 7
+    # then the judge's alignment total and object aspect, then the critic's and the judge's line on "object".
+    assert parsed.tags.count("polyline") == 9
+    assert "critic vs judge: object" in parsed.text and "critic p(expected)" in parsed.text
 
 
 def test_run_report_compares_base_and_current_samples_with_their_scores(run_report):

@@ -10,6 +10,7 @@ import pytest
 from drf.cli import main
 from drf.errors import ConfigError
 from drf.logging import read_metrics
+from drf.run_dir import RunDir
 from tests.trainers.conftest import ROOT, TINY_GRPO_CONFIG
 from trainers.base import before_after
 from trainers.evaluation import judge_metrics
@@ -33,13 +34,32 @@ def test_judge_metrics_carry_the_alignment_score_per_judge_aspect():
     assert metrics["oracle/alignment/aspect/object"] == 0.0 and metrics["oracle/alignment/aspect/color"] == 0.5
 
 
-def test_before_after_lists_the_oracle_after_the_critic():
-    before = {"eval/reward/total": -1.0, "eval/oracle/total": 0.25, "eval/oracle/aspect/alignment": 0.5}
-    after = {"eval/reward/total": -0.5, "eval/oracle/total": 0.75, "eval/oracle/aspect/alignment": 1.0}
-    lines = before_after(before, after, 3)
-    names = [line.split()[0] if not line.startswith("  oracle") else " ".join(line.split()[:2]) for line in lines[1:]]
-    assert names == ["total", "oracle alignment", "oracle total"]
-    assert "+0.7500 (+0.5000)" in lines[-1]
+def _record(video: str, prompt: str, reward: float, alignment: float, p: float) -> dict:
+    oracle = {"alignment": alignment, "alignment_by_aspect": {"color": alignment}, "critic_by_aspect": {"color": reward},
+              "critic_p": p, "critic_p_by_aspect": {"color": p}}  # fmt: skip
+    return {"video": video, "prompt": prompt, "reward": reward, "aspects": {"alignment": reward}, "oracle": oracle}
+
+
+def test_before_after_pairs_videos_per_prompt_with_standard_errors(tmp_path):
+    run = RunDir(tmp_path)
+    # Two prompts, two seeds each; prompt b's seeds average to the same change as prompt a's.
+    before = [_record("0.gif", "a", -1.0, 0.0, 0.5), _record("1.gif", "b", -1.0, 0.5, 0.5),
+              _record("2.gif", "a", -1.0, 0.0, 0.5), _record("3.gif", "b", -1.0, 0.5, 0.5)]  # fmt: skip
+    after = [_record("0.gif", "a", -0.5, 1.0, 0.9), _record("1.gif", "b", -0.5, 1.0, 0.9),
+             _record("2.gif", "a", -0.5, 0.0, 0.9), _record("3.gif", "b", -0.5, 1.0, 0.9)]  # fmt: skip
+    for step, records in ((0, before), (3, after)):
+        run.samples(step).mkdir(parents=True)
+        run.scores(step).write_text(json.dumps(records))
+    lines = before_after(tmp_path, 3)
+    assert lines[0].startswith("held-out reward, step 0 -> step 3:")
+    by_name = {line[:38].strip(): line for line in lines[1:]}
+    assert "+0.5000 ± 0.0000" in by_name["critic reward total"] and "2 prompts" in by_name["critic reward total"]
+    # alignment: prompt a 0 -> 0.5, prompt b 0.5 -> 1.0: +0.5 each, no spread between prompts
+    assert "+0.2500 -> +0.7500 (+0.5000 ± 0.0000" in by_name["oracle alignment score total"]
+    assert "oracle alignment score color" in by_name and "critic reward on oracle color" in by_name
+    # gap: critic p 0.5 -> 0.9 against the judge 0.25 -> 0.75 on average
+    assert "+0.2500 -> +0.1500" in by_name["critic-oracle gap total"]
+    assert before_after(tmp_path, 4) == []
 
 
 def test_unknown_judge_is_a_config_error(run_cfg):
@@ -73,7 +93,7 @@ def test_grpo_command_trains_with_the_toyworld_judge(tmp_path, capsys):
         assert "eval/reward/total" in record and "eval/oracle/total" in record
         assert any(k.startswith("eval/oracle/aspect/") for k in record)
     scores = json.loads((run / "samples" / "step-2" / "scores.json").read_text())
-    keys = {"total", "alignment", "alignment_by_aspect", "critic_by_aspect", "scores"}
+    keys = {"total", "alignment", "alignment_by_aspect", "critic_by_aspect", "critic_p", "critic_p_by_aspect", "scores"}
     assert all(set(video["oracle"]) == keys and video["oracle"]["scores"] for video in scores)
     assert "eval/hacking/alarms" in records[-1] and "eval/hacking/alarms" not in records[0]
     assert "  oracle total" in printed.split("held-out reward")[1]

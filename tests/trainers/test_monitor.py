@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainers.evaluation import critic_by_judge_aspect
+from trainers.evaluation import by_judge_aspect
 from trainers.monitor import hacking_alarms
 
 
@@ -52,4 +52,4 @@ def test_videos_pair_by_name_and_unpaired_or_unjudged_videos_are_skipped():
 def test_critic_rewards_are_grouped_by_the_judges_aspects():
     rewards = {"align.color.red_cube": -0.2, "align.object.red_cube": -1.0, "align.object.cube": -3.0, "qual.x": -9.0}
     aspect_of = {"align.color.red_cube": "color", "align.object.red_cube": "object", "align.object.cube": "object"}
-    assert critic_by_judge_aspect(rewards, aspect_of) == {"color": -0.2, "object": -2.0}
+    assert by_judge_aspect(rewards, aspect_of) == {"color": -0.2, "object": -2.0}

@@ -1,0 +1,112 @@
+"""Two evaluations of one run compared prompt by prompt.
+
+Every evaluation samples the same prompts from the same noise, so the videos of two evaluations pair up by file name
+and a change is measured per prompt (the mean over its videos when there are several seeds), with the standard error
+over prompts. That is how the before/after summary and the reward-hacking monitor read a run's ``scores.json`` files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Record = dict[str, Any]
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and its standard error (0 for fewer than two values)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
+def paired(before: Sequence[Record], after: Sequence[Record]) -> list[tuple[Record, Record]]:
+    """(earlier record, later record) of the videos present in both evaluations."""
+    earlier = {r.get("video"): r for r in before}
+    return [(earlier[r["video"]], r) for r in after if r.get("video") in earlier]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One quantity before and after, averaged per prompt; ``se`` is the standard error of the paired change."""
+
+    name: str
+    before: float
+    after: float
+    change: float
+    se: float
+    prompts: int
+
+    def line(self) -> str:
+        sigmas = f", {self.change / self.se:+.1f} SE" if self.se > 0 else ""
+        return (
+            f"  {self.name:<36} {self.before:+.4f} -> {self.after:+.4f} "
+            f"({self.change:+.4f} ± {self.se:.4f}{sigmas}; {self.prompts} prompts)"
+        )
+
+
+def change(name: str, pairs: Sequence[tuple[Record, Record]], read: Callable[[Record], float | None]) -> Change | None:
+    """The change of ``read(record)`` (None: not measured on that video) between the paired evaluations."""
+    by_prompt: dict[str, list[tuple[float, float]]] = {}
+    for then, now in pairs:
+        a, b = read(then), read(now)
+        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b):
+            by_prompt.setdefault(now.get("prompt", now["video"]), []).append((a, b))
+    if not by_prompt:
+        return None
+    befores = [sum(a for a, _ in v) / len(v) for v in by_prompt.values()]
+    afters = [sum(b for _, b in v) / len(v) for v in by_prompt.values()]
+    delta, se = mean_se([b - a for a, b in zip(befores, afters)])
+    return Change(name, sum(befores) / len(befores), sum(afters) / len(afters), delta, se, len(by_prompt))
+
+
+def _at(*keys: str) -> Callable[[Record], float | None]:
+    def read(record: Record) -> float | None:
+        value: Any = record
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    return read
+
+
+def _gap(aspect: str | None) -> Callable[[Record], float | None]:
+    """The critic's mean p(expected) minus the judge's score, over one judge aspect's questions (None: all)."""
+
+    def read(record: Record) -> float | None:
+        oracle = record.get("oracle") or {}
+        if aspect is None:
+            p, judged = oracle.get("critic_p"), oracle.get("alignment")
+        else:
+            p, judged = (
+                oracle.get("critic_p_by_aspect", {}).get(aspect),
+                oracle.get("alignment_by_aspect", {}).get(aspect),
+            )
+        return None if p is None or judged is None else p - judged
+
+    return read
+
+
+def summary(before: Sequence[Record], after: Sequence[Record]) -> list[Change]:
+    """Critic reward (total, per critic aspect), then with a judge its plain mean and alignment score, the critic's
+    reward over the judge's aspects and the critic-judge gap (total and per judge aspect)."""
+    pairs = paired(before, after)
+    found = [change("critic reward total", pairs, _at("reward"))]
+    critic_aspects = sorted({a for _, now in pairs for a in now.get("aspects", {})})
+    found += [change(f"critic reward {a}", pairs, _at("aspects", a)) for a in critic_aspects]
+    judged = [(then, now) for then, now in pairs if then.get("oracle") and now.get("oracle")]
+    if judged:
+        aspects = sorted({a for _, now in judged for a in now["oracle"].get("alignment_by_aspect", {})})
+        found.append(change("oracle total (plain mean)", judged, _at("oracle", "total")))
+        found.append(change("oracle alignment score total", judged, _at("oracle", "alignment")))
+        found += [
+            change(f"oracle alignment score {a}", judged, _at("oracle", "alignment_by_aspect", a)) for a in aspects
+        ]
+        found += [change(f"critic reward on oracle {a}", judged, _at("oracle", "critic_by_aspect", a)) for a in aspects]
+        found.append(change("critic-oracle gap total", judged, _gap(None)))
+        found += [change(f"critic-oracle gap {a}", judged, _gap(a)) for a in aspects]
+    return [c for c in found if c is not None]
