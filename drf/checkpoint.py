@@ -217,7 +217,7 @@ def _write_files(
     trainable: Mapping[str, torch.Tensor],
     optimizer: Any,
     lr_scheduler: Any,
-    ema: Any,
+    stateful: Mapping[str, Any],
     rng_per_process: list[dict[str, Any]],
     data_state: Mapping[str, Any],
     config_yaml: str,
@@ -230,8 +230,9 @@ def _write_files(
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     if lr_scheduler is not None:
         torch.save(lr_scheduler.state_dict(), tmp / "scheduler.pt")
-    if ema is not None:
-        torch.save(ema.state_dict(), tmp / "ema.pt")
+    for name, obj in stateful.items():
+        if obj is not None:
+            torch.save(obj.state_dict(), tmp / f"{name}.pt")
     torch.save(rng_per_process, tmp / "rng.pt")
     state = {
         "step": step,
@@ -293,6 +294,7 @@ def save_checkpoint(
     generators: Mapping[str, torch.Generator] | None = None,
     accelerator: Any = None,
     finite_step: bool = True,
+    stateful: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``run_dir/checkpoints/step-<step>/`` atomically and prune to ``keep_last``; returns its path.
 
@@ -300,7 +302,8 @@ def save_checkpoint(
     ``extra`` must be JSON-serialisable. ``generators``: named ``torch.Generator`` objects whose streams the run
     depends on (e.g. the sampling noise generator). With an ``accelerator``, call on every process; all processes
     return after the checkpoint is complete. ``finite_step``: whether the step just taken was finite (a checkpoint
-    written on a skipped step, or with non-finite weights, is not one a diverged run is sent back to).
+    written on a skipped step, or with non-finite weights, is not one a diverged run is sent back to). ``stateful``:
+    more named objects with ``state_dict()`` a recipe carries (e.g. DiffusionNFT's old policy), each as ``<name>.pt``.
     """
     if keep_last is not None and keep_last < 1:
         raise InputError(f"checkpoint keep_last={keep_last}: must be at least 1 (or null to keep every checkpoint)")
@@ -314,8 +317,8 @@ def save_checkpoint(
         tmp.mkdir()
         try:
             _write_files(
-                tmp, step, trainable, optimizer, lr_scheduler, ema, rng, data_state, config_yaml, metrics, extra,
-                finite_step,
+                tmp, step, trainable, optimizer, lr_scheduler, {"ema": ema, **(stateful or {})}, rng, data_state,
+                config_yaml, metrics, extra, finite_step,
             )
             if final.exists():
                 # A resumed run writing a step it had already written: move the old one aside (os.replace cannot
@@ -374,12 +377,14 @@ def load_checkpoint(
     ema: Any = None,
     generators: Mapping[str, torch.Generator] | None = None,
     accelerator: Any = None,
+    stateful: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Restore a checkpoint in place and return its ``state.json`` (plus ``config_yaml`` and ``path``).
 
     ``trainable_module_or_setter``: a module whose ``requires_grad`` parameters receive the saved tensors (keys must
     match exactly), or a callable that takes the saved ``{name: tensor}`` dict and installs it itself. Objects passed
-    as ``None`` are not restored. RNG states are always restored, so call this last before training continues.
+    as ``None`` are not restored; ``stateful`` as in ``save_checkpoint``. RNG states are always restored, so call this
+    last before training continues.
     """
     path = Path(path)
     if not is_checkpoint(path):
@@ -396,7 +401,9 @@ def load_checkpoint(
                 param.copy_(saved[name])
     else:
         trainable_module_or_setter(saved)
-    for obj, filename in ((optimizer, "optimizer.pt"), (lr_scheduler, "scheduler.pt"), (ema, "ema.pt")):
+    named = [(optimizer, "optimizer.pt"), (lr_scheduler, "scheduler.pt"), (ema, "ema.pt")]
+    named += [(obj, f"{name}.pt") for name, obj in (stateful or {}).items()]
+    for obj, filename in named:
         if obj is None:
             continue
         if not (path / filename).is_file():

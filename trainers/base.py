@@ -88,6 +88,7 @@ class Trainer:
                     lr_scheduler=self.lr_scheduler,
                     ema=self.ema,
                     accelerator=acc,
+                    stateful=self.recipe_stateful(),
                 )
                 self.step = int(state["step"])
                 self.load_recipe_state(state.get("extra", {}))
@@ -113,6 +114,10 @@ class Trainer:
 
     def load_recipe_state(self, state: dict[str, Any]) -> None:
         """Restore what ``recipe_state`` saved."""
+
+    def recipe_stateful(self) -> dict[str, Any]:
+        """Named objects with tensor state (``state_dict``/``load_state_dict``) saved in each checkpoint."""
+        return {}
 
     def window_description(self) -> str:
         """One line saying which sampling steps carry gradient."""
@@ -229,6 +234,7 @@ class Trainer:
             config_yaml=self.config_yaml,
             metrics={k: v for k, v in (metrics or {}).items() if k.startswith("reward/") and "/q/" not in k},
             extra=self.recipe_state(),
+            stateful=self.recipe_stateful(),
             keep_last=self.train_cfg.keep_last,
             accelerator=self.accelerator,
             finite_step=not (metrics or {}).get("skipped", 0),

@@ -42,7 +42,7 @@ class Change:
     prompts: int
 
     def line(self) -> str:
-        sigmas = f", {self.change / self.se:+.1f} SE" if self.se > 0 else ""
+        sigmas = f", {self.change / self.se:+.1f} SE" if self.se >= 5e-5 else ""  # not for changes below print precision
         return (
             f"  {self.name:<36} {self.before:+.4f} -> {self.after:+.4f} "
             f"({self.change:+.4f} ± {self.se:.4f}{sigmas}; {self.prompts} prompts)"

@@ -25,4 +25,5 @@ RECIPES = {
     "grpo": Recipe(
         schema="trainers.grpo:GRPORunConfig", trainer="trainers.grpo:GRPOTrainer", train="trainers.grpo:train"
     ),
+    "nft": Recipe(schema="trainers.nft:NFTRunConfig", trainer="trainers.nft:NFTTrainer", train="trainers.nft:train"),
 }

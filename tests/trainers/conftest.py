@@ -15,6 +15,7 @@ from trainers.drf import DRFRunConfig
 ROOT = Path(__file__).resolve().parents[2]
 TINY_CONFIG = ROOT / "configs" / "tiny_drf.yaml"
 TINY_GRPO_CONFIG = ROOT / "configs" / "tiny_grpo.yaml"
+TINY_NFT_CONFIG = ROOT / "configs" / "tiny_nft.yaml"
 
 
 @functools.cache
@@ -57,13 +58,13 @@ def tiny_grpo_cfg(output_dir: Path, *overrides: str):
 
 
 def make_trainer(cfg, resume: str | None = None):
-    """A trainer (DRF or GRPO, by the config's recipe section) over copies of the session's tiny modules (the
-    trainer adds a LoRA, so they must be fresh)."""
-    from trainers.drf import DRFTrainer
-    from trainers.grpo import GRPOTrainer
+    """A trainer (by the config's recipe section) over copies of the session's tiny modules (the trainer adds a LoRA,
+    so they must be fresh)."""
+    from trainers.plugins import resolve
+    from trainers.recipes import RECIPES
 
-    recipe = GRPOTrainer if hasattr(cfg, "grpo") else DRFTrainer
-    return recipe(cfg, resume, generator=tiny_generator(fresh=True), critic=shared_critic())
+    section = next(name for name in RECIPES if hasattr(cfg, name))
+    return resolve(RECIPES[section].trainer)(cfg, resume, generator=tiny_generator(fresh=True), critic=shared_critic())
 
 
 @pytest.fixture(autouse=True)
