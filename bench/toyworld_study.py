@@ -1,5 +1,6 @@
 """DRF against GRPO on the toy world, at an equal wall-clock budget: held-out oracle score, critic reward, latent
-geometry rewards and dynamic degree, for base / DRF / GRPO(critic) / GRPO(critic + geometry), over several seeds.
+geometry rewards and dynamic degree, for base / DRF / GRPO(critic) / GRPO(critic + geometry) / DiffusionNFT, over
+several seeds.
 
 Each method trains from the shipped toy models with its own config (configs/toyworld_drf.yaml,
 configs/toyworld_grpo.yaml) for the same training time; evaluations at fixed fractions of that budget are paused out
@@ -10,7 +11,8 @@ camera move, dynamic degree). The oracle is never a training reward.
 
     python bench/toyworld_study.py --minutes 3 --seeds 0 1 2 [--out docs/toyworld_study.json]
 
-Prints a markdown table (mean ± std over seeds) and the time at which DRF first reached GRPO's final oracle score.
+Prints a markdown table (mean ± std over seeds: oracle alignment total and per aspect, critic, geometry) and the time
+at which DRF first reached GRPO's final oracle alignment; with --out also writes the records and an SVG plot.
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "drf": ("configs/toyworld_drf.yaml", []),
     "grpo_critic": ("configs/toyworld_grpo.yaml", ["grpo.geometry_model=", "grpo.reward_weights={critic: 1.0}"]),
     "grpo_critic_geometry": ("configs/toyworld_grpo.yaml", []),
+    "nft": ("configs/toyworld_nft.yaml", []),
 }
+ALIGNMENT = "eval/oracle/alignment/total"
+ASPECTS = ("object", "count", "size", "spatial", "motion", "camera_motion")
 COLUMNS = (
-    ("oracle", "eval/oracle/total"),
-    ("oracle align", "eval/oracle/aspect/alignment"),
+    ("oracle align", ALIGNMENT),
+    *((a.replace("_", " "), f"eval/oracle/alignment/aspect/{a}") for a in ASPECTS),
     ("critic", "eval/reward/total"),
     ("geo smooth", "geo/smoothness"),
     ("geo reproj", "geo/reprojection"),
@@ -106,7 +111,7 @@ def run(
         record.update(trainer.evaluate(step))
         record.update(geometry_of_eval(trainer, lgm))
         print(
-            f"  {method} seed {seed} step {step} ({seconds:.0f}s): oracle {record.get('eval/oracle/total', float('nan')):.4f}"
+            f"  {method} seed {seed} step {step} ({seconds:.0f}s): oracle alignment {record.get(ALIGNMENT, float('nan')):.4f}"
             f" critic {record['eval/reward/total']:+.4f}",
             flush=True,
         )
@@ -148,15 +153,33 @@ def summarise(results: dict[str, dict[int, list[dict[str, float]]]]) -> tuple[st
         if grpo not in results or "drf" not in results:
             continue
         for seed, records in results[grpo].items():
-            target = records[-1].get("eval/oracle/total")
+            target = records[-1].get(ALIGNMENT)
             drf = results["drf"].get(seed, [])
-            reached = next((r for r in drf if r.get("eval/oracle/total", -1.0) >= target), None) if target else None
+            reached = next((r for r in drf if r.get(ALIGNMENT, -1.0) >= target), None) if target is not None else None
             when = f"after {reached['train_seconds']:.0f}s of training" if reached else "not within the budget"
             notes.append(
-                f"seed {seed}: DRF reached {grpo}'s final oracle score {target:.4f} {when} "
-                f"({grpo} trained {records[-1]['train_seconds']:.0f}s)"
+                f"seed {seed}: DRF reached {grpo}'s final oracle alignment {target:.4f} {when} "
+                f"({grpo} trained {records[-1]['train_seconds']:.0f}s; the goal is a third of that)"
             )
     return "\n".join(lines), notes
+
+
+def plot(results: dict[str, dict[int, list[dict[str, float]]]], path: Path) -> Path:
+    """Oracle alignment against training seconds, mean over seeds per evaluation, one line per method (SVG)."""
+    from drf.report.svg import line_chart
+
+    series = {}
+    for method, by_seed in results.items():
+        runs = list(by_seed.values())
+        points = []
+        for k in range(min(len(r) for r in runs)):
+            points.append((statistics.fmean(r[k]["train_seconds"] for r in runs),
+                           statistics.fmean(r[k].get(ALIGNMENT, float("nan")) for r in runs)))  # fmt: skip
+        series[method] = points
+    title = "toy world: held-out oracle alignment vs training time (mean over seeds)"
+    svg = line_chart(series, title=title, x_label="training seconds", width=720, height=360)
+    path.write_text(svg.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1) + "\n")  # a standalone file
+    return path
 
 
 def main() -> int:
@@ -166,7 +189,7 @@ def main() -> int:
     parser.add_argument("--checkpoints", type=int, default=2, help="Evaluations spread over the budget.")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--runs", default="runs/study", help="Where the runs write their samples.")
-    parser.add_argument("--out", default="", help="Write every record as JSON here.")
+    parser.add_argument("--out", default="", help="Write every record as JSON here (and the plot beside it, .svg).")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--set",
@@ -174,7 +197,7 @@ def main() -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="Config override for every run; RECIPE. stands for the run's drf./grpo. section (repeatable).",
+        help="Config override for every run; RECIPE. stands for the run's drf./grpo./nft. section (repeatable).",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -199,6 +222,7 @@ def main() -> int:
         print(line)
     if args.out:
         Path(args.out).write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=1) + "\n")
+        print(f"wrote {args.out} and {plot(results, Path(args.out).with_suffix('.svg'))}")
     return 0
 
 
