@@ -297,7 +297,7 @@ class HFVisionCritic(Critic):
         frames = frames.to(self.device)
         batch, q_max = len(question_sets), max((len(s) for s in question_sets), default=0)
         visions = [self.prepare_vision(frames[b]) for b in range(batch)]
-        features = self._batched_features(visions) if self.config.shared_prefix else [None] * batch
+        features = self.batched_features(visions) if self.config.shared_prefix else [None] * batch
         results: list[list[tuple]] = []
         for b, (qset, vision) in enumerate(zip(question_sets, visions)):
             rows: list[_Row] = []
@@ -310,7 +310,7 @@ class HFVisionCritic(Critic):
             results.append([self._score_question(q, logprobs[s:e], rows[s:e]) for q, (s, e) in zip(qset, spans)])
         return self._collect(results, question_sets, batch, q_max)
 
-    def _batched_features(self, visions: list[VisionInputs]) -> list[torch.Tensor]:
+    def batched_features(self, visions: list[VisionInputs]) -> list[torch.Tensor]:
         """One vision-tower call for all videos -> features [N_b, D] per video."""
         if not visions:
             return []

@@ -72,6 +72,11 @@ def toy_critic_settings(root: Path | None = None) -> dict[str, Any]:
     return dict(load_manifest(root)["models"].get("critic", {}).get("critic_config", {"family": "qwen2_vl"}))
 
 
+def toy_critic_frames(root: Path | None = None) -> dict[str, Any]:
+    """The frame selection (``FramesConfig`` fields) the toy critic was trained on, as its manifest records."""
+    return dict(load_manifest(root)["models"].get("critic", {}).get("frames", {"policy": "all"}))
+
+
 def load_manifest(root: Path | None = None) -> dict[str, Any]:
     path = (root or ASSETS_DIR) / MANIFEST
     if not path.is_file():

@@ -56,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     figures.add_argument("--out", default=None, help="Folder to write (default: docs/img of the checkout).")
     figures.add_argument("--root", default=None, help="Asset folder (default: drf/assets/toyworld).")
+    figures.add_argument(
+        "--run", default=None, help="A finished run (e.g. runs/demo): write only toyworld_demo.png, before vs after."
+    )
     figures.set_defaults(func=_figures)
     toy.set_defaults(func=lambda args: (toy.print_help(), 1)[1])
 
@@ -186,8 +189,13 @@ def _prompts(args: argparse.Namespace) -> int:
 def _figures(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from drf.toyworld.figures import FIGURE_DIR, write_figures
+    from drf.toyworld.figures import FIGURE_DIR, demo_figure, write_figures
 
-    for path in write_figures(Path(args.out) if args.out else FIGURE_DIR, Path(args.root) if args.root else None):
+    out = Path(args.out) if args.out else FIGURE_DIR
+    if args.run:
+        paths = [demo_figure(Path(args.run), out / "toyworld_demo.png")]
+    else:
+        paths = write_figures(out, Path(args.root) if args.root else None)
+    for path in paths:
         print(f"wrote {path}")
     return 0

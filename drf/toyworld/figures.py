@@ -2,23 +2,28 @@
 
 - ``toyworld_vae.png``: held-out renders above their VAE round trips (every palette colour appears);
 - ``toyworld_t2v.png``: samples of the toy T2V model on held-out prompts, the prompt above each row and the oracle's
-  alignment score beside it.
+  alignment score beside it;
+- ``toyworld_demo.png`` (from a finished run, ``--run runs/demo``): the run's first held-out evaluation videos before
+  and after fine-tuning (same prompts, same noise), each with the oracle's alignment score.
 
 Frames are drawn at twice their size with nearest-neighbour scaling, so what a person sees is what the oracle read.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageSequence
 from torch import Tensor
 
+from drf.errors import InputError
 from drf.models.wan import WanGenerator
 from drf.report.images import pick_frames
+from drf.run_dir import RunDir
 from drf.toyworld import oracle
 from drf.toyworld.assets import HEIGHT, NUM_FRAMES, WIDTH, toy_generator_path, toy_text_length
 from drf.toyworld.scene import WORLD_COLORS
@@ -124,6 +129,29 @@ def t2v_figure(path: Path, prompts: int = 12, root: Path | None = None, seed: in
         result = oracle.alignment(oracle.analyze(video), decompose(prompt))
         rows.append(Row(video, prompt[:110], f"alignment {result['mean']:.2f}"))
     return _save(grid(rows), path)
+
+
+def demo_figure(run: Path, path: Path, prompts: int = 8) -> Path:
+    """Base (first evaluation) above fine-tuned (last evaluation) videos of ``run`` for its first ``prompts`` held-out
+    prompts, in the run's order (not picked by their scores), with the oracle's alignment of each."""
+    steps = RunDir(run).sample_steps()
+    if len(steps) < 2:
+        raise InputError(f"{run}: needs evaluations at two steps to compare (found {sorted(steps) or 'none'})")
+    first, last = min(steps), max(steps)
+    before, after = (json.loads((steps[s] / "scores.json").read_text()) for s in (first, last))
+    rows = []
+    for base, tuned in list(zip(before, after))[:prompts]:
+        for entry, step, label in ((base, first, base["prompt"][:110]), (tuned, last, "")):
+            frames = read_gif(steps[step] / entry["video"])
+            rows.append(Row(frames, label, f"step {step}: alignment {entry['oracle']['alignment']:.2f}"))
+    return _save(grid(rows), path)
+
+
+def read_gif(path: Path) -> Tensor:
+    """A saved evaluation video as frames [T,3,H,W] in [0,1]."""
+    with Image.open(path) as image:
+        frames = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
 
 
 def _save(image: Image.Image, path: Path) -> Path:

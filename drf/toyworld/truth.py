@@ -7,6 +7,7 @@ video gives, because a render is one — except smoothness, which a jittered cam
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from drf.toyworld.facts import Facts, ObjectFacts, answer, template_name
@@ -31,6 +32,8 @@ IDEAL_RENDER = {
 
 def scene_facts(scene: Scene) -> Facts:
     """Facts of the scene: one entry per group of identical objects, relations from frame-0 camera coordinates."""
+    if not scene.objects:
+        return Facts([], scene.camera.motion, SETTING.removeprefix("on a "), depth_gap=DEPTH_GAP)
     cam = scene.camera_coords()
     groups: dict[tuple[str, str, str], list[int]] = {}
     for i, o in enumerate(scene.objects):
@@ -53,4 +56,8 @@ def truth(scene: Scene, question: Any) -> str | None:
         return "no"  # the sampler keeps objects apart over the whole video
     if name == "temp.smoothness":
         return "yes" if scene.camera.jitter == 0 else None
-    return answer(scene_facts(scene), question)
+    return answer(_cached_facts(scene), question)
+
+
+# Questions about one scene come in dozens (training asks them every step); its facts are computed once. Read-only.
+_cached_facts = lru_cache(maxsize=256)(scene_facts)

@@ -12,10 +12,10 @@ from drf.cli import main
 from drf.commands import resolve_schema
 from drf.config import load_config
 from drf.logging import read_metrics
-from drf.toyworld.assets import toy_critic_settings, toy_text_length
+from drf.toyworld.assets import toy_critic_frames, toy_critic_settings, toy_text_length
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = [ROOT / "configs" / "toyworld_drf.yaml", ROOT / "configs" / "toyworld_grpo.yaml"]
+CONFIGS = [ROOT / "configs" / f"toyworld_{recipe}.yaml" for recipe in ("drf", "grpo", "nft")]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -26,6 +26,8 @@ def test_toy_configs_use_the_settings_the_toy_models_were_trained_with(path):
     assert cfg.model.max_sequence_length == toy_text_length()
     for key, value in toy_critic_settings().items():
         assert getattr(cfg.critic, key) == value, key
+    for key, value in toy_critic_frames().items():
+        assert getattr(cfg.sampling.frames, key) == value, f"sampling.frames.{key}"
     assert (ROOT / cfg.model.path / "model_index.json").is_file() and (ROOT / cfg.critic.path / "config.json").is_file()
 
 
@@ -43,6 +45,8 @@ def test_three_step_toyworld_drf_run_is_judged_by_the_oracle(tmp_path, capsys, o
             "drf.prompts_per_step=1",
             "--set",
             "drf.eval_max_prompts=1",
+            "--set",
+            "drf.eval_seeds=1",
             "--set",
             "logging.sample_every=3",
             "--set",

@@ -21,8 +21,7 @@ def trained(tmp_path_factory):
     common = ["--out", str(root), "--device", "cpu", "--steps", "2", "--threads", "1"]
     vae = ["--set", "train_clips=3", "--set", "eval_clips=2", "--set", "stats_clips=2", "--set", "batch=1"]
     t2v = ["--set", "train_clips=3", "--set", "eval_prompts=2", "--set", "eval_steps=2", "--set", "batch=2"]
-    critic = ["--set", "train_clips=3", "--set", "eval_clips=2", "--set", "t2v_train=2", "--set", "t2v_eval=1",
-              "--set", "t2v_steps=2", "--set", "renders_per_step=1", "--set", "samples_per_step=1",
+    critic = ["--set", "eval_renders=2", "--set", "t2v_eval=1", "--set", "videos_per_step=2",
               "--set", "questions_per_video=2"]  # fmt: skip
     codes = [
         main(["toyworld", "train", "vae", *common, *vae]),
@@ -39,15 +38,19 @@ def test_each_script_writes_a_verified_manifest_entry(trained):
     models = load_manifest(root)["models"]
     assert set(models) == {"vae", "t2v", "critic"}
     assert verify_manifest(root) == []
-    for entry in models.values():
-        assert entry["steps"] == 2 and entry["seed"] == 0 and entry["command"]
+    for name, entry in models.items():
+        # --steps sets each of the critic's two phases (vision, answer)
+        assert entry["steps"] == (4 if name == "critic" else 2) and entry["seed"] == 0 and entry["command"]
     assert math.isfinite(models["vae"]["metrics"]["psnr_db"])
     assert set(models["vae"]["metrics"]["found_by_color"]["round_trips"]) <= {"red", "yellow", "green", "blue"}
     assert 0.0 <= models["t2v"]["metrics"]["samples"]["alignment"] <= 1.0
     for entry in (models["vae"], models["t2v"]):
         assert entry["cpu_seconds"] > 0 and entry["loss_curve"]["rows"][0][0] == 0
     assert not (root / ".train").exists() or not any((root / ".train").iterdir())
-    assert 0.0 <= models["critic"]["metrics"]["accuracy_heldout_renders"] <= 1.0
+    gates = models["critic"]["metrics"]["gates"]
+    assert 0.0 <= gates["accuracy_min"] <= 1.0 and 0.0 <= gates["grey_max_p_yes"] <= 1.0
+    assert models["critic"]["frames"] == {"policy": "every_n", "n": 2}
+    assert [row[0] for row in models["critic"]["phases"]["vision"]["curve"]] == [0]
 
 
 def test_vae_config_holds_latent_statistics_from_training(trained):
@@ -76,7 +79,7 @@ def test_trained_models_load_and_score_through_the_public_paths(trained):
     assert generator.velocity(latents, torch.tensor(500.0), cond).shape == latents.shape
     critic = load_critic(CriticConfig(family="qwen2_vl", path=str(root / "critic")))
     qset = decompose("a red cube on a checkered floor, the camera is static")
-    out = critic.score(frames, [qset])
+    out = critic.score(frames[:, ::2], [qset])
     assert torch.isfinite(out.rewards[out.mask]).all()
 
 

@@ -1,26 +1,25 @@
-"""Train the toy critic: a small Qwen2-VL (video input) that answers the toy questions.
+"""Train the toy critic: a small Qwen2-VL (frames as video) that answers the toy questions by looking.
 
-Training goes through the critic's own ``score`` (the same chat template, preprocessing, shared prefix and reward as at
-scoring time) and maximises the reward of the labelled answer, i.e. ``log p(answer)`` renormalised over yes/no for
-binary questions and over the options for choice questions, so what is trained is exactly what DRF later reads.
+Two phases, each resumable (state under ``root/.train/``):
 
-Labels:
-- renders: exact answers from ``drf.toyworld.truth`` for the questions of the clip's own prompt and of another clip's
-  prompt (which brings "no" answers), on clean and degraded copies whose labels stay valid: blur (not sharp), noise
-  (artifacts), per-frame brightness flicker (flicker), shuffled frames (inconsistent, not smooth; motion questions
-  dropped) and reversed frames (camera and object motions reversed; spatial questions dropped);
-- samples of the toy T2V model: answers measured by the pixel oracle (``drf.toyworld.oracle``), only for the question
-  templates it supports. These labels are the oracle's, not ground truth; held-out T2V samples (other prompts, other
-  seeds) measure agreement with it separately.
+1. **vision**: the vision tower (and the merger that feeds the language model) learns the cell targets of
+   ``critic_data`` — what kind of object covers each token's cell, its size, motion, count, whether it is the
+   leftmost, and the camera move — through linear heads that are thrown away afterwards. A vision tower trained only
+   through the answers learns the answer priors first and the pixels last; this phase makes every token say what
+   is where.
+2. **answer**: the vision tower is frozen and the language model learns to answer balanced, truth-labelled questions
+   through the critic's own ``score`` (the same chat template, preprocessing, shared prefix and reward as at DRF
+   time), i.e. maximises ``log p(answer)`` renormalised over yes/no or over the options.
+
+Videos are rendered on the fly from scenes of the train split (fresh every step), some degraded and some passed
+through the toy VAE, so the critic also sees the blur and colour shifts of decoded latents. The pixel oracle labels
+nothing here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -30,160 +29,89 @@ from critics.config import CriticConfig
 from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
 from critics.tiny import build_tokenizer, padded_vocab_size, qwen_vision_token_ids
 from drf.device import resolve_device
-from drf.toyworld import oracle
-from drf.toyworld.assets import CRITIC_DIR, load_toy_generator
-from drf.toyworld.facts import answer, template_name
-from drf.toyworld.scene import Scene
-from drf.toyworld.train.data import clips
-from drf.toyworld.train.loop import Clock, log, lr_at, setup
-from drf.toyworld.train.t2v import sample_videos
-from drf.toyworld.truth import truth
-from prompts.registry import decompose
+from drf.toyworld.assets import CRITIC_DIR, GENERATOR_DIR, TRAIN_STATE_DIR
+from drf.toyworld.render import render
+from drf.toyworld.scene import Scene, sample_scene
+from drf.toyworld.train.critic_data import (
+    BLANK,
+    CELL_HEADS,
+    DEGRADATION_WEIGHTS,
+    DEGRADATIONS,
+    FRAME_STRIDE,
+    IGNORE,
+    balanced,
+    cell_targets,
+    critic_frames,
+    degrade,
+    question_prompts,
+    render_questions,
+    without_objects,
+)
+from drf.toyworld.train.critic_eval import evaluate_critic
+from drf.toyworld.train.loop import Clock, TrainState, log, lr_at, set_lr, setup
+from drf.toyworld.train.vae import to_vae
 from prompts.schema import QuestionSet
 
 TEXT_ARCH = dict(
-    hidden_size=96,
-    intermediate_size=256,
-    num_hidden_layers=3,
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=4,
     num_attention_heads=4,
     num_key_value_heads=2,
-    rope_parameters={"rope_type": "default", "mrope_section": [4, 4, 4], "rope_theta": 10000.0},
+    rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 10000.0},
 )
 VISION_ARCH = dict(
-    depth=3, embed_dim=64, mlp_ratio=2, num_heads=4, patch_size=14, spatial_merge_size=2, temporal_patch_size=2
+    depth=4, embed_dim=96, mlp_ratio=2, num_heads=4, patch_size=14, spatial_merge_size=2, temporal_patch_size=2
 )
-REVERSED_MOTION = {
-    "pan_left": "pan_right", "pan_right": "pan_left", "dolly_in": "dolly_out", "dolly_out": "dolly_in",
-    "orbit_left": "orbit_right", "orbit_right": "orbit_left", "left": "right", "right": "left",
-    "toward": "away", "away": "toward",
-}  # fmt: skip
+# 64x64 frames are resized up to 112x112: 8x8 patches of 14 px, merged 2x2 into 4x4 tokens (16 px cells) per frame pair.
+MIN_PIXELS = 112 * 112
+# Motion is read from the two frames of one temporal patch (vision attention stays within a patch pair), a weak
+# signal that the other heads drown out at equal weight.
+HEAD_WEIGHTS = {"camera": 3.0, "motion": 3.0}
+SCENE_SEED_BASE = 50_000_000  # training scenes: seeds from here on (eval gates use their own, far away)
 
 
 @dataclass
 class CriticTrainConfig:
-    steps: int = field(default=600, metadata={"help": "Optimizer steps."})
-    seed: int = field(default=0, metadata={"help": "Seed of the initialisation, batches and degradations."})
-    renders_per_step: int = field(default=4, metadata={"help": "Rendered clips per step."})
-    samples_per_step: int = field(default=2, metadata={"help": "T2V samples per step (oracle-labelled)."})
-    questions_per_video: int = field(default=8, metadata={"help": "Questions drawn per video per step."})
-    lr: float = field(default=1e-3, metadata={"help": "Peak learning rate (warm-up then cosine)."})
-    train_clips: int = field(default=1000, metadata={"help": "Rendered training clips."})
-    eval_clips: int = field(default=60, metadata={"help": "Held-out renders for accuracy."})
-    t2v_train: int = field(default=96, metadata={"help": "T2V samples (train prompts) for training."})
-    t2v_eval: int = field(default=32, metadata={"help": "T2V samples (held-out prompts) for oracle agreement."})
-    t2v_steps: int = field(default=12, metadata={"help": "Sampling steps of the T2V samples."})
-    t2v_guidance: float = field(default=4.0, metadata={"help": "CFG scale of the T2V samples."})
-    min_pixels: int = field(
-        default=84 * 84,
-        metadata={"help": "Qwen min_pixels: 64x64 frames are resized up to this area (84x84: 3x3 vision tokens per "
-                  "frame pair; 56x56 leaves 2x2, too coarse for colours and positions). Scoring must use the same."},
+    vision_steps: int = field(default=1200, metadata={"help": "Steps of the vision phase (cell targets)."})
+    answer_steps: int = field(default=2400, metadata={"help": "Steps of the answer phase (frozen vision tower)."})
+    steps: int = field(default=0, metadata={"help": "If > 0, overrides both phases' steps (quick runs and tests)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the initialisation, scenes and degradations."})
+    videos_per_step: int = field(default=8, metadata={"help": "Rendered videos per step."})
+    questions_per_video: int = field(
+        default=12, metadata={"help": "Balanced questions drawn per video (answer phase)."}
     )
-    minutes: float = field(default=0.0, metadata={"help": "Stop after this wall time (0: no cap)."})
-    threads: int = field(default=1, metadata={"help": "CPU threads (1: on shared CPUs more threads wait on each other)."})
+    vision_lr: float = field(default=2e-3, metadata={"help": "Peak learning rate of the vision phase."})
+    answer_lr: float = field(default=1e-3, metadata={"help": "Peak learning rate of the answer phase."})
+    vae_share: float = field(default=0.25, metadata={"help": "Share of videos passed through the toy VAE first."})
+    empty_share: float = field(
+        default=0.15, metadata={"help": "Share of videos shown without their objects (half as a grey video)."}
+    )
+    init_from: str = field(
+        default="",
+        metadata={"help": "A trained critic folder to continue from: its weights are the start and the vision phase "
+                  "is skipped (the answer phase trains on)."},
+    )  # fmt: skip
+    eval_renders: int = field(default=300, metadata={"help": "Held-out renders (an unused eval seed) for the gates."})
+    eval_seed: int = field(default=4242, metadata={"help": "Seed of the held-out eval scenes."})
+    t2v_eval: int = field(
+        default=48, metadata={"help": "T2V samples (held-out prompts) for agreement with the oracle."}
+    )
+    min_pixels: int = field(
+        default=MIN_PIXELS,
+        metadata={
+            "help": "Qwen min_pixels: 64x64 frames are resized up to this area (112x112: 4x4 vision tokens "
+            "per frame pair, 16 px cells). Scoring must use the same."
+        },
+    )
+    minutes: float = field(default=0.0, metadata={"help": "Wall-time cap of the whole run (0: none); split 1:2."})
+    threads: int = field(
+        default=1, metadata={"help": "CPU threads (1: on shared CPUs more threads wait on each other)."}
+    )
+    checkpoint_minutes: float = field(default=3.0, metadata={"help": "Minutes between saves of the training state."})
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# Labelled questions
-
-
-@lru_cache(maxsize=4096)
-def _questions(prompt: str) -> tuple:
-    return tuple(decompose(prompt))
-
-
-def _labelled(questions, answer_of: Callable) -> list:
-    """Copies of ``questions`` whose ``expected`` is the label (questions without a label are dropped)."""
-    out = []
-    for q in questions:
-        label = answer_of(q)
-        if label is None or (q.kind == "choice" and label not in q.options):
-            continue
-        if q.kind == "binary" and label not in ("yes", "no"):
-            continue
-        out.append(dataclasses.replace(q, expected=label))
-    return out
-
-
-def reversed_scene(scene: Scene) -> Scene:
-    """The scene whose truth describes the video played backwards (camera and object motions reversed)."""
-    camera = dataclasses.replace(scene.camera, motion=REVERSED_MOTION.get(scene.camera.motion, scene.camera.motion))
-    objects = tuple(dataclasses.replace(o, motion=REVERSED_MOTION.get(o.motion, o.motion)) for o in scene.objects)
-    return dataclasses.replace(scene, objects=objects, camera=camera)
-
-
-def _blur(frames: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(round(2 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=frames.dtype)
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    t, c, h, w = frames.shape
-    flat = frames.reshape(t * c, 1, h, w)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
-    return flat.reshape(t, c, h, w)
-
-
-DEGRADATIONS = ("clean", "blur", "noise", "flicker", "shuffle", "reverse")
-_DEGRADATION_WEIGHTS = (0.4, 0.13, 0.13, 0.1, 0.12, 0.12)
-# Per degradation: answers it sets, and question templates whose truth it breaks (dropped).
-_OVERRIDES = {
-    "blur": ({"qual.sharpness": "no"}, ("qual.rating",)),
-    "noise": ({"qual.artifacts": "yes"}, ("qual.sharpness", "qual.rating")),
-    "flicker": ({"qual.flicker": "yes"}, ("qual.rating", "temp.consistency")),
-    "shuffle": (
-        {"temp.consistency": "no", "temp.smoothness": "no"},
-        ("align.motion", "align.camera", "phys.plausibility", "qual.flicker", "qual.rating"),
-    ),
-    "reverse": ({}, ("align.spatial",)),
-    "clean": ({}, ()),
-}
-
-
-def degrade(frames: torch.Tensor, kind: str, rng: random.Random) -> torch.Tensor:
-    """frames [T,3,H,W] in [0,1] -> the degraded copy."""
-    if kind == "blur":
-        return _blur(frames, rng.uniform(1.0, 2.0))
-    if kind == "noise":
-        gen = torch.Generator().manual_seed(rng.randrange(2**31))
-        return (frames + rng.uniform(0.06, 0.15) * torch.randn(frames.shape, generator=gen)).clamp(0, 1)
-    if kind == "flicker":
-        scales = torch.tensor([rng.uniform(0.6, 1.4) for _ in range(frames.shape[0])]).view(-1, 1, 1, 1)
-        return (frames * scales).clamp(0, 1)
-    if kind == "shuffle":
-        order = list(range(frames.shape[0]))
-        while order == sorted(order):
-            rng.shuffle(order)
-        return frames[order]
-    if kind == "reverse":
-        return frames.flip(0)
-    return frames
-
-
-def render_questions(scene: Scene, prompts: list[str], kind: str) -> list:
-    """Labelled questions of ``prompts`` for a render of ``scene`` degraded by ``kind``."""
-    overrides, dropped = _OVERRIDES[kind]
-    target = reversed_scene(scene) if kind == "reverse" else scene
-
-    def answer_of(q):
-        if q.id in overrides:
-            return overrides[q.id]
-        if template_name(q) in dropped or q.id in dropped:
-            return None
-        return truth(target, q)
-
-    seen, out = set(), []
-    for prompt in prompts:
-        for q in _labelled(_questions(prompt), answer_of):
-            if q.id not in seen:
-                seen.add(q.id)
-                out.append(q)
-    return out
-
-
-def oracle_questions(video: torch.Tensor, prompt: str) -> list:
-    """Questions of ``prompt`` labelled by the oracle's measurement of ``video`` (supported templates only)."""
-    facts = oracle.analyze(video)
-    return _labelled(_questions(prompt), lambda q: answer(facts, q))
+    def phase_steps(self) -> tuple[int, int]:
+        return (self.steps, self.steps) if self.steps > 0 else (self.vision_steps, self.answer_steps)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -209,144 +137,287 @@ def build_critic_model(seed: int):
     return model, tokenizer
 
 
-def make_critic(model, tokenizer, min_pixels: int):
+def make_critic(model, tokenizer, min_pixels: int = MIN_PIXELS) -> QwenVLCritic:
     """The scoring adapter drf uses at DRF time, over ``model`` (default critic settings but ``min_pixels``)."""
     config = CriticConfig(family="qwen2_vl", path="toy", min_pixels=min_pixels)
     return QwenVLCritic(model, tokenizer, config, QWEN_FAMILIES["qwen2_vl"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Training and evaluation
+# Videos
 
 
-def t2v_samples(root: Path, prompts: list[str], config: CriticTrainConfig, seed: int) -> torch.Tensor:
-    generator = load_toy_generator(Path(root))
-    return sample_videos(generator, prompts, config.t2v_steps, config.t2v_guidance, seed)
+@dataclass
+class Example:
+    """One training video as the critic sees it, with the scene it shows and how it was degraded."""
+
+    frames: torch.Tensor  # [t,3,64,64], the critic's frames
+    scene: Scene  # what the video shows (the truth)
+    kind: str
+    order: list[int]  # source frame of each critic frame
+    masks: torch.Tensor  # [17,n,64,64] the renderer's object masks
+    asked: Scene  # the scene whose prompts are asked about it (``scene`` but for emptied or blank videos)
+
+
+class Videos:
+    """Fresh training videos: scenes of the train split drawn from ``seed``, rendered, degraded, some VAE round trips."""
+
+    def __init__(self, seed: int, vae=None, vae_share: float = 0.0, empty_share: float = 0.0):
+        self.rng = random.Random(seed)
+        self.next_scene = SCENE_SEED_BASE + seed * 1_000_003
+        self.vae, self.vae_share, self.empty_share = vae, vae_share, empty_share
+
+    def draw(self, count: int) -> list[Example]:
+        """``count`` fresh examples (the VAE round trips of a draw go through the VAE as one batch: 3x faster).
+
+        A share ``empty_share`` shows the scene without its objects (half of those as a uniform grey video), asked
+        about with the full scene's prompts: what is not there must be answered no."""
+        asked = [sample_scene(self.next_scene + i, "train") for i in range(count)]
+        self.next_scene += count
+        empty = [self.rng.random() < self.empty_share for _ in asked]
+        blank = [e and self.rng.random() < 0.5 for e in empty]
+        scenes = [without_objects(s) if e else s for s, e in zip(asked, empty)]
+        renders = [render(scene, 17, 64, 64, 1) for scene in scenes]
+        frames = [out.rgb for out in renders]
+        through_vae = [i for i in range(count) if self.vae is not None and self.rng.random() < self.vae_share]
+        if through_vae:
+            decoded = vae_round_trip(self.vae, torch.stack([frames[i] for i in through_vae]))
+            for i, video in zip(through_vae, decoded):
+                frames[i] = video
+        source = list(range(0, 17, FRAME_STRIDE))
+        examples = []
+        for scene, video, out, question_scene, is_blank in zip(scenes, frames, renders, asked, blank):
+            kind = BLANK if is_blank else self.rng.choices(DEGRADATIONS, weights=DEGRADATION_WEIGHTS)[0]
+            if is_blank:
+                video = torch.full_like(video, self.rng.uniform(0.2, 0.8))
+            shown, order = degrade(critic_frames(video), kind, self.rng)
+            examples.append(Example(shown, scene, kind, [source[i] for i in order], out.masks, question_scene))
+        return examples
+
+    def state(self) -> dict:
+        return {"rng": self.rng.getstate(), "next_scene": self.next_scene}
+
+    def load(self, state: dict) -> None:
+        self.rng.setstate(state["rng"])
+        self.next_scene = state["next_scene"]
+
+
+@torch.no_grad()
+def vae_round_trip(vae, frames: torch.Tensor) -> torch.Tensor:
+    """frames [B,T,3,H,W] in [0,1] -> decoded(encoded(frames)) (the posterior mode), as the T2V model's decoder draws."""
+    device = next(vae.parameters()).device
+    out = vae(to_vae(frames).to(device)).sample.clamp(-1, 1)
+    return (out.transpose(1, 2) * 0.5 + 0.5).cpu()
+
+
+def load_vae(root: Path):
+    from diffusers import AutoencoderKLWan
+
+    path = Path(root) / GENERATOR_DIR / "vae"
+    return AutoencoderKLWan.from_pretrained(path, dtype=torch.float32).eval() if path.is_dir() else None
+
+
+class _GeneratorState:
+    """``TrainState`` saves a generator's state; here the data stream is the state (a random.Random and a counter)."""
+
+    def __init__(self, videos: Videos):
+        self.videos = videos
+
+    def get_state(self) -> dict:
+        return self.videos.state()
+
+    def set_state(self, state: dict) -> None:
+        self.videos.load(state)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Phases
+
+
+def _features(critic: QwenVLCritic, frames: list[torch.Tensor]) -> list[torch.Tensor]:
+    return critic.batched_features([critic.prepare_vision(f.to(critic.device)) for f in frames])
+
+
+def vision_loss(critic: QwenVLCritic, heads: torch.nn.Linear, batch: list[Example]) -> tuple[torch.Tensor, dict]:
+    """Cross-entropy of every cell-target head over every token of every video; per-head accuracy for the log."""
+    features = torch.cat(_features(critic, [e.frames for e in batch]))
+    targets = [cell_targets(e.scene, e.masks, e.order, e.kind) for e in batch]
+    logits = heads(features).split(list(CELL_HEADS.values()), dim=-1)
+    total, accuracy = 0.0, {}
+    for (name, _), logit in zip(CELL_HEADS.items(), logits):
+        target = torch.cat([t[name].reshape(-1) for t in targets]).to(logit.device)
+        if (target != IGNORE).any():
+            total = total + HEAD_WEIGHTS.get(name, 1.0) * F.cross_entropy(logit, target, ignore_index=IGNORE)
+            valid = target != IGNORE
+            accuracy[name] = (logit.argmax(-1)[valid] == target[valid]).float().mean().item()
+    return total, accuracy
+
+
+def answer_loss(critic: QwenVLCritic, batch: list[Example], per_video: int, rng: random.Random) -> torch.Tensor:
+    """Minus the mean reward of the labelled answers (the quantity DRF later reads)."""
+    frames, qsets = [], []
+    for e in batch:
+        questions = render_questions(e.scene, question_prompts(e.asked, rng), e.kind)
+        # An emptied video's object questions are all "no": kept whole (the other videos balance them).
+        questions = balanced(questions, rng) if e.scene.objects else rng.sample(questions, len(questions))
+        if questions:
+            frames.append(e.frames)
+            qsets.append(QuestionSet(prompt="toy", questions=questions[:per_video]))
+    out = critic.score(torch.stack(frames), qsets)
+    mask = out.mask.to(out.rewards.device)
+    return -(out.rewards * mask).sum() / mask.sum().clamp_min(1)
+
+
+def _run_phase(
+    name: str,
+    config: CriticTrainConfig,
+    root: Path,
+    modules: dict,
+    videos: Videos,
+    params: list,
+    steps: int,
+    peak_lr: float,
+    minutes: float,
+    step_fn,
+) -> dict:
+    """A resumable loop of ``steps`` optimiser steps of ``step_fn(step) -> (loss, extras)`` with warm-up + cosine;
+    ``modules`` and the ``videos`` stream are what a resumed run restores."""
+    optimizer = torch.optim.AdamW(params, lr=peak_lr, weight_decay=0.01)
+    clock = Clock(minutes)
+    state = TrainState(
+        Path(root) / TRAIN_STATE_DIR / f"critic-{name}.pt",
+        modules,
+        optimizer,
+        _GeneratorState(videos),
+        clock,
+        every_minutes=config.checkpoint_minutes,
+    )
+    state.restore()
+    ema = state.curve[-1][1] if state.curve else None
+    while state.step < steps:
+        if clock.expired():
+            log(f"critic {name}: time cap reached after {state.step} steps")
+            break
+        set_lr(optimizer, lr_at(state.step, clock.progress(state.step, steps), peak_lr, warmup=min(50, steps // 10)))
+        loss, extras = step_fn(state.step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        if state.step % 20 == 0:
+            state.curve.append([state.step, round(ema, 5), round(clock.elapsed, 1), *[round(v, 4) for v in extras]])
+            log(
+                f"critic {name} step {state.step} loss {loss.item():.4f} (ema {ema:.4f}) "
+                f"{' '.join(f'{v:.3f}' for v in extras)} {clock.elapsed:.0f}s"
+            )
+        state.step += 1
+        state.save_if_due()
+    state.save_if_due(force=True)
+    return {
+        "steps": state.step,
+        "seconds": round(clock.elapsed, 1),
+        "cpu_seconds": round(state.cpu_total(), 1),
+        "loss_ema": round(ema or float("nan"), 4),
+        "curve": state.curve,
+    }
 
 
 def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") -> tuple[object, dict]:
     dev = resolve_device(device)
     setup(config.seed, dev, config.threads)
-    rng = random.Random(config.seed)
-    clock = Clock(config.minutes)
-    train = clips(config.train_clips, config.seed, "train")
-    held_out = clips(config.eval_clips, config.seed + 1, "eval")
-    t2v_prompts = [train.prompts[rng.randrange(len(train))] for _ in range(config.t2v_train)]
-    t2v_eval_prompts = clips(config.t2v_eval, config.seed + 2, "eval").prompts
-    sampled = t2v_samples(root, t2v_prompts + t2v_eval_prompts, config, config.seed + 7)
-    t2v_train = [(v, oracle_questions(v, p)) for v, p in zip(sampled[: config.t2v_train], t2v_prompts)]
-    t2v_train = [item for item in t2v_train if item[1]]
-    t2v_eval = list(zip(sampled[config.t2v_train :], t2v_eval_prompts))
-    log(f"{len(sampled)} T2V samples labelled by the oracle in {clock.elapsed:.0f}s")
-
     model, tokenizer = build_critic_model(config.seed)
+    if config.init_from:
+        from transformers import Qwen2VLForConditionalGeneration
+
+        trained = Qwen2VLForConditionalGeneration.from_pretrained(config.init_from, dtype=torch.float32)
+        model.load_state_dict(trained.state_dict())
     model.to(dev)
     critic = make_critic(model, tokenizer, config.min_pixels)
-    model.requires_grad_(True).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
-    done, ema = 0, None
-    for step in range(config.steps):
-        if clock.expired():
-            log(f"time cap reached after {step} steps")
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, clock.progress(step, config.steps), config.lr, warmup=30)
-        videos, qsets = [], []
-        for _ in range(config.renders_per_step):
-            i = rng.randrange(len(train))
-            kind = rng.choices(DEGRADATIONS, weights=_DEGRADATION_WEIGHTS)[0]
-            other = train.prompts[rng.randrange(len(train))]
-            questions = render_questions(train.scenes[i], [train.prompts[i], other], kind)
-            videos.append(degrade(train.frames(i), kind, rng))
-            qsets.append(questions)
-        for _ in range(config.samples_per_step if t2v_train else 0):
-            video, questions = t2v_train[rng.randrange(len(t2v_train))]
-            videos.append(video)
-            qsets.append(questions)
-        loss = _loss(critic, videos, qsets, config.questions_per_video, rng, dev)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        done += 1
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        if step % 20 == 0:
-            log(f"critic step {step} loss {loss.item():.4f} (ema {ema:.4f}) {clock.elapsed:.0f}s")
-    train_seconds = round(clock.elapsed, 1)
+    vae = load_vae(root)
+    vision_steps, answer_steps = config.phase_steps()
+    if config.init_from:
+        vision_steps = 0
+    minutes = (config.minutes / 3, 2 * config.minutes / 3) if config.minutes > 0 else (0.0, 0.0)
+    rng = random.Random(config.seed)
+
+    # Phase 1: the vision tower learns the cell targets.
+    visual = model.model.visual
+    heads = torch.nn.Linear(TEXT_ARCH["hidden_size"], sum(CELL_HEADS.values())).to(dev)
+    videos = Videos(config.seed, vae, config.vae_share, config.empty_share)
+    visual.requires_grad_(True).train()
+    accuracy_names = list(CELL_HEADS)
+
+    def vision_step(step: int):
+        loss, accuracy = vision_loss(critic, heads, videos.draw(config.videos_per_step))
+        return loss, [accuracy.get(n, float("nan")) for n in accuracy_names]
+
+    params = list(visual.parameters()) + list(heads.parameters())
+    vision = _run_phase(
+        "vision",
+        config,
+        root,
+        {"visual": visual, "heads": heads},
+        videos,
+        params,
+        vision_steps,
+        config.vision_lr,
+        minutes[0],
+        vision_step,
+    )
+    vision["curve_columns"] = ["step", "loss_ema", "seconds", *[f"acc_{n}" for n in accuracy_names]]
+    visual.requires_grad_(False).eval()
+
+    # Phase 2: the language model learns to answer from the frozen tokens.
+    language = [p for n, p in model.named_parameters() if not n.startswith("model.visual.")]
+    for p in language:
+        p.requires_grad_(True)
+    model.model.language_model.train()
+    videos = Videos(config.seed + 1, vae, config.vae_share, config.empty_share)
+
+    def answer_step(step: int):
+        return answer_loss(critic, videos.draw(config.videos_per_step), config.questions_per_video, rng), []
+
+    answer = _run_phase(
+        "answer",
+        config,
+        root,
+        {"model": model},
+        videos,
+        language,
+        answer_steps,
+        config.answer_lr,
+        minutes[1],
+        answer_step,
+    )
+    answer["curve_columns"] = ["step", "loss_ema", "seconds"]
     model.requires_grad_(False).eval()
-    metrics = evaluate_critic(critic, held_out, t2v_eval, dev)
-    log(f"critic metrics {metrics}")
+
+    metrics = evaluate_critic(critic, root, config.eval_renders, config.eval_seed, config.t2v_eval)
+    log(f"critic gates {metrics['gates']}")
     out = Path(root) / CRITIC_DIR
     model.to("cpu").save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    for name in ("vision", "answer"):
+        (Path(root) / TRAIN_STATE_DIR / f"critic-{name}.pt").unlink(missing_ok=True)
     summary = {
-        "steps": done,
-        "train_seconds": train_seconds,
-        "final_loss_ema": round(ema or float("nan"), 4),
+        "steps": vision["steps"] + answer["steps"],
+        "train_seconds": round(vision["seconds"] + answer["seconds"], 1),
+        "cpu_seconds": round(vision["cpu_seconds"] + answer["cpu_seconds"], 1),
+        "phases": {"vision": vision, "answer": answer},
         "parameters": sum(p.numel() for p in model.parameters()),
         "metrics": metrics,
         "config": asdict(config),
         "critic_config": {
-            "family": "qwen2_vl", "frames_as": "video", "max_pixels": 224 * 224, "min_pixels": config.min_pixels,
+            "family": "qwen2_vl",
+            "frames_as": "video",
+            "max_pixels": 224 * 224,
+            "min_pixels": config.min_pixels,
         },  # fmt: skip
-        "labels": {
-            "renders": "exact (drf.toyworld.truth), clean and degraded: " + ", ".join(DEGRADATIONS[1:]),
-            "t2v_samples": f"{len(t2v_train)} samples of the toy T2V model labelled by the pixel oracle",
-        },
+        "frames": {"policy": "every_n", "n": FRAME_STRIDE},
+        "labels": "scene truth only (drf.toyworld.truth): renders of the train split, clean, degraded ("
+        + ", ".join(DEGRADATIONS[1:])
+        + f") and {config.vae_share:.0%} toy-VAE round trips; questions of the own "
+        "prompt and of minimally changed scenes, balanced per family; the oracle labels nothing",
     }
     return model, summary
-
-
-def _loss(critic, videos, qsets, per_video: int, rng: random.Random, device: torch.device) -> torch.Tensor:
-    chosen = [QuestionSet(prompt="toy", questions=rng.sample(q, min(per_video, len(q)))) for q in qsets]
-    frames = torch.stack(videos).to(device)
-    out = critic.score(frames, chosen)
-    mask = out.mask.to(out.rewards.device)
-    return -(out.rewards * mask).sum() / mask.sum().clamp_min(1)
-
-
-@torch.no_grad()
-def _correct(critic, video: torch.Tensor, questions: list) -> list[tuple[str, bool]]:
-    """(template, answered as labelled) per question: binary by p > 0.5, choice by p(label) > 0.5 (conservative)."""
-    if not questions:
-        return []
-    out = critic.score(video[None], [QuestionSet(prompt="toy", questions=questions)])
-    return [(template_name(q), float(out.p_expected[0, i]) > 0.5) for i, q in enumerate(questions)]
-
-
-def _rates(pairs: list[tuple[str, bool]]) -> tuple[float, dict[str, float]]:
-    by: dict[str, list[bool]] = {}
-    for name, ok in pairs:
-        by.setdefault(name, []).append(ok)
-    overall = sum(ok for _, ok in pairs) / max(1, len(pairs))
-    return round(overall, 4), {k: round(sum(v) / len(v), 3) for k, v in sorted(by.items())}
-
-
-def evaluate_critic(critic, held_out, t2v_eval: list, device: torch.device) -> dict:
-    """Accuracy on held-out renders (clean and degraded, exact labels, per template) and agreement with the oracle
-    on held-out T2V samples."""
-    rng = random.Random(1234)
-    clean, degraded = [], []
-    for i in range(len(held_out)):
-        frames = held_out.frames(i)
-        clean += _correct(critic, frames, render_questions(held_out.scenes[i], [held_out.prompts[i]], "clean"))
-        kind = DEGRADATIONS[1 + i % (len(DEGRADATIONS) - 1)]
-        questions = render_questions(held_out.scenes[i], [held_out.prompts[i]], kind)
-        degraded += [(f"{kind}:{name}", ok) for name, ok in _correct(critic, degrade(frames, kind, rng), questions)]
-    agreement = []
-    for video, prompt in t2v_eval:
-        agreement += _correct(critic, video, oracle_questions(video, prompt))
-    clean_acc, clean_by = _rates(clean)
-    degraded_acc, degraded_by = _rates(degraded)
-    agree, agree_by = _rates(agreement)
-    return {
-        "accuracy_heldout_renders": clean_acc,
-        "accuracy_heldout_renders_by_template": clean_by,
-        "accuracy_heldout_degraded": degraded_acc,
-        "accuracy_heldout_degraded_by_template": degraded_by,
-        "agreement_with_oracle_t2v": agree,
-        "agreement_with_oracle_t2v_by_template": agree_by,
-        "eval_clips": len(held_out),
-        "eval_t2v_samples": len(t2v_eval),
-        "questions_scored": {"renders": len(clean), "degraded": len(degraded), "t2v": len(agreement)},
-    }
