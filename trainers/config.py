@@ -9,6 +9,7 @@ from typing import Literal
 
 from critics.config import CriticConfig
 from drf.errors import invalid
+from drf.grad_window import GradWindowConfig
 from drf.logging import LoggingConfig
 from drf.models.registry import ModelConfig
 from drf.runtime import RuntimeConfig
@@ -146,3 +147,8 @@ class RunConfig:
     def validate(self) -> None:
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise invalid("name", f"must be a plain directory name (got {self.name!r})")
+
+    def refuse_grad_window(self, instead: str) -> None:
+        """For recipes that do not read ``sampling.grad_window``: a set one is an error saying what they train."""
+        if self.sampling.grad_window != GradWindowConfig():
+            raise invalid("sampling.grad_window", f"is read by DRF only; {instead}")

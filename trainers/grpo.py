@@ -27,7 +27,7 @@ from drf.errors import invalid
 from drf.frames import frames_from_config
 from drf.geometry.lgm import LatentGeometryModel
 from drf.geometry.rewards import geometry_rewards
-from drf.grad_window import GradWindowConfig, mix_window
+from drf.grad_window import mix_window
 from drf.models.base import Cond
 from drf.rewards import RewardOutput, aggregate, reward_metrics
 from drf.sampling import sample_sde, sde_step
@@ -165,11 +165,7 @@ class GRPORunConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.sampling.grad_window != GradWindowConfig():
-            raise invalid(
-                "sampling.grad_window",
-                "is read by DRF only; GRPO trains the steps of its SDE window (grpo.window_size, grpo.window_schedule)",
-            )
+        self.refuse_grad_window("GRPO trains the steps of its SDE window (grpo.window_size, grpo.window_schedule)")
         if self.model.scheduler != "euler":
             raise invalid(
                 "model.scheduler",

@@ -34,7 +34,7 @@ from torch import nn
 
 from drf.errors import invalid
 from drf.frames import frames_from_config
-from drf.grad_window import GradWindow, GradWindowConfig
+from drf.grad_window import GradWindow
 from drf.rewards import RewardOutput, aggregate, reward_metrics
 from drf.sampling import sample
 from trainers.base import Trainer, finite_all, metric_means
@@ -93,8 +93,7 @@ class NFTRunConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.sampling.grad_window != GradWindowConfig():
-            raise invalid("sampling.grad_window", "is read by DRF only; DiffusionNFT trains on forward-noised samples")
+        self.refuse_grad_window("DiffusionNFT trains on forward-noised samples")
 
 
 def optimality(rewards: torch.Tensor, adv_scale: float, floor: float) -> torch.Tensor:

@@ -227,18 +227,14 @@ def balanced(questions: Sequence, rng: random.Random) -> list:
         by.setdefault(family(q), {}).setdefault(q.expected, []).append(q)
     out = []
     for answers in by.values():
-        if len(answers) < 2 and not _has_options(next(iter(answers.values()))[0]):
+        # Choice questions keep a single observed answer: their other options are named in the question itself.
+        if len(answers) < 2 and next(iter(answers.values()))[0].kind != "choice":
             continue
         least = min(len(v) for v in answers.values())
         for group in answers.values():
             out += rng.sample(group, least)
     rng.shuffle(out)
     return out
-
-
-def _has_options(question) -> bool:
-    """Choice questions keep a single observed answer: their other options are named in the question itself."""
-    return question.kind == "choice"
 
 
 # ---------------------------------------------------------------------------------------------------------------
