@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 METHODS: dict[str, tuple[str, list[str]]] = {
     "base": ("configs/toyworld_drf.yaml", []),
     "drf": ("configs/toyworld_drf.yaml", []),
-    "grpo_critic": ("configs/toyworld_grpo.yaml", ["grpo.geometry_model=", "grpo.reward_weights={critic: 1.0}"]),
+    "grpo_critic": ("configs/toyworld_grpo.yaml", ["rewards=[{name: critic}]"]),
     "grpo_critic_geometry": ("configs/toyworld_grpo.yaml", []),
     "nft": ("configs/toyworld_nft.yaml", []),
 }

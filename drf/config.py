@@ -239,7 +239,10 @@ class _Loader:
             where = f"{_dotted(path)!r}" if path else "the top level"
             raise self.fail(path, f"{where} must be a mapping of keys (e.g. 'key: value'), got {_show(data)}")
         fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
+        moved = getattr(schema, "MOVED_KEYS", {})  # keys an older config had: the message shows the new form
         for key in data:
+            if key in moved:
+                raise self.fail(path + (str(key),), f"{_dotted(path + (str(key),))!r} {moved[key]}")
             if key not in fields:
                 raise self.fail(path + (str(key),), _unknown_key(self.root, schema, path, str(key)))
         hints = _hints(schema)
@@ -599,12 +602,21 @@ def describe(schema: type, _defaults: Any = None, _prefix: str = "") -> list[tup
         else:
             default = _field_default(f)
         section = _section_type(hints[f.name])
+        item = _list_item_section(hints[f.name])
         if section is not None:
             instance = default if dataclasses.is_dataclass(default) else None
             rows.extend(describe(section, instance, key + "."))
+        elif item is not None:  # a list of sections: the list, then each item's keys as key[].field
+            rows.append((key, f"list of {item.__name__}", config_to_dict(default), f.metadata.get("help", "")))
+            rows.extend(describe(item, None, key + "[]."))
         else:
             rows.append((key, type_name(hints[f.name]), default, f.metadata.get("help", "")))
     return rows
+
+
+def _list_item_section(tp: Any) -> type | None:
+    """The dataclass ``X`` of a ``list[X]`` field, or None."""
+    return _section_type(typing.get_args(tp)[0]) if typing.get_origin(tp) is list else None
 
 
 def assert_all_fields_documented(schema: type, _prefix: str = "") -> None:
@@ -623,3 +635,6 @@ def _undocumented(schema: type, prefix: str) -> Iterator[str]:
         section = _section_type(hints[f.name])
         if section is not None:
             yield from _undocumented(section, f"{prefix}{f.name}.")
+        item = _list_item_section(hints[f.name])
+        if item is not None:
+            yield from _undocumented(item, f"{prefix}{f.name}[].")

@@ -243,22 +243,31 @@ def reward_metrics(
     return metrics
 
 
+READS = ("frames", "latents")
+
+
 @runtime_checkable
 class Reward(Protocol):
-    """Anything that scores a batch of videos: ``reward(frames, prompts, **context) -> RewardOutput``.
+    """Anything that scores a batch of videos: ``reward(inputs, prompts, **context) -> RewardOutput``.
 
-    frames: [B,T,3,H,W] in [0,1] (may require grad for differentiable rewards); prompts: B strings. Rewards that work
-    on latents take them in ``frames``' place; the trainer decides what it passes to which reward.
+    ``reads`` says what ``inputs`` is: ``"frames"``, the decoded frames [B,T,3,H,W] in [0,1], or ``"latents"``, the
+    final latents of the chain — a trainer decodes only when some reward reads frames. ``differentiable`` says that
+    gradients of the output reach ``inputs``; only such rewards may train DRF, which backpropagates through them.
+    Context a trainer passes: ``question_sets`` (one per video).
     """
 
-    def __call__(self, frames: torch.Tensor, prompts: Sequence[str], **context: Any) -> RewardOutput: ...
+    name: str
+    reads: str
+    differentiable: bool
+
+    def __call__(self, inputs: torch.Tensor, prompts: Sequence[str], **context: Any) -> RewardOutput: ...
 
 
 @dataclass
 class NamedReward:
     """A scalar-per-video function wrapped as a one-question ``Reward`` (TRL-style reward function with a weight).
 
-    ``fn(frames, prompts, **context) -> [B]``. Its column has question id ``name`` and aspect ``aspect`` (default: its
+    ``fn(inputs, prompts, **context) -> [B]``. Its column has question id ``name`` and aspect ``aspect`` (default: its
     own name, so its weight against other aspects is ``aspect_weights[name]``); ``weight`` is its question weight
     within that aspect, which matters when several rewards share one aspect.
     """
@@ -267,11 +276,16 @@ class NamedReward:
     fn: Callable[..., torch.Tensor]
     weight: float = 1.0
     aspect: str | None = None
+    reads: str = "frames"
+    differentiable: bool = False
 
-    def __call__(self, frames: torch.Tensor, prompts: Sequence[str], **context: Any) -> RewardOutput:
-        values = torch.as_tensor(self.fn(frames, prompts, **context))
+    def __call__(self, inputs: torch.Tensor, prompts: Sequence[str], **context: Any) -> RewardOutput:
+        values = torch.as_tensor(self.fn(inputs, prompts, **context))
         if values.shape != (len(prompts),):
-            raise ValueError(f"reward '{self.name}' returned shape {tuple(values.shape)}, expected ({len(prompts)},)")
+            raise InputError(
+                f"reward '{self.name}' returned shape {tuple(values.shape)}, expected ({len(prompts)},): one value "
+                "per video"
+            )
         batch = len(prompts)
         return RewardOutput(
             per_question=values.reshape(batch, 1),

@@ -8,6 +8,7 @@ evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -30,6 +31,7 @@ from trainers.monitor import hacking_alarms
 from trainers.optim import build_ema, build_lr_scheduler, build_optimizer, ema_weights
 from trainers.paired import summary as paired_summary
 from trainers.plugins import REPORT_WRITER, load_judge, resolve
+from trainers.rewards import Scored, build_rewards, needs_critic
 from trainers.run import batch_arithmetic, critic_config_for, prepare_run, removed_on_failure, run_dir_of
 from trainers.weights import count_parameters, load_adapter_weights, setup_trainable
 
@@ -68,9 +70,10 @@ class Trainer:
             if train_cfg.gradient_checkpointing:
                 self.transformer.enable_gradient_checkpointing()
 
-            if critic is None:
+            if critic is None and needs_critic(cfg.rewards):
                 critic = load_critic(critic_config_for(cfg.critic, acc, self.run_dir))
             self.critic = critic
+            self.rewards = build_rewards(cfg.rewards, critic, cfg.questions.aspect_weights, acc.device)
             self.judge = load_judge(train_cfg.judge)
             self.setup_recipe()
 
@@ -131,6 +134,18 @@ class Trainer:
     def _autocast(self):
         return self.accelerator.autocast()
 
+    def score_videos(
+        self, videos: list[str], latents: torch.Tensor, picked: Any, timer: Any, decode_context: Any = None
+    ) -> Scored:
+        """The run's rewards of final ``latents`` (one row per video prompt), decoding frames ``picked`` only when a
+        reward reads frames; gradients flow where the chain and the rewards carry them."""
+        frames = None
+        if self.rewards.reads_frames:
+            with timer("decode"), decode_context or contextlib.nullcontext():
+                frames = self.generator.decode(latents, picked).float()  # [B,T,3,H,W] in [0,1]
+        with timer("rewards"):
+            return self.rewards.score(videos, [self.question_sets[p] for p in videos], latents=latents, frames=frames)
+
     def _describe(self) -> list[str]:
         cfg, d = self.cfg, self.train_cfg
         f = cfg.sampling.frames
@@ -145,6 +160,7 @@ class Trainer:
             else (f"full: {', '.join(d.full_modules)}")
         )
         lines.append(f"trainable: {what} ({count_parameters(self.params):,} parameters)")
+        lines.append("rewards: " + ", ".join(f"{r.name} x {r.weight:g} (reads {r.reads_what})" for r in cfg.rewards))
         lines.append(f"device: {self.accelerator.device}, {self.threads} CPU threads (runtime.threads)")
         every = cfg.logging.sample_every
         source = "held-out" if self.splits.eval else "train (no eval split)"
@@ -249,7 +265,7 @@ class Trainer:
             with ema_weights(self.ema, self.params):
                 metrics = sample_and_score(
                     self.generator,
-                    self.critic,
+                    self.rewards,
                     prompts,
                     [self.question_sets[p] for p in prompts],
                     sampling=self.cfg.sampling,
@@ -257,7 +273,6 @@ class Trainer:
                     out_dir=RunDir(self.run_dir).samples(step),
                     video_format=lg.video_format,
                     fps=lg.fps,
-                    aspect_weights=self.cfg.questions.aspect_weights,
                     autocast=self._autocast,
                     judge=self.judge,
                 )

@@ -12,6 +12,7 @@ from drf.errors import invalid
 from drf.grad_window import GradWindowConfig
 from drf.logging import LoggingConfig
 from drf.models.registry import ModelConfig
+from drf.reward_config import CRITIC, RewardConfig, check_reward_list
 from drf.runtime import RuntimeConfig
 from drf.sampling import SamplingConfig
 from prompts.config import QuestionsConfig
@@ -137,7 +138,14 @@ class RunConfig:
     )
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The video generator."})
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "The sampling chain."})
-    critic: CriticConfig = field(default_factory=CriticConfig, metadata={"help": "The frozen VLM critic."})
+    critic: CriticConfig | None = field(
+        default=None, metadata={"help": "The frozen VLM critic; needed when rewards lists critic, refused otherwise."}
+    )
+    rewards: list[RewardConfig] = field(
+        default_factory=lambda: [RewardConfig(name=CRITIC)],
+        metadata={"help": "What scores a video: a list of {name, weight, ...} entries, read by every recipe "
+                  "(drf.reward_config: critic, geometry.*, python: package.module:callable)."},
+    )  # fmt: skip
     questions: QuestionsConfig = field(
         default_factory=QuestionsConfig, metadata={"help": "How prompts become question sets."}
     )
@@ -147,6 +155,12 @@ class RunConfig:
     def validate(self) -> None:
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise invalid("name", f"must be a plain directory name (got {self.name!r})")
+        check_reward_list(self.rewards)
+        listed = any(r.name == CRITIC and not r.python for r in self.rewards)
+        if listed and self.critic is None:
+            raise invalid("critic", "is missing: rewards lists critic; add a critic: section (family, path or tiny)")
+        if self.critic is not None and not listed:
+            raise invalid("critic", "is set but rewards lists no critic; add {name: critic} to rewards or drop it")
 
     def refuse_grad_window(self, instead: str) -> None:
         """For recipes that do not read ``sampling.grad_window``: a set one is an error saying what they train."""

@@ -1,9 +1,10 @@
-"""Direct reward fine-tuning: backpropagate the critic's per-question rewards through the last steps of the chain.
+"""Direct reward fine-tuning: backpropagate the run's rewards through a window of steps of the sampling chain.
 
 One optimiser step, per micro-batch of prompts: draw the initial noise from a generator seeded by (seed, step,
 micro-batch, process); run the sampling chain with gradient only inside the window (last-K or random-K); decode the
-chosen frames; score them against each prompt's question set; loss = -(weighted reward) + kl_weight * KL + l2_weight
-* L2. KL is the squared distance between the adapted and the frozen base model's velocity at the windowed steps
+chosen frames (only when a reward reads frames); score them with the run's ``rewards:`` (all differentiable: the critic
+on each prompt's question set, geometry rewards on the latents, a user's own); loss = -(weighted sum of rewards)
++ kl_weight * KL + l2_weight * L2. KL is the squared distance between the adapted and the frozen base model's velocity at the windowed steps
 (the base is the same transformer with its LoRA switched off); L2 is the squared distance between the final latents
 and the base model's sample from the same noise. Gradients are summed over micro-batches, averaged over processes,
 checked for NaN/Inf (a bad step is skipped without touching weights or optimiser state), clipped and applied.
@@ -13,7 +14,6 @@ Everything is a function of (seed, step), so a run resumed from a checkpoint con
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,6 @@ import torch
 from drf.errors import invalid
 from drf.frames import frames_from_config
 from drf.grad_window import GradWindow, window_from_config
-from drf.rewards import RewardOutput, aggregate, reward_metrics
 from drf.sampling import sample
 from trainers.base import Trainer, finite_all, metric_means
 from trainers.config import RunConfig, TrainerConfig
@@ -113,11 +112,12 @@ class PenaltyProbe:
 
 
 class DRFTrainer(Trainer):
-    """DRF: the shared loop (``trainers.base.Trainer``) around a step that backpropagates the critic's rewards."""
+    """DRF: the shared loop (``trainers.base.Trainer``) around a step that backpropagates the rewards."""
 
     section = "drf"
 
     def setup_recipe(self) -> None:
+        self.rewards.require_differentiable("DRF")
         self.chain = PenaltyProbe(self.generator, record=self.cfg.drf.kl_weight > 0)
 
     def window_description(self) -> str:
@@ -134,7 +134,6 @@ class DRFTrainer(Trainer):
         cfg, d, acc = self.cfg, self.cfg.drf, self.accelerator
         rollout_index = step * d.gradient_accumulation + micro
         prompts = self._prompts_for(step, micro)
-        qsets = [self.question_sets[p] for p in prompts]
         window = window_from_config(cfg.sampling.grad_window, cfg.sampling.num_steps, rollout_index)
         picked = frames_from_config(cfg.sampling.frames, cfg.model.num_frames, rollout_index)
         rng = torch.Generator().manual_seed(stream_seed(cfg.seed, step, micro, acc.process_index))
@@ -145,14 +144,10 @@ class DRFTrainer(Trainer):
             self.chain.reset()
             with self._autocast():
                 rollout = sample(self.chain, cond, window, latents=noise)
-        with timer("decode"), self._autocast() if d.autocast_decode else contextlib.nullcontext():
-            frames = self.generator.decode(rollout.latents, picked)  # [B,T,3,H,W] in [0,1]
-        with timer("critic"):
-            out = self.critic.score(frames.float(), qsets)
-            rewards = RewardOutput.from_critic(out, qsets)
-            total, per_aspect = aggregate(rewards, cfg.questions.aspect_weights)
-        loss = -total.mean()
-        metrics = reward_metrics(rewards, per_aspect, total)
+        decode_context = self._autocast() if d.autocast_decode else None
+        scored = self.score_videos(prompts, rollout.latents, picked, timer, decode_context)
+        loss = -scored.total.mean()
+        metrics = scored.metrics
         if d.kl_weight > 0:
             kl = self.chain.penalty()
             loss = loss + d.kl_weight * kl

@@ -13,7 +13,7 @@ import torch
 
 from drf.frames import frames_from_config
 from drf.grad_window import GradWindow
-from drf.rewards import RewardOutput, aggregate, reward_metrics
+from drf.rewards import RewardOutput
 from drf.run_dir import RunDir
 from drf.sampling import sample
 from drf.video_io import video_filename, write_video
@@ -40,6 +40,14 @@ def judge_metrics(verdict: dict[str, Any], question_set: Any) -> dict[str, float
     return metrics
 
 
+def p_expected_by_id(critic: RewardOutput | None) -> dict[str, float]:
+    """The critic's probability of each expected answer of the first video, by question id ({} without a critic)."""
+    if critic is None:
+        return {}
+    p = critic.extras["p_expected"][0]
+    return {qid: float(p[q]) for q, qid in enumerate(critic.question_ids[0])}
+
+
 def by_judge_aspect(values: dict[str, float], aspect_of: dict[str, str]) -> dict[str, float]:
     """The mean of a per-question value (the critic's reward or p(expected)) over the questions of each of the judge's
     aspects, so that critic and judge can be compared aspect by aspect (``aspect_of``: {question id: judge aspect})."""
@@ -53,7 +61,7 @@ def by_judge_aspect(values: dict[str, float], aspect_of: dict[str, str]) -> dict
 @torch.no_grad()
 def sample_and_score(
     generator: Any,
-    critic: Any,
+    rewards: Any,
     prompts: Sequence[str],
     question_sets: Sequence[Any],
     *,
@@ -62,14 +70,14 @@ def sample_and_score(
     out_dir: str | Path,
     video_format: str,
     fps: int,
-    aspect_weights: dict[str, float] | None,
     autocast: Any = None,
     judge: Any = None,
 ) -> dict[str, float]:
     """Sample one video per prompt (fixed noise per prompt, so evaluations compare), write it and its scores.
 
-    Writes ``out_dir/<index>_<prompt words>.<format>`` and ``out_dir/scores.json`` (total, per aspect and per question reward
-    and the critic's answer probability per question); returns the mean ``eval/reward/...`` metrics. With a ``judge``
+    ``rewards``: the run's ``trainers.rewards.RewardSet``. Writes ``out_dir/<index>_<prompt words>.<format>`` and
+    ``out_dir/scores.json`` (the weighted total, each named reward, and with a critic its per-aspect and per-question
+    rewards and answer probability per question); returns the mean ``eval/reward/...`` metrics. With a ``judge``
     (see ``trainers.plugins``) each video is also judged: its per-question 0/1 scores go into scores.json and the means
     come back as ``eval/oracle/...``.
     """
@@ -84,19 +92,18 @@ def sample_and_score(
         frames = generator.decode(rollout.latents)  # [1,T,3,H,W] in [0,1]
         picked = frames_from_config(sampling.frames, frames.shape[1], index)
         scored = frames if picked is None else frames[:, picked]
-        out = critic.score(scored.float(), [qset])
-        rewards = RewardOutput.from_critic(out, [qset])
-        total, per_aspect = aggregate(rewards, aspect_weights)
-        metrics = reward_metrics(rewards, per_aspect, total, prefix="reward")
+        result = rewards.score([prompt], [qset], latents=rollout.latents, frames=scored.float())
+        metrics = result.metrics
         path = write_video(out_dir / video_filename(index, prompt, video_format), frames[0].float().cpu(), fps=fps)
         records.append(
             {
                 "video": path.name,
                 "prompt": prompt,
                 "reward": metrics["reward/total"],
+                "by_reward": {name: float(value[0]) for name, value in result.values.items()},
                 "aspects": {k.split("/")[-1]: v for k, v in metrics.items() if k.startswith("reward/aspect/")},
                 "questions": {k.split("/")[-1]: v for k, v in metrics.items() if k.startswith("reward/q/")},
-                "p_expected": out.p_expected_by_id(0),
+                "p_expected": p_expected_by_id(result.critic),
             }
         )
         if judge is not None:

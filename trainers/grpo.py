@@ -1,9 +1,9 @@
 """GRPO for flow-matching video generators: rewards as black boxes, a clipped policy-gradient step on SDE transitions.
 
 One step, per micro-batch of prompts: every prompt is sampled ``group_size`` times (optionally from one shared initial
-noise) with SDE steps inside a MixGRPO window and Euler steps elsewhere, all without gradient. The critic scores the
-decoded videos and, with a latent geometry model, geometry rewards are read straight from the final latents (no VAE
-decode). Each named reward becomes an advantage relative to its group (normalised by the group's, the batch's or the
+noise) with SDE steps inside a MixGRPO window and Euler steps elsewhere, all without gradient. The run's rewards
+(``rewards:``) score them — the critic on decoded frames, geometry rewards straight from the final latents (nothing is
+decoded when no reward reads frames). Each named reward becomes an advantage relative to its group (normalised by the group's, the batch's or the
 largest group's std, with a floor), the advantages are weighted, summed and clipped. Then, for ``inner_epochs``
 updates, every stored transition's log-probability is recomputed under the current policy and the clipped-ratio loss
 plus a KL term (squared distance of the step means to the frozen base model's, over 2 std^2, as Flow-GRPO) is
@@ -19,28 +19,21 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from drf.errors import invalid
 from drf.frames import frames_from_config
-from drf.geometry.lgm import LatentGeometryModel
-from drf.geometry.rewards import geometry_rewards
 from drf.grad_window import mix_window
 from drf.models.base import Cond
-from drf.rewards import RewardOutput, aggregate, reward_metrics
 from drf.sampling import sample_sde, sde_step
-from prompts.parse import parse_prompt
+from trainers.advantages import group_advantages
 from trainers.base import Trainer, finite_all, metric_means
 from trainers.config import RunConfig, TrainerConfig
 from trainers.data import stream_seed
 from trainers.distributed import gather_rows
 from trainers.weights import adapters_disabled
-
-GEOMETRY_REWARDS = ("geo_smoothness", "geo_reprojection", "geo_trajectory")
-REWARD_NAMES = ("critic", *GEOMETRY_REWARDS)
-STD_MODES = ("group", "global", "max_group")
 
 
 @dataclass
@@ -50,6 +43,13 @@ class GRPOConfig(TrainerConfig):
     ``prompts_per_step`` counts prompts; each is sampled ``group_size`` times, so a micro-batch holds
     prompts_per_step x group_size videos.
     """
+
+    MOVED_KEYS: ClassVar[dict[str, str]] = {
+        "reward_weights": "moved to the run's rewards: list, e.g. rewards: [{name: critic, weight: 1.0}, "
+        "{name: geometry.smoothness, weight: 0.25, model: toyworld}]",
+        "geometry_model": "moved into each geometry reward of the run's rewards: list, e.g. rewards: "
+        "[{name: critic}, {name: geometry.trajectory, weight: 0.5, model: toyworld}]",
+    }
 
     group_size: int = field(default=4, metadata={"help": "Videos sampled per prompt; advantages are relative to them."})
     sde_kind: Literal["flow_grpo", "dance_grpo", "cps"] = field(
@@ -98,11 +98,6 @@ class GRPOConfig(TrainerConfig):
         metadata={"help": "Weight of the KL to the base model (LoRA disabled): squared difference of the SDE step "
                   "means over 2 std^2; lora only."},
     )  # fmt: skip
-    reward_weights: dict[str, float] = field(
-        default_factory=lambda: {"critic": 1.0},
-        metadata={"help": "Weight of each named reward's advantage: critic (the critic's aggregated total), "
-                  "geo_smoothness, geo_reprojection, geo_trajectory (these need geometry_model)."},
-    )  # fmt: skip
     videos_per_backward: int = field(
         default=0,
         metadata={"help": "Videos whose transitions are recomputed in one backward pass (0: the whole micro-batch); "
@@ -116,12 +111,6 @@ class GRPOConfig(TrainerConfig):
         metadata={"help": "Centre (and, with std_mode group, scale) each reward by a running mean/std per prompt over "
                   "all its samples so far instead of the current group's."},
     )  # fmt: skip
-    geometry_model: str = field(
-        default="",
-        metadata={"help": "Latent geometry model for geometry rewards: '' none, 'toyworld' the shipped toy LGM, or a "
-                  "directory written by LatentGeometryModel.save_pretrained."},
-    )  # fmt: skip
-
     def validate(self) -> None:
         super().validate()
         for key in ("group_size",):
@@ -146,14 +135,6 @@ class GRPOConfig(TrainerConfig):
             raise invalid(
                 "kl_weight", "needs trainable: lora (the base model is the transformer with its LoRA disabled)"
             )
-        unknown = [k for k in self.reward_weights if k not in REWARD_NAMES]
-        if unknown:
-            raise invalid("reward_weights", f"has unknown reward {unknown[0]!r}; known: {', '.join(REWARD_NAMES)}")
-        if any(w < 0 for w in self.reward_weights.values()) or not any(w > 0 for w in self.reward_weights.values()):
-            raise invalid("reward_weights", "needs weights >= 0 with at least one > 0")
-        geometric = [k for k, w in self.reward_weights.items() if k in GEOMETRY_REWARDS and w > 0]
-        if geometric and not self.geometry_model:
-            raise invalid("reward_weights", f"uses {geometric[0]} but geometry_model is empty; set it to 'toyworld'")
 
 
 @dataclass
@@ -210,37 +191,6 @@ class PromptStats:
         self.table = {key: list(value) for key, value in state.items()}
 
 
-def group_advantages(
-    values: torch.Tensor,
-    mode: str,
-    floor: float,
-    mean: torch.Tensor | None = None,
-    std: torch.Tensor | None = None,
-    population: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Advantages ``[P,G]`` of rewards ``values [P,G]`` (P prompts x G samples) relative to their group.
-
-    ``mean``/``std`` ([P,1]) replace the group's own (per-prompt running statistics); ``std`` only matters in group
-    mode. ``population`` ([P',G], default ``values``) is what the global and max-group std are taken over: the groups
-    of every process. A group whose samples all scored the same carries no signal: its advantages are exactly 0,
-    whatever the floor.
-    """
-    values = values.float()
-    population = values if population is None else population.float()
-    group_std = values.std(1, unbiased=False, keepdim=True)
-    centre = values.mean(1, keepdim=True) if mean is None else mean
-    if mode == "group":
-        scale = group_std if std is None else std
-    elif mode == "global":
-        scale = population.std(unbiased=False).expand_as(group_std)
-    elif mode == "max_group":
-        scale = population.std(1, unbiased=False).max().expand_as(group_std)
-    else:
-        raise ValueError(f"unknown std mode {mode!r}; choose one of {', '.join(STD_MODES)}")
-    advantages = (values - centre) / scale.clamp_min(floor)
-    return torch.where(group_std > 0, advantages, torch.zeros_like(advantages))
-
-
 def clipped_policy_loss(
     log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_range: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -252,18 +202,6 @@ def clipped_policy_loss(
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
     return torch.maximum(unclipped, clipped).mean(), ratio
-
-
-def camera_motion_of(prompt: str) -> str | None:
-    """The camera move a prompt names ("the camera pans left" -> "pan_left"), or None."""
-    return parse_prompt(prompt)["camera"]
-
-
-def load_geometry_model(name: str, device: Any) -> Any:
-    if not name:
-        return None
-    model = LatentGeometryModel.from_pretrained(name, device=device)
-    return model.requires_grad_(False)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -285,7 +223,6 @@ class GRPOTrainer(Trainer):
     section = "grpo"
 
     def setup_recipe(self) -> None:
-        self.lgm = load_geometry_model(self.cfg.grpo.geometry_model, self.accelerator.device)
         self.prompt_stats = PromptStats()
 
     def updates_per_step(self) -> int:
@@ -334,41 +271,25 @@ class GRPOTrainer(Trainer):
                     self.generator, cond, self.window(step), kind=g.sde_kind, noise_level=g.noise_level,
                     latents=noise, rng=rng,
                 )  # fmt: skip
-        with timer("decode"):
-            frames = self.generator.decode(rollout.latents, picked)  # [B,T,3,H,W] in [0,1]
-        with timer("critic"):
-            critic_rewards = RewardOutput.from_critic(self.critic.score(frames.float(), qsets), qsets)
-            total, per_aspect = aggregate(critic_rewards, cfg.questions.aspect_weights)
-        metrics = reward_metrics(critic_rewards, per_aspect, total)
-        named = {"critic": total.float()}
-        if self.lgm is not None:
-            with timer("geometry"):
-                named.update(self.geometry(rollout.latents, videos, metrics))
-        advantages = self.advantages(named, prompts, metrics)
+        frames = None
+        if self.rewards.reads_frames:
+            with timer("decode"):
+                frames = self.generator.decode(rollout.latents, picked)  # [B,T,3,H,W] in [0,1]
+        with timer("rewards"):
+            scored = self.rewards.score(videos, qsets, latents=rollout.latents, frames=frames)
+        metrics = scored.metrics
+        advantages = self.advantages(scored.values, prompts, metrics)
         return RolloutBatch(cond, rollout.transitions, advantages), metrics
-
-    def geometry(self, latents: torch.Tensor, videos: list[str], metrics: dict[str, float]) -> dict[str, torch.Tensor]:
-        """Geometry rewards [B] read from the final latents by the LGM; a video whose prompt names no camera move
-        scores 0 for trajectory (its whole group alike, so it adds no advantage)."""
-        geom = self.lgm(latents.float())
-        out = geometry_rewards(geom, [camera_motion_of(p) for p in videos])
-        values = {name: out.per_question[:, i].float() for i, name in enumerate(GEOMETRY_REWARDS)}
-        trajectory = values["geo_trajectory"]
-        values["geo_trajectory"] = torch.where(out.mask[:, 2], trajectory, torch.zeros_like(trajectory))
-        metrics["geometry/dynamic_degree"] = float(out.extras["geo_dynamic_degree"].float().mean())
-        metrics["geometry/static_camera"] = float(out.extras["geo_static_camera"].float().mean())
-        return values
 
     def advantages(self, named: dict[str, torch.Tensor], prompts: list[str], metrics: dict[str, float]) -> torch.Tensor:
         """Weighted sum of each named reward's group-relative advantage, clipped -> [B]; logs per-reward stats."""
         g = self.cfg.grpo
+        weights = self.rewards.weights
         combined = torch.zeros(len(prompts), g.group_size)
-        weighted = torch.zeros(len(prompts), g.group_size)
         for name, values in named.items():
             grid = values.detach().float().cpu().reshape(len(prompts), g.group_size)  # [P,G]
-            metrics[f"reward/{name}/mean"] = float(grid.mean())
             metrics[f"reward/{name}/std"] = float(grid.std(unbiased=False))
-            weight = float(g.reward_weights.get(name, 0.0))
+            weight = weights[name]
             if weight == 0:
                 continue
             mean = std = None
@@ -378,9 +299,7 @@ class GRPOTrainer(Trainer):
                 std = torch.tensor([[s] for _, s in stats])
             population = gather_rows(grid, self.accelerator) if g.std_mode != "group" else grid
             combined += weight * group_advantages(grid, g.std_mode, g.std_floor, mean, std, population)
-            weighted += weight * grid
         advantages = combined.clamp(-g.adv_clip, g.adv_clip).reshape(-1)
-        metrics["reward/weighted"] = float(weighted.mean())
         metrics["advantage/mean"] = float(advantages.mean())
         metrics["advantage/std"] = float(advantages.std(unbiased=False))
         metrics["advantage/abs_max"] = float(advantages.abs().max())

@@ -3,11 +3,11 @@
 One optimiser step, per micro-batch of prompts:
 
 1. **Rollouts** from the *old* policy (the sampling policy, an exponential moving average of the trained weights):
-   ``group_size`` videos per prompt with the ordinary chain (``model.scheduler`` as configured, no gradient), decoded
-   and scored by the critic.
-2. **Optimality probabilities** per group: r = 0.5 + 0.5 * clip(A / adv_scale, -1, 1), with A the reward's
-   group-relative advantage (centred on the group mean, divided by its std, at least ``std_floor``). A group whose
-   videos all scored alike gets r = 0.5 everywhere: no preference.
+   ``group_size`` videos per prompt with the ordinary chain (``model.scheduler`` as configured, no gradient), scored
+   by the run's ``rewards:``.
+2. **Optimality probabilities** per group: r = 0.5 + 0.5 * clip(A / adv_scale, -1, 1), with A the weighted sum over
+   the rewards of each one's group-relative advantage (centred on the group mean, divided by its std, at least
+   ``std_floor``). A group whose videos all scored alike gets r = 0.5 everywhere: no preference.
 3. **Loss** on forward-noised copies of the final latents x0: x_t = (1 - t) x0 + t eps at ``timesteps_per_step``
    noise levels t, flow-matching target v = eps - x0, and with the current velocity v_theta and the old one v_old
    (both conditional, no guidance) the implicit positive and negative policies
@@ -35,8 +35,8 @@ from torch import nn
 from drf.errors import invalid
 from drf.frames import frames_from_config
 from drf.grad_window import GradWindow
-from drf.rewards import RewardOutput, aggregate, reward_metrics
 from drf.sampling import sample
+from trainers.advantages import group_advantages
 from trainers.base import Trainer, finite_all, metric_means
 from trainers.config import RunConfig, TrainerConfig
 from trainers.data import stream_seed
@@ -96,13 +96,9 @@ class NFTRunConfig(RunConfig):
         self.refuse_grad_window("DiffusionNFT trains on forward-noised samples")
 
 
-def optimality(rewards: torch.Tensor, adv_scale: float, floor: float) -> torch.Tensor:
-    """Optimality probabilities ``[P,G]`` in [0, 1] of rewards ``[P,G]`` (P prompts x G videos)."""
-    rewards = rewards.float()
-    std = rewards.std(1, unbiased=False, keepdim=True)
-    advantage = (rewards - rewards.mean(1, keepdim=True)) / std.clamp_min(floor)
-    advantage = torch.where(std > 0, advantage, torch.zeros_like(advantage))
-    return 0.5 + 0.5 * (advantage / adv_scale).clamp(-1, 1)
+def optimality(advantages: torch.Tensor, adv_scale: float) -> torch.Tensor:
+    """Optimality probabilities in [0, 1] of group-relative advantages: 0.5 + 0.5 * clip(A / adv_scale, -1, 1)."""
+    return 0.5 + 0.5 * (advantages / adv_scale).clamp(-1, 1)
 
 
 def nft_loss(
@@ -178,19 +174,18 @@ class NFTTrainer(Trainer):
         cfg, n, acc = self.cfg, self.cfg.nft, self.accelerator
         prompts = self._prompts_for(step, micro)
         videos = [p for p in prompts for _ in range(n.group_size)]
-        qsets = [self.question_sets[p] for p in videos]
         picked = frames_from_config(cfg.sampling.frames, cfg.model.num_frames, step * n.gradient_accumulation + micro)
         rng = torch.Generator().manual_seed(stream_seed(cfg.seed, step, micro, acc.process_index))
         with timer("sampling"), self.old.active(), self._autocast():
             cond = self.generator.encode_prompts(prompts, cfg.sampling.guidance_scale).repeat_interleave(n.group_size)
             x0 = sample(self.generator, cond, GradWindow.none(cfg.sampling.num_steps), rng=rng).latents.float()
-        with timer("decode"):
-            frames = self.generator.decode(x0, picked)
-        with timer("critic"):
-            rewards = RewardOutput.from_critic(self.critic.score(frames.float(), qsets), qsets)
-            total, per_aspect = aggregate(rewards, cfg.questions.aspect_weights)
-        r = optimality(total.detach().float().cpu().reshape(len(prompts), n.group_size), n.adv_scale, n.std_floor)
-        metrics = reward_metrics(rewards, per_aspect, total)
+        scored = self.score_videos(videos, x0, picked, timer)
+        advantage = sum(
+            weight * group_advantages(scored.values[name].float().cpu().reshape(len(prompts), -1), "group", n.std_floor)
+            for name, weight in self.rewards.weights.items()
+        )
+        r = optimality(advantage, n.adv_scale)
+        metrics = scored.metrics
         metrics["nft/optimality_std"] = float(r.std(unbiased=False))
         return x0, videos, r.reshape(-1), metrics
 

@@ -314,6 +314,26 @@ def trajectory_error(
     return torch.stack(out)
 
 
+def trajectory_score(
+    geom: GeometryOutput,
+    camera_motions: Sequence[str | None],
+    config: GeometryRewardConfig | None = None,
+    absent: float = 0.0,
+) -> Tensor:
+    """1 - trajectory error per video [B] against the camera move its prompt names; ``absent`` where it names none."""
+    cfg = config or GeometryRewardConfig()
+    named = [b for b, m in enumerate(camera_motions) if m is not None]
+    score = torch.full((geom.batch_size,), float(absent), dtype=geom.c2w.dtype, device=geom.c2w.device)
+    if not named:
+        return score
+    sub = GeometryOutput(
+        geom.c2w[named], geom.depth[named], geom.intrinsics[named],
+        None if geom.static is None else geom.static[named],
+    )  # fmt: skip
+    rows = torch.tensor(named, device=score.device)
+    return score.index_put((rows,), 1 - trajectory_error(sub, [camera_motions[b] for b in named], cfg))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # As a RewardOutput
 
@@ -345,15 +365,7 @@ def geometry_rewards(
         raise InputError(f"geometry_rewards: unknown weight key {unknown[0]!r}; known: {', '.join(REWARD_IDS)}")
     smooth = smoothness(geom, cfg)
     reproj = reprojection(geom, cfg)
-    named = [b for b, m in enumerate(motions) if m is not None]
-    traj = torch.ones_like(smooth)  # padding where no motion is named (masked out)
-    if named:
-        sub = GeometryOutput(
-            geom.c2w[named], geom.depth[named], geom.intrinsics[named],
-            None if geom.static is None else geom.static[named],
-        )
-        rows = torch.tensor(named, device=traj.device)
-        traj = traj.index_put((rows,), 1 - trajectory_error(sub, [motions[b] for b in named], cfg))
+    traj = trajectory_score(geom, motions, cfg, absent=1.0)  # 1 is padding where no motion is named (masked out)
     per_question = torch.stack([smooth, reproj, traj], 1)
     mask = torch.ones(batch, 3, dtype=torch.bool, device=per_question.device)
     mask[:, 2] = torch.tensor([m is not None for m in motions], dtype=torch.bool, device=mask.device)

@@ -31,6 +31,7 @@ from drf.report import images
 from drf.report.rundir import (
     SampleScore,
     judge_curves,
+    named_reward_curves,
     read_config,
     read_scores,
     reward_curves,
@@ -344,8 +345,12 @@ def _curve_charts(run_dir: Path) -> list[Chart]:
     if not path.is_file():
         return []
     charts = []
-    for prefix, series in reward_curves(read_metrics(path)).items():
+    records = read_metrics(path)
+    for prefix, series in reward_curves(records).items():
         title = f"{prefix}: total and per aspect"
+        charts.append(Chart(title=title, svg=line_chart(series, title=title)))
+    for prefix, series in named_reward_curves(records).items():
+        title = f"{prefix}: each reward"
         charts.append(Chart(title=title, svg=line_chart(series, title=title)))
     return charts
 

@@ -17,6 +17,7 @@ from drf.errors import InputError
 from drf.run_dir import RunDir, sample_videos
 
 _CURVE = re.compile(r"^(?P<prefix>.+)/(?:total|aspect/(?P<aspect>[^/]+))$")
+_NAMED = re.compile(r"^(?P<prefix>(?:.+/)?reward)/(?P<name>[^/]+)$")  # reward/<name>: one entry of rewards:
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -140,6 +141,22 @@ def reward_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, list[tup
             group.setdefault(name, []).append((step, number))
     return {prefix: {k: v for k, v in series.items() if v} for prefix, series in groups.items()
             if any(v for v in series.values())}  # fmt: skip
+
+
+def named_reward_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Logged ``<prefix>/<name>`` metrics, one per entry of the run's ``rewards:`` list (critic, geometry.*, a
+    user's own), as ``{prefix: {name: [(step, value)]}}``; only prefixes with two or more rewards (with one, its
+    curve is the total's)."""
+    groups: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for record in records:
+        step = _number(record.get("step"))
+        for key, value in record.items():
+            match = _NAMED.match(str(key))
+            number = _number(value)
+            if step is None or not match or number is None or match.group("name") == "total":
+                continue
+            groups.setdefault(match.group("prefix"), {}).setdefault(match.group("name"), []).append((step, number))
+    return {prefix: series for prefix, series in groups.items() if len(series) > 1}
 
 
 def judge_curves(run_dir: Path) -> dict[str, dict[str, list[tuple[float, float]]]]:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from drf.errors import QuestionError
+from drf.errors import InputError, QuestionError
 from drf.rewards import NamedReward, Reward, RewardOutput, aggregate, combine, reward_metrics
 
 
@@ -150,7 +150,7 @@ def test_combine_rejects_a_question_id_used_twice():
 
 def test_named_reward_checks_its_output_shape():
     reward = NamedReward("bad", lambda frames, prompts: frames)
-    with pytest.raises(ValueError, match=r"reward 'bad' returned shape \(2, 3\), expected \(2,\)"):
+    with pytest.raises(InputError, match=r"reward 'bad' returned shape \(2, 3\), expected \(2,\)"):
         reward(torch.zeros(2, 3), ["a", "b"])
 
 

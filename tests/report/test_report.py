@@ -279,3 +279,16 @@ def test_a_run_without_samples_still_gets_a_report_that_says_so(tmp_path):
     (run / "metrics.jsonl").write_text('{"step": 1, "reward/total": -1.0}\n{"step": 2, "reward/total": -0.5}\n')
     text = parse_html(write_report(run).read_text()).text
     assert "the run has no sample videos yet" in text
+
+
+def test_each_named_reward_gets_a_curve_when_a_run_lists_several():
+    from drf.report.rundir import named_reward_curves
+
+    records = [
+        {"step": 1, "reward/total": 0.5, "reward/critic": -0.4, "reward/geometry.smoothness": 0.9,
+         "reward/geometry.smoothness/std": 0.1, "time/rewards": 0.3},
+        {"step": 2, "reward/total": 0.6, "reward/critic": -0.3, "reward/geometry.smoothness": 0.8,
+         "eval/reward/critic": -0.2},
+    ]  # fmt: skip
+    curves = named_reward_curves(records)
+    assert curves == {"reward": {"critic": [(1.0, -0.4), (2.0, -0.3)], "geometry.smoothness": [(1.0, 0.9), (2.0, 0.8)]}}

@@ -57,6 +57,13 @@ def tiny_grpo_cfg(output_dir: Path, *overrides: str):
     )
 
 
+def wrap_critic(trainer, wrap) -> None:
+    """Make the trainer's critic reward ask ``wrap(critic)`` instead (a crash or a poisoned score mid-run)."""
+    for _, reward in trainer.rewards.entries:
+        if reward.name == "critic":
+            reward.critic = wrap(reward.critic)
+
+
 def make_trainer(cfg, resume: str | None = None):
     """A trainer (by the config's recipe section) over copies of the session's tiny modules (the trainer adds a LoRA,
     so they must be fresh)."""

@@ -42,7 +42,7 @@ def test_tiny_config_trains_and_writes_the_run_directory(tmp_path, capsys):
     assert (run / "samples" / "step-0" / "scores.json").is_file()
     for record in records[1:]:
         for key in ("reward/total", "grad_norm", "lr", "skipped", "time/step", "memory/peak_mb", "time/sampling",
-                    "time/decode", "time/critic", "time/backward", "kl"):  # fmt: skip
+                    "time/decode", "time/rewards", "time/backward", "kl"):  # fmt: skip
             assert key in record, key
         assert any(k.startswith("reward/aspect/") for k in record)
         assert any(k.startswith("reward/q/") for k in record)

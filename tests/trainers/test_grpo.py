@@ -8,9 +8,10 @@ import torch
 from drf.config import load_config
 from drf.errors import ConfigError
 from drf.logging import Timer, read_metrics
-from tests.trainers.conftest import TINY_GRPO_CONFIG, make_trainer
+from tests.trainers.conftest import TINY_GRPO_CONFIG, make_trainer, wrap_critic
 from tests.trainers.test_resume import Interrupt, StopAfter, _state
-from trainers.grpo import GRPORunConfig, clipped_policy_loss, group_advantages
+from trainers.advantages import group_advantages
+from trainers.grpo import GRPORunConfig, clipped_policy_loss
 
 
 def test_ratio_is_one_and_kl_zero_before_the_first_update(grpo_cfg):
@@ -69,8 +70,14 @@ def test_group_std_modes_normalise_as_named():
 
 
 def test_geometry_rewards_need_a_geometry_model(tmp_path):
-    with pytest.raises(ConfigError, match="geometry_model"):
-        load_config(TINY_GRPO_CONFIG, GRPORunConfig, ["grpo.geometry_model="])
+    with pytest.raises(ConfigError, match=r"rewards\[1\]\.model geometry.smoothness needs a latent geometry model"):
+        load_config(TINY_GRPO_CONFIG, GRPORunConfig, ["rewards=[{name: critic}, {name: geometry.smoothness}]"])
+
+
+@pytest.mark.parametrize("key", ["reward_weights", "geometry_model"])
+def test_an_old_grpo_reward_key_fails_showing_the_rewards_list(tmp_path, key):
+    with pytest.raises(ConfigError, match=rf"'grpo.{key}' moved .*rewards: \[\{{name: critic"):
+        load_config(TINY_GRPO_CONFIG, GRPORunConfig, [f"grpo.{key}=toyworld"])
 
 
 @pytest.mark.parametrize(
@@ -119,14 +126,14 @@ def test_grpo_run_resumes_bit_for_bit(grpo_cfg):
     straight.train()
     records = read_metrics(straight.run_dir)
     assert [r["step"] for r in records] == [1, 2, 3, 4]
-    for key in ("reward/critic/mean", "reward/geo_smoothness/std", "advantage/std", "policy/ratio",
-                "policy/clip_fraction", "policy/approx_kl", "policy/kl", "geometry/dynamic_degree", "grad_norm",
-                "time/sampling", "time/critic", "time/geometry", "time/backward"):  # fmt: skip
+    for key in ("reward/total", "reward/critic", "reward/geometry.smoothness/std", "reward/geometry.dynamic_degree",
+                "advantage/std", "policy/ratio", "policy/clip_fraction", "policy/approx_kl", "policy/kl", "grad_norm",
+                "time/sampling", "time/decode", "time/rewards", "time/backward"):  # fmt: skip
         assert key in records[-1], key
     assert any(p.abs().max() > 0 for n, p in straight.transformer.named_parameters() if "lora_B" in n)
 
     first = make_trainer(grpo_cfg("name=resumed", *SETTINGS))
-    first.critic = StopAfter(first.critic, calls=3 * 2)  # dies inside step 4, after checkpoint step-2
+    wrap_critic(first, lambda critic: StopAfter(critic, calls=3 * 2))  # dies inside step 4, after checkpoint step-2
     with pytest.raises(Interrupt):
         first.train()
     second = make_trainer(grpo_cfg("name=resumed", *SETTINGS), resume="latest")
@@ -138,7 +145,7 @@ def test_grpo_run_resumes_bit_for_bit(grpo_cfg):
     for name in expected:
         assert torch.equal(expected[name], got[name]), name
     assert straight.prompt_stats.table == second.prompt_stats.table
-    assert [r["reward/weighted"] for r in read_metrics(second.run_dir)] == [r["reward/weighted"] for r in records]
+    assert [r["reward/total"] for r in read_metrics(second.run_dir)] == [r["reward/total"] for r in records]
 
 
 def test_chunked_backward_gives_the_full_batch_gradient(grpo_cfg):

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from drf.checkpoint import TrainingDiverged
 from drf.logging import read_metrics
-from tests.trainers.conftest import make_trainer
+from tests.trainers.conftest import make_trainer, wrap_critic
 
 LIGHT = (
     "drf.gradient_accumulation=1",
@@ -55,7 +55,7 @@ class Poisoned:
 @pytest.mark.parametrize("mode", ["loss", "grad"])
 def test_non_finite_step_is_skipped_and_logged(run_cfg, mode):
     trainer = make_trainer(run_cfg(f"name={mode}", "drf.steps=3", *LIGHT))
-    trainer.critic = Poisoned(trainer.critic, mode, calls={2})
+    wrap_critic(trainer, lambda critic: Poisoned(critic, mode, calls={2}))
     trainer.train()
 
     records = read_metrics(trainer.run_dir)
@@ -76,7 +76,7 @@ def test_non_finite_step_is_skipped_and_logged(run_cfg, mode):
 
 def test_consecutive_skips_stop_the_run_naming_the_last_good_checkpoint(run_cfg):
     trainer = make_trainer(run_cfg("name=diverge", "drf.steps=5", "drf.max_consecutive_skips=2", *LIGHT))
-    trainer.critic = Poisoned(trainer.critic, "loss", calls=range(2, 100))
+    wrap_critic(trainer, lambda critic: Poisoned(critic, "loss", calls=range(2, 100)))
     # Steps 2 and 3 are skipped; step-2 was written on a skipped step, so the run is sent back to step-1.
     with pytest.raises(TrainingDiverged, match=r"step 3: .* 2 consecutive steps.*last good checkpoint: \S*checkpoints/step-1 "):
         trainer.train()

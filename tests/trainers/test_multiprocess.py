@@ -43,7 +43,7 @@ GATHER_SCRIPT = """
 import json, sys, torch
 from accelerate import Accelerator
 from trainers.distributed import gather_rows
-from trainers.grpo import group_advantages
+from trainers.advantages import group_advantages
 
 acc = Accelerator(cpu=True)
 rank = acc.process_index
@@ -57,7 +57,7 @@ json.dump(out, open(sys.argv[1] + f"/rank{rank}.json", "w"))
 
 @pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="needs torchrun (installed with torch)")
 def test_global_and_max_group_statistics_span_every_process(tmp_path):
-    from trainers.grpo import group_advantages
+    from trainers.advantages import group_advantages
 
     script = tmp_path / "gather.py"
     script.write_text(GATHER_SCRIPT)

@@ -9,8 +9,9 @@ import torch
 from drf.config import load_config
 from drf.errors import ConfigError
 from drf.logging import read_metrics
-from tests.trainers.conftest import ROOT, TINY_NFT_CONFIG, make_trainer
+from tests.trainers.conftest import ROOT, TINY_NFT_CONFIG, make_trainer, wrap_critic
 from tests.trainers.test_resume import Interrupt, StopAfter, _state
+from trainers.advantages import group_advantages
 from trainers.nft import NFTRunConfig, nft_loss, optimality
 
 
@@ -22,7 +23,7 @@ def nft_cfg(tmp_path, *overrides: str) -> NFTRunConfig:
 
 def test_optimality_is_one_half_plus_half_the_clipped_group_advantage():
     rewards = torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
-    r = optimality(rewards, adv_scale=1.0, floor=1e-3)
+    r = optimality(group_advantages(rewards, "group", 1e-3), adv_scale=1.0)
     std = (2 / 3) ** 0.5
     torch.testing.assert_close(r[0], torch.tensor([0.5 - 0.5 / std, 0.5, 0.5 + 0.5 / std]).clamp(0, 1))
     assert torch.equal(r[1], torch.full((3,), 0.5))  # a group that scored alike expresses no preference
@@ -72,7 +73,7 @@ def test_nft_run_resumes_bit_for_bit_with_its_old_policy(tmp_path):
     straight = make_trainer(nft_cfg(tmp_path, "name=straight", *SETTINGS))
     straight.train()
     first = make_trainer(nft_cfg(tmp_path, "name=resumed", *SETTINGS))
-    first.critic = StopAfter(first.critic, calls=3 * 2)  # dies inside step 4, after checkpoint step-2
+    wrap_critic(first, lambda critic: StopAfter(critic, calls=3 * 2))  # dies inside step 4, after checkpoint step-2
     with pytest.raises(Interrupt):
         first.train()
     second = make_trainer(nft_cfg(tmp_path, "name=resumed", *SETTINGS), resume="latest")

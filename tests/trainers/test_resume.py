@@ -9,7 +9,7 @@ import torch
 
 from drf.checkpoint import load_checkpoint
 from drf.logging import read_metrics
-from tests.trainers.conftest import make_trainer
+from tests.trainers.conftest import make_trainer, wrap_critic
 
 # Everything that carries state across steps is on: random-K windows and frames, accumulation over two prompts per
 # step, warm-up + cosine schedule, EMA and the KL penalty (whose base pass toggles the adapter).
@@ -61,7 +61,7 @@ def test_resume_continues_bit_for_bit(run_cfg, optimizer):
     straight.train()
 
     first = make_trainer(run_cfg("name=resumed", *settings))
-    first.critic = StopAfter(first.critic, calls=3 * 2)  # dies inside step 4, after checkpoint step-2
+    wrap_critic(first, lambda critic: StopAfter(critic, calls=3 * 2))  # dies inside step 4, after checkpoint step-2
     with pytest.raises(Interrupt):
         first.train()
     second = make_trainer(run_cfg("name=resumed", *settings), resume="latest")

@@ -1,0 +1,136 @@
+"""The run's ``rewards:`` list: which rewards score a video, with what weight, and how to load a user's own.
+
+Every recipe reads the same list. DRF maximises the weighted sum of the (differentiable) rewards; GRPO and
+DiffusionNFT turn each named reward into a group-relative advantage and weight those. Built in: ``critic`` (the VLM
+critic's aggregated answer log-probabilities, per-aspect weights in ``questions.aspect_weights``) and
+``geometry.smoothness | reprojection | trajectory | dynamic_degree`` (read from the final latents by a latent geometry
+model). A user's scorer is ``python: package.module:callable`` with ``fn(inputs, prompts, **context) -> [B]``::
+
+    rewards:
+      - {name: critic, weight: 1.0}
+      - {name: geometry.trajectory, weight: 0.5, model: toyworld}
+      - {name: brightness, weight: 0.1, python: my_rewards:brightness, reads: frames, differentiable: true}
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from drf.errors import ConfigError, invalid
+from drf.rewards import NamedReward
+
+CRITIC = "critic"
+GEOMETRY = ("geometry.smoothness", "geometry.reprojection", "geometry.trajectory", "geometry.dynamic_degree")
+BUILT_IN = {CRITIC: ("frames", True), **{name: ("latents", True) for name in GEOMETRY}}  # name: (reads, differentiable)
+_CALLABLE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+@dataclass
+class RewardConfig:
+    """One entry of ``rewards:``."""
+
+    name: str = field(
+        metadata={"help": f"Reward name: {', '.join(BUILT_IN)}, or any name for a python reward (logged as "
+                  "reward/<name>)."}
+    )  # fmt: skip
+    weight: float = field(
+        default=1.0, metadata={"help": "Weight in the sum of rewards (DRF) or of advantages (GRPO, NFT); 0 logs only."}
+    )
+    python: str = field(
+        default="",
+        metadata={"help": "package.module:callable of your own reward: fn(inputs, prompts, **context) -> [B] "
+                  "tensor; context holds question_sets."},
+    )  # fmt: skip
+    reads: Literal["frames", "latents"] | None = field(
+        default=None,
+        metadata={"help": "python rewards: what inputs is, the decoded frames [B,T,3,H,W] in [0,1] (default) or "
+                  "the final latents (then nothing is decoded for it). Built-in rewards know their own."},
+    )  # fmt: skip
+    differentiable: bool | None = field(
+        default=None,
+        metadata={"help": "python rewards: gradients of the output reach inputs (default false; DRF needs true). "
+                  "Built-in rewards know their own."},
+    )  # fmt: skip
+    model: str = field(
+        default="",
+        metadata={"path": "model", "help": "geometry.* rewards: the latent geometry model, 'toyworld' (shipped) or "
+                  "a directory written by LatentGeometryModel.save_pretrained."},
+    )  # fmt: skip
+
+    @property
+    def reads_what(self) -> str:
+        return BUILT_IN[self.name][0] if not self.python else (self.reads or "frames")
+
+    @property
+    def is_differentiable(self) -> bool:
+        return BUILT_IN[self.name][1] if not self.python else bool(self.differentiable)
+
+    def validate(self) -> None:
+        if not math.isfinite(self.weight) or self.weight < 0:
+            raise invalid("weight", f"must be finite and >= 0 (got {self.weight})")
+        if self.python:
+            if self.name in BUILT_IN:
+                raise invalid("name", f"{self.name!r} is a built-in reward; give your python reward its own name")
+            if not self.name or "/" in self.name:
+                raise invalid("name", f"must be a non-empty name without '/' (got {self.name!r})")
+            if not _CALLABLE.fullmatch(self.python):
+                raise invalid("python", f"is {self.python!r}; write package.module:callable")
+            if self.model:
+                raise invalid("model", "is read by geometry.* rewards only")
+            return
+        if self.name not in BUILT_IN:
+            close = difflib.get_close_matches(self.name, list(BUILT_IN), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise invalid("name", f"{self.name!r} is not a built-in reward ({', '.join(BUILT_IN)}); {hint}for your "
+                          "own scorer add python: package.module:callable")  # fmt: skip
+        reads, differentiable = BUILT_IN[self.name]
+        if self.reads not in (None, reads):
+            raise invalid("reads", f"{self.name} reads {reads}; leave reads out for built-in rewards")
+        if self.differentiable not in (None, differentiable):
+            raise invalid("differentiable", f"{self.name} is {'' if differentiable else 'not '}differentiable; "
+                          "leave it out for built-in rewards")  # fmt: skip
+        if self.name in GEOMETRY and not self.model:
+            raise invalid("model", f"{self.name} needs a latent geometry model: 'toyworld' or a directory")
+        if self.name not in GEOMETRY and self.model:
+            raise invalid("model", "is read by geometry.* rewards only")
+
+
+def check_reward_list(rewards: list[RewardConfig]) -> None:
+    """Names are unique and some weight is positive (ConfigError naming ``rewards``)."""
+    if not rewards:
+        raise invalid("rewards", "is empty; list at least one, e.g. [{name: critic}]")
+    names = [r.name for r in rewards]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice:
+        raise invalid("rewards", f"names {twice!r} twice; names must be unique")
+    if not any(r.weight > 0 for r in rewards):
+        raise invalid("rewards", "needs at least one weight > 0")
+
+
+def load_callable(spec: str, where: str) -> Callable[..., Any]:
+    """The object ``package.module:attribute`` names, or a one-line ConfigError saying what is wrong at ``where``."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as err:  # a user's module: any failure on import is theirs to see in one line
+        raise ConfigError(f"{where}: cannot import {module_name!r} ({type(err).__name__}: {err})") from None
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{where}: module {module_name!r} has no attribute {attribute!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"{where}: {spec} is a {type(obj).__name__}, not a callable")
+    return obj
+
+
+def python_reward(cfg: RewardConfig, where: str) -> NamedReward:
+    """A ``python:`` entry as a ``Reward``."""
+    return NamedReward(
+        cfg.name, load_callable(cfg.python, where), reads=cfg.reads_what, differentiable=cfg.is_differentiable
+    )

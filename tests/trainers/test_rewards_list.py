@@ -1,0 +1,156 @@
+"""The run's ``rewards:`` list: what it refuses (one line, where), a user's python reward trained by DRF, latent-only
+rewards that never decode, per-reward advantages in GRPO, geometry rewards with gradients and one model forward."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from drf.config import load_config
+from drf.errors import ConfigError
+from drf.geometry.latent_rewards import geometry_reward, load_geometry_model
+from drf.logging import read_metrics
+from drf.reward_config import load_callable
+from drf.run_dir import RunDir
+from tests.trainers.conftest import TINY_CONFIG, make_trainer
+from trainers.drf import DRFRunConfig
+
+BRIGHTNESS = "{name: brightness, python: 'tests.trainers.example_rewards:brightness', differentiable: true}"
+
+
+def config_without_critic(tmp_path, rewards: str, schema=DRFRunConfig, source=TINY_CONFIG, *overrides: str):
+    """A tiny config whose rewards list has no critic (so its critic section goes too)."""
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    data.pop("critic")
+    data["prompts"] = str(source.parent / data["prompts"])
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return load_config(path, schema, [f"rewards={rewards}", f"logging.output_dir={tmp_path}", "logging.report=false",
+                                      *overrides])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rewards", "message"),
+    [
+        ("[{name: critc}]", r"rewards\[0\]\.name 'critc' is not a built-in reward .*did you mean 'critic'\?"),
+        ("[{name: critic}, {name: critic}]", r"rewards names 'critic' twice"),
+        ("[{name: critic, weight: 0}]", r"rewards needs at least one weight > 0"),
+        ("[{name: critic, weight: -1}]", r"rewards\[0\]\.weight must be finite and >= 0"),
+        ("[{name: critic}, {name: b, python: nomodule}]", r"rewards\[1\]\.python is 'nomodule'; write package"),
+        ("[{name: critic, reads: latents}]", r"rewards\[0\]\.reads critic reads frames; leave reads out"),
+        ("[{name: critic, python: 'a:b'}]", r"rewards\[0\]\.name 'critic' is a built-in reward"),
+        ("[{name: critic, model: toyworld}]", r"rewards\[0\]\.model is read by geometry.\* rewards only"),
+        ("[]", r"rewards is empty"),
+        ("[{weight: 1.0}]", r"missing required key 'rewards\[0\]\.name'"),
+    ],
+)
+def test_bad_reward_lists_are_refused_in_one_line(tmp_path, rewards, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(TINY_CONFIG, DRFRunConfig, [f"rewards={rewards}"])
+    assert "\n" not in str(err.value)
+
+
+def test_a_bad_entry_in_a_file_is_named_with_its_line(tmp_path):
+    path = tmp_path / "run.yaml"
+    text = "model:\n  tiny: wan-tiny\nrewards:\n  - name: critic\n  - name: geometry.smothness\n    model: toyworld\n"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{path}:5: rewards\[1\]\.name .*did you mean 'geometry.smoothness'"):
+        load_config(path, DRFRunConfig)
+
+
+def test_a_critic_section_without_a_critic_reward_is_refused():
+    with pytest.raises(ConfigError, match=r"critic is set but rewards lists no critic"):
+        load_config(TINY_CONFIG, DRFRunConfig, [f"rewards=[{BRIGHTNESS}]"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_module_here:f", r"^rewards\[2\]\.python: cannot import 'no_such_module_here' \(ModuleNotFoundError"),
+        ("tests.trainers.example_rewards:nothing", r"has no attribute 'nothing'"),
+        ("tests.trainers.example_rewards:NOT_CALLABLE", r"example_rewards:NOT_CALLABLE is a int, not a callable"),
+    ],
+)
+def test_a_python_reward_that_cannot_be_loaded_says_why(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        load_callable(spec, "rewards[2].python")
+
+
+def test_drf_refuses_a_reward_gradients_do_not_pass(tmp_path):
+    cfg = config_without_critic(tmp_path, "[{name: brightness, python: 'tests.trainers.example_rewards:brightness'}]")
+    with pytest.raises(ConfigError, match=r"rewards\[0\] \(brightness\): DRF backpropagates .* not differentiable"):
+        make_trainer(cfg)
+
+
+def test_drf_trains_on_a_users_python_reward_alone(tmp_path):
+    """No critic in the list: DRF climbs the user's brightness, logs it by name, and records it per eval video."""
+    cfg = config_without_critic(tmp_path, f"[{BRIGHTNESS}]", DRFRunConfig, TINY_CONFIG, "drf.steps=2",
+                                "drf.learning_rate=5e-2", "logging.sample_every=2", "drf.export=false")  # fmt: skip
+    trainer = make_trainer(cfg)
+    assert [cfg.name for cfg, _ in trainer.rewards.entries] == ["brightness"]
+    before = {n: p.detach().clone() for n, p in trainer.transformer.named_parameters() if "lora_B" in n}
+    trainer.train()
+    assert any(not torch.equal(before[n], p) for n, p in trainer.transformer.named_parameters() if n in before)
+    records = read_metrics(trainer.run_dir)
+    assert records[-1]["reward/brightness"] == pytest.approx(records[-1]["reward/total"])
+    assert not any(k.startswith("reward/aspect/") for r in records for k in r)
+    scores = json.loads(RunDir(trainer.run_dir).scores(2).read_text(encoding="utf-8"))
+    assert all(set(s["by_reward"]) == {"brightness"} and s["reward"] == s["by_reward"]["brightness"] for s in scores)
+
+
+def test_latent_rewards_alone_never_decode(grpo_cfg, tmp_path):
+    from tests.trainers.conftest import TINY_GRPO_CONFIG
+    from trainers.grpo import GRPORunConfig
+
+    rewards = ("[{name: geometry.smoothness, model: toyworld}, {name: energy, weight: 0.5, "
+               "python: 'tests.trainers.example_rewards:latent_energy', reads: latents}]")  # fmt: skip
+    cfg = config_without_critic(tmp_path, rewards, GRPORunConfig, TINY_GRPO_CONFIG, "model.num_frames=9",
+                                "grpo.steps=1", "logging.sample_every=0", "grpo.export=false")  # fmt: skip
+    trainer = make_trainer(cfg)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded although no reward reads frames")
+
+    trainer.generator.decode = refuse
+    trainer.train()
+    record = read_metrics(trainer.run_dir)[-1]
+    assert {"reward/geometry.smoothness", "reward/energy", "reward/energy/std"} <= record.keys()
+    assert "time/decode" not in record
+
+
+def test_grpo_normalises_each_named_reward_before_weighting(grpo_cfg):
+    """A reward 10^5 times larger than another does not drown it: each is a group-relative advantage first."""
+    trainer = make_trainer(grpo_cfg("name=adv"))
+    weights = trainer.rewards.weights  # critic 1, smoothness .5, reprojection .5, trajectory .5, dynamic degree 0
+    group = trainer.cfg.grpo.group_size
+    small = torch.arange(float(group)) * 1e-2
+    large = torch.arange(float(group)).flip(0) * 1e3
+    zeros = torch.zeros(group)
+    named = {"critic": small, "geometry.smoothness": large, "geometry.reprojection": zeros,
+             "geometry.trajectory": zeros, "geometry.dynamic_degree": large}  # fmt: skip
+    got = trainer.advantages(named, ["p"], {})
+    unit = (small - small.mean()) / small.std(unbiased=False)
+    expected = weights["critic"] * unit - weights["geometry.smoothness"] * unit
+    torch.testing.assert_close(got, expected.clamp(-5, 5))
+
+
+def test_geometry_rewards_pass_gradients_to_the_latents_and_share_one_forward():
+    model = load_geometry_model("toyworld", "cpu")
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    side = 8 * model.config.patch  # the toy model's 8x8 token grid, 5 latent frames
+    latents = (0.5 * torch.randn(2, 16, 5, side, side, generator=torch.Generator().manual_seed(0))).requires_grad_()
+    prompts = ["a red cube, the camera pans left", "a blue sphere"]
+    memo: dict = {}
+    rewards = {kind: geometry_reward(kind, model, lambda p: "pan_left" if "pans left" in p else None)
+               for kind in ("smoothness", "reprojection", "trajectory", "dynamic_degree")}  # fmt: skip
+    outs = {kind: reward(latents, prompts, memo=memo) for kind, reward in rewards.items()}
+    assert len(calls) == 1
+    assert all(reward.reads == "latents" and reward.differentiable for reward in rewards.values())
+    assert outs["trajectory"].per_question[1, 0] == 0  # the second prompt names no camera move
+    for kind, out in outs.items():
+        (grad,) = torch.autograd.grad(out.per_question[0, 0], latents, retain_graph=True)
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, kind
