@@ -94,3 +94,12 @@ def test_camera_question_follows_the_camera(critic):
         true, false = p_yes(critic, render(scene).rgb, [question]), p_yes(critic, render(other).rgb, [question])
         followed.append(bool(true > false))
     assert sum(followed) >= 3, followed
+
+
+def test_critic_training_into_a_folder_without_the_toy_generator_fails_before_training(tmp_path):
+    """Its VAE round trips and T2V gate need the toy generator; finding out after an hour of training is too late."""
+    from drf.errors import ModelLoadError
+    from drf.toyworld.train.critic import CriticTrainConfig, train_critic
+
+    with pytest.raises(ModelLoadError, match=r"the toy text-to-video model is missing .*generator/model_index.json"):
+        train_critic(CriticTrainConfig(steps=1), tmp_path)

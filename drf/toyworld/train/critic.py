@@ -29,7 +29,7 @@ from critics.config import CriticConfig
 from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
 from critics.tiny import build_tokenizer, padded_vocab_size, qwen_vision_token_ids
 from drf.device import resolve_device
-from drf.toyworld.assets import CRITIC_DIR, GENERATOR_DIR, TRAIN_STATE_DIR
+from drf.toyworld.assets import CRITIC_DIR, GENERATOR_DIR, TRAIN_STATE_DIR, toy_generator_path
 from drf.toyworld.render import render
 from drf.toyworld.scene import Scene, sample_scene
 from drf.toyworld.train.critic_data import (
@@ -324,6 +324,8 @@ def _run_phase(
 
 
 def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") -> tuple[object, dict]:
+    if config.vae_share > 0 or config.t2v_eval > 0:
+        toy_generator_path(root)  # the round trips and the T2V gate need it: fail now, not after the training
     dev = resolve_device(device)
     setup(config.seed, dev, config.threads)
     model, tokenizer = build_critic_model(config.seed)
