@@ -1,4 +1,4 @@
-"""Where a DRF training step spends its time and memory: sampling, decode, critic, backward, for K = 1, 2, 4.
+"""Where a DRF training step spends its time and memory: sampling, decode, rewards, backward, for K = 1, 2, 4.
 
 Runs the trainer's own micro-step (``DRFTrainer.micro_step``) on random-weight models, so the figures are those of a
 real step. Default: the ``wan-small`` preset (1.3M-parameter transformer) at 17x64x64 with the tiny Qwen2-VL critic,
@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PHASES = ("sampling", "decode", "critic", "backward")
+PHASES = ("sampling", "decode", "rewards", "backward")
 PROMPT = "a red cube on a checkered floor"
 
 
@@ -98,8 +98,8 @@ def small_models(device: torch.device):
     return gen, critic, dict(tiny="wan-small", height=64, width=64, num_frames=17, max_sequence_length=32)
 
 
-def large_models(device: torch.device):
-    """Random weights at Wan2.1-T2V-1.3B and Qwen2.5-VL-3B sizes (bf16), 480x832, 33 frames.
+def large_models(device: torch.device, num_frames: int = 33):
+    """Random weights at Wan2.1-T2V-1.3B and Qwen2.5-VL-3B sizes (bf16), 480x832, ``num_frames`` frames.
 
     The text encoder only has to emit 4096-wide embeddings (it is outside the gradient path), so it is a one-layer
     UMT5 of that width rather than a 4.7B-parameter UMT5-XXL.
@@ -146,7 +146,7 @@ def large_models(device: torch.device):
         tokenizer=build_tokenizer(384),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
     )
-    size = dict(height=480, width=832, num_frames=33, max_sequence_length=512)
+    size = dict(height=480, width=832, num_frames=num_frames, max_sequence_length=512)
     gen = WanGenerator.from_components(components, scheduler="euler", shift=3.0, **size)
 
     tokenizer = build_chat_tokenizer("qwen2_5_vl")
@@ -259,8 +259,8 @@ def main() -> None:
     parser.add_argument(
         "--frames",
         choices=("every_n", "first", "middle", "all"),
-        help="frames decoded with gradient and scored (every_n uses n=4). Default: every_n; with --large: first, "
-        "since the VAE backward over all 33 frames at 480x832 needs about 120 GB even in bf16",
+        help="frames decoded with gradient and scored (every_n uses n=4). Default: every_n; with --large: first "
+        "(bench/gpu_check.py decodes all frames)",
     )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads")
     args = parser.parse_args()

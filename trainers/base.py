@@ -33,7 +33,7 @@ from trainers.paired import summary as paired_summary
 from trainers.plugins import REPORT_WRITER, load_judge, resolve
 from trainers.rewards import Scored, build_rewards, needs_critic
 from trainers.run import batch_arithmetic, critic_config_for, prepare_run, removed_on_failure, run_dir_of
-from trainers.weights import count_parameters, load_adapter_weights, setup_trainable
+from trainers.weights import choose_experts, count_parameters, load_adapter_weights, setup_trainable
 
 
 class Trainer:
@@ -61,7 +61,8 @@ class Trainer:
             if generator is None:
                 generator = load_generator(cfg.model, device=acc.device, with_lora=False)
             self.generator = generator
-            self.transformer = self.generator.trainable_module()
+            experts = choose_experts(self.generator, cfg.model.train_experts, self.touched_experts())
+            self.transformer = self.generator.trainable_module(experts)
             self.params = setup_trainable(self.transformer, train_cfg, self.section)
             if cfg.model.lora:
                 if train_cfg.trainable != "lora":
@@ -107,6 +108,15 @@ class Trainer:
     def updates_per_step(self) -> int:
         """Optimiser updates one ``train_step`` makes (the learning-rate schedule spans steps x this)."""
         return 1
+
+    def trained_steps(self) -> set[int]:
+        """Sampling steps whose denoiser calls carry the gradient this recipe trains with, over the whole run."""
+        raise NotImplementedError
+
+    def touched_experts(self) -> set[str]:
+        """The experts (pipeline names) that run those steps; ``model.train_experts: auto`` trains exactly these."""
+        experts = self.generator.expert_of_steps(self.cfg.sampling.num_steps)
+        return {experts[i] for i in self.trained_steps()}
 
     def setup_recipe(self) -> None:
         """Build what the recipe needs besides generator and critic (probes, reward models); before the optimiser."""
@@ -275,6 +285,7 @@ class Trainer:
                     fps=lg.fps,
                     autocast=self._autocast,
                     judge=self.judge,
+                    batch_size=self.train_cfg.eval_batch_size,
                 )
             if self.judge is not None:
                 metrics.update(self.hacking_check(step))

@@ -83,6 +83,10 @@ class TrainerConfig:
         default=1,
         metadata={"help": "Videos per eval prompt, each from its own noise (changes are averaged per prompt)."},
     )
+    eval_batch_size: int = field(
+        default=1,
+        metadata={"help": "Eval videos sampled and decoded together (faster, more memory); each keeps its own noise."},
+    )
     judge: str = field(
         default="",
         metadata={"help": "Independent measure scored on every evaluation video next to the critic, never a training "
@@ -96,7 +100,7 @@ class TrainerConfig:
 
     def validate(self) -> None:
         positive = ("steps", "prompts_per_step", "gradient_accumulation", "lora_rank", "keep_last",
-                    "max_consecutive_skips", "eval_seeds")  # fmt: skip
+                    "max_consecutive_skips", "eval_seeds", "eval_batch_size")  # fmt: skip
         for key in positive:
             if getattr(self, key) < 1:
                 raise invalid(key, f"must be >= 1 (got {getattr(self, key)})")

@@ -83,8 +83,9 @@ class PenaltyProbe:
     formed outside the checkpointed call, from the returned velocity, so the recomputation sees the same graph.
     """
 
-    def __init__(self, generator: Any, record: bool) -> None:
+    def __init__(self, generator: Any, trained: torch.nn.Module, record: bool) -> None:
         self.generator = generator
+        self.trained = trained
         self.record = record
         self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._seen: set[float] = set()
@@ -100,7 +101,7 @@ class PenaltyProbe:
         key = float(timestep)
         if self.record and torch.is_grad_enabled() and key not in self._seen:
             self._seen.add(key)
-            with torch.no_grad(), adapters_disabled(self.generator.trainable_module()):
+            with torch.no_grad(), adapters_disabled(self.trained):
                 base = self.generator.velocity(latents, timestep, cond)
             self.pairs.append((v, base))
         return v
@@ -116,9 +117,13 @@ class DRFTrainer(Trainer):
 
     section = "drf"
 
+    def trained_steps(self) -> set[int]:
+        w, n = self.cfg.sampling.grad_window, self.cfg.sampling.num_steps
+        return set(range(n)) if w.kind == "random_k" else set(window_from_config(w, n).steps)
+
     def setup_recipe(self) -> None:
         self.rewards.require_differentiable("DRF")
-        self.chain = PenaltyProbe(self.generator, record=self.cfg.drf.kl_weight > 0)
+        self.chain = PenaltyProbe(self.generator, self.transformer, record=self.cfg.drf.kl_weight > 0)
 
     def window_description(self) -> str:
         w = self.cfg.sampling.grad_window

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,25 @@ def by_judge_aspect(values: dict[str, float], aspect_of: dict[str, str]) -> dict
     return {aspect: sum(v) / len(v) for aspect, v in sorted(grouped.items())}
 
 
+def _videos(
+    generator: Any, prompts: Sequence[str], sampling: Any, seed: int, batch_size: int, autocast: Any
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(prompt, final latents [1,...], frames [1,T,3,H,W] in [0,1]) per prompt, sampled and decoded ``batch_size`` at a
+    time; prompt i always starts from the noise of stream i, whatever the batch."""
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start : start + batch_size])
+        noise = torch.cat([
+            generator.init_latents(1, torch.Generator().manual_seed(stream_seed(seed, start + i)))
+            for i in range(len(chunk))
+        ])  # fmt: skip
+        cond = generator.encode_prompts(chunk, sampling.guidance_scale)
+        with autocast() if autocast is not None else nullcontext():
+            latents = sample(generator, cond, GradWindow.none(sampling.num_steps), latents=noise).latents
+        frames = generator.decode(latents)
+        for i, prompt in enumerate(chunk):
+            yield prompt, latents[i : i + 1], frames[i : i + 1]
+
+
 @torch.no_grad()
 def sample_and_score(
     generator: Any,
@@ -72,8 +91,10 @@ def sample_and_score(
     fps: int,
     autocast: Any = None,
     judge: Any = None,
+    batch_size: int = 1,
 ) -> dict[str, float]:
-    """Sample one video per prompt (fixed noise per prompt, so evaluations compare), write it and its scores.
+    """Sample one video per prompt (fixed noise per prompt, so evaluations compare; ``batch_size`` of them at a time),
+    write it and its scores.
 
     ``rewards``: the run's ``trainers.rewards.RewardSet``. Writes ``out_dir/<index>_<prompt words>.<format>`` and
     ``out_dir/scores.json`` (the weighted total, each named reward, and with a critic its per-aspect and per-question
@@ -84,15 +105,11 @@ def sample_and_score(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records, sums, counts = [], {}, {}
-    for index, (prompt, qset) in enumerate(zip(prompts, question_sets)):
-        rng = torch.Generator().manual_seed(stream_seed(seed, index))
-        cond = generator.encode_prompts([prompt], sampling.guidance_scale)
-        with autocast() if autocast is not None else nullcontext():
-            rollout = sample(generator, cond, GradWindow.none(sampling.num_steps), rng=rng)
-        frames = generator.decode(rollout.latents)  # [1,T,3,H,W] in [0,1]
+    videos = _videos(generator, prompts, sampling, seed, batch_size, autocast)
+    for index, (qset, (prompt, latents, frames)) in enumerate(zip(question_sets, videos)):
         picked = frames_from_config(sampling.frames, frames.shape[1], index)
         scored = frames if picked is None else frames[:, picked]
-        result = rewards.score([prompt], [qset], latents=rollout.latents, frames=scored.float())
+        result = rewards.score([prompt], [qset], latents=latents, frames=scored.float())
         metrics = result.metrics
         path = write_video(out_dir / video_filename(index, prompt, video_format), frames[0].float().cpu(), fps=fps)
         records.append(

@@ -243,6 +243,9 @@ class GRPOTrainer(Trainer):
             "per batch"
         )
 
+    def trained_steps(self) -> set[int]:
+        return {i for step in range(self.cfg.grpo.steps) for i in self.window(step).steps}
+
     def window(self, step: int) -> Any:
         g = self.cfg.grpo
         return mix_window(

@@ -154,6 +154,11 @@ class NFTTrainer(Trainer):
 
     section = "nft"
 
+    def touched_experts(self) -> set[str]:
+        """The loss evaluates the model at noise levels in [t_min, t_max], not at sampling steps."""
+        n = self.cfg.nft
+        return {self.generator.expert_at(1000 * t) for t in (n.t_min, n.t_max)}
+
     def setup_recipe(self) -> None:
         self.old = OldPolicy(self.params)
 

@@ -73,6 +73,17 @@ class ModelConfig:
         metadata={"path": "file", "help": "A LoRA to start from: a run's lora/ folder (or any diffusers Wan LoRA "
                   "file): sampled with, or trained further by a LoRA run of the same rank and targets."},
     )  # fmt: skip
+    train_experts: Literal["auto", "high_noise", "low_noise", "both"] = field(
+        default="auto",
+        metadata={"help": "Wan 2.2 A14B: which expert(s) a run trains (each its own LoRA or full weights). auto: "
+                  "those that run the steps the recipe trains (gradient window, SDE window or NFT noise levels)."},
+    )  # fmt: skip
+    decode_checkpointing: bool = field(
+        default=True,
+        metadata={"help": "A decode with gradient runs latent frame by latent frame, each recomputed in backward: same "
+                  "frames and gradients, activation memory nearly flat in the clip length, about one more decode of "
+                  "time. Off: diffusers' decode, whose activations grow with every frame."},
+    )  # fmt: skip
     attention_backend: str | None = field(
         default=None, metadata={"help": "Attention backend for the transformer (e.g. xformers); null = default."}
     )

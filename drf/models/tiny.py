@@ -8,6 +8,7 @@ Presets are plain dicts so benches can scale one knob (layers, width) without a 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,7 @@ class TinyWanPreset:
     vae: dict[str, Any]
     text_encoder: dict[str, Any]
     scheduler: dict[str, Any] = field(default_factory=lambda: {"shift": 5.0})
+    boundary_ratio: float | None = None  # set: a second, independently initialised expert (Wan 2.2 A14B layout)
 
 
 _TEXT_ENCODER = dict(
@@ -173,6 +175,8 @@ PRESETS: dict[str, TinyWanPreset] = {
         ),
     ),
 }
+# wan-tiny with Wan 2.2 A14B's two experts: the high-noise one above timestep 875, the low-noise one below.
+PRESETS["wan-tiny-experts"] = dataclasses.replace(PRESETS["wan-tiny"], boundary_ratio=0.875)
 
 
 def preset(name: str) -> TinyWanPreset:
@@ -193,13 +197,18 @@ def build_tiny_wan_components(name: str = "wan-tiny", seed: int = 0, **transform
     vae = AutoencoderKLWan(**spec.vae)
     torch.manual_seed(seed + 2)
     text_encoder = UMT5EncoderModel(UMT5Config(**spec.text_encoder))
-    return {
+    components = {
         "transformer": transformer.eval(),
         "vae": vae.eval(),
         "text_encoder": text_encoder.eval(),
         "tokenizer": build_tokenizer(spec.text_encoder["vocab_size"]),
         "scheduler": FlowMatchEulerDiscreteScheduler(**spec.scheduler),
     }
+    if spec.boundary_ratio is not None:
+        torch.manual_seed(seed + 3)
+        components["transformer_2"] = WanTransformer3DModel(**{**spec.transformer, **transformer_overrides}).eval()
+        components["boundary_ratio"] = spec.boundary_ratio
+    return components
 
 
 def save_tiny_wan(directory: str, name: str = "wan-tiny", seed: int = 0) -> str:

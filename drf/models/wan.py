@@ -7,6 +7,7 @@ step whether gradients flow while staying numerically identical to ``WanPipeline
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,16 @@ from drf.errors import ConfigError, ModelLoadError
 from drf.hub import check_model_location
 from drf.models.base import Cond, LatentLayout
 from drf.models.tiny import build_tiny_wan_components
+from drf.models.wan_decode import checkpointed_decode
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SCHEDULERS = ("euler", "unipc")
 
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+# Wan 2.2's low-noise expert: its LoRA beside the first, loaded with load_into_transformer_2=True.
+LORA_WEIGHTS_2 = "pytorch_lora_weights_transformer_2.safetensors"
+EXPERTS = {"high_noise": "transformer", "low_noise": "transformer_2"}  # model.train_experts name -> pipeline name
 
 
 def build_scheduler(name: str, shift: float):
@@ -36,6 +41,31 @@ def build_scheduler(name: str, shift: float):
             num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift
         )
     raise ConfigError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+class Experts(nn.ModuleDict):
+    """Both denoisers of a two-expert model (Wan 2.2 A14B) trained together, by pipeline name; offers the methods a
+    trainer calls on one diffusers transformer (adapters, gradient checkpointing, saving) by calling each expert's."""
+
+    def add_adapter(self, config: Any) -> None:
+        for module in self.values():
+            module.add_adapter(config)
+
+    def disable_adapters(self) -> None:
+        for module in self.values():
+            module.disable_adapters()
+
+    def enable_adapters(self) -> None:
+        for module in self.values():
+            module.enable_adapters()
+
+    def enable_gradient_checkpointing(self) -> None:
+        for module in self.values():
+            module.enable_gradient_checkpointing()
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        for name, module in self.items():
+            module.save_pretrained(Path(directory) / name)
 
 
 class WanGenerator:
@@ -52,8 +82,10 @@ class WanGenerator:
         shift: float = 5.0,
         negative_prompt: str = "",
         max_sequence_length: int = 512,
+        decode_checkpointing: bool = True,
     ) -> None:
         self.pipe = pipe
+        self.decode_checkpointing = decode_checkpointing
         if scheduler is not None:
             pipe.scheduler = build_scheduler(scheduler, shift)
         patch = tuple(pipe.transformer.config.patch_size)
@@ -106,12 +138,13 @@ class WanGenerator:
             shift=cfg.shift,
             negative_prompt=cfg.negative_prompt,
             max_sequence_length=cfg.max_sequence_length,
+            decode_checkpointing=cfg.decode_checkpointing,
         )
         if cfg.tiny:
             gen = cls.from_components(build_tiny_wan_components(cfg.tiny), **kwargs)
             gen.pipe.to(device)
             if cfg.dtype != "float32":
-                for module in (gen.pipe.transformer, gen.pipe.text_encoder):
+                for module in (*gen._transformers(), gen.pipe.text_encoder):
                     module.to(DTYPES[cfg.dtype])
         else:
             gen = cls.from_pretrained(cfg.path, dtype=cfg.dtype, device=device, **kwargs)
@@ -151,8 +184,24 @@ class WanGenerator:
     def _transformers(self) -> list[nn.Module]:
         return [m for m in (self.pipe.transformer, self.pipe.transformer_2) if m is not None]
 
-    def trainable_module(self) -> nn.Module:
-        return self.pipe.transformer
+    def expert_names(self) -> list[str]:
+        """The pipeline names of the denoisers: ``transformer`` and, for Wan 2.2 A14B, ``transformer_2``."""
+        return ["transformer"] + (["transformer_2"] if self._two_experts() else [])
+
+    def expert_of_steps(self, num_steps: int) -> list[str]:
+        """Which expert (pipeline name) runs each of ``num_steps`` sampling steps."""
+        timesteps = self.scheduler(num_steps).timesteps
+        return ["transformer" if self._model_for(t) is self.pipe.transformer else "transformer_2" for t in timesteps]
+
+    def expert_at(self, timestep: float) -> str:
+        """The expert (pipeline name) that denoises at ``timestep`` (0..1000)."""
+        return "transformer" if self._model_for(torch.tensor(timestep)) is self.pipe.transformer else "transformer_2"
+
+    def trainable_module(self, experts: Sequence[str] = ("transformer",)) -> nn.Module:
+        """The denoiser a run trains: ``transformer`` itself, or the chosen experts together (``Experts``)."""
+        if list(experts) == ["transformer"]:
+            return self.pipe.transformer
+        return Experts({name: getattr(self.pipe, name) for name in experts})
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str], guidance_scale: float, negative_prompt: str | None = None) -> Cond:
@@ -186,9 +235,12 @@ class WanGenerator:
         scheduler.set_begin_index(0)
         return scheduler
 
+    def _two_experts(self) -> bool:
+        return self.pipe.config.boundary_ratio is not None and self.pipe.transformer_2 is not None
+
     def _model_for(self, timestep: torch.Tensor) -> nn.Module:
         ratio = self.pipe.config.boundary_ratio
-        if ratio is None or self.pipe.transformer_2 is None:
+        if not self._two_experts():
             return self.pipe.transformer
         boundary = ratio * self.pipe.scheduler.config.num_train_timesteps
         return self.pipe.transformer if timestep >= boundary else self.pipe.transformer_2
@@ -210,7 +262,9 @@ class WanGenerator:
         """Frames ``[B,T,3,H,W]`` in [0,1], differentiable in ``latents``.
 
         The VAE is causal in time, so decoding only the latent prefix that covers the last wanted frame gives those
-        frames exactly and skips the rest of the decode.
+        frames exactly and skips the rest of the decode. With gradient (and ``decode_checkpointing``) the decode runs
+        latent frame by latent frame, each recomputed in backward (``drf.models.wan_decode``), so its activation memory
+        no longer grows with the clip.
         """
         vae = self.pipe.vae
         z = latents.to(vae.dtype)
@@ -220,7 +274,11 @@ class WanGenerator:
             z = z[:, :, : self.latent_layout.latent_prefix_for(max(frame_indices))]
         mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
         inv_std = 1.0 / torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
-        video = vae.decode(z / inv_std + mean, return_dict=False)[0]  # [B,3,T,H,W] in [-1,1]
+        z = z / inv_std + mean
+        if self.decode_checkpointing and torch.is_grad_enabled() and z.requires_grad and not vae.use_tiling:
+            video = checkpointed_decode(vae, z)
+        else:
+            video = vae.decode(z, return_dict=False)[0]  # [B,3,T,H,W] in [-1,1]
         frames = (video * 0.5 + 0.5).clamp(0, 1).transpose(1, 2)
         if frame_indices is not None:
             frames = frames[:, list(frame_indices)]
@@ -228,26 +286,41 @@ class WanGenerator:
 
     # ----------------------------------------------------------------------------------------- LoRA
     def save_lora(self, out_dir: str | Path) -> Path:
-        """Write the transformer's LoRA as diffusers' ``pytorch_lora_weights.safetensors``, with its adapter metadata
-        (rank, alpha, targets), so a stock ``WanPipeline.load_lora_weights`` reproduces this generator."""
+        """Write each expert's LoRA as diffusers' ``pytorch_lora_weights.safetensors`` (the low-noise expert's as
+        ``pytorch_lora_weights_transformer_2.safetensors``), with its adapter metadata (rank, alpha, targets), so a
+        stock ``WanPipeline.load_lora_weights`` reproduces this generator (``load_into_transformer_2=True`` for the
+        second file). Returns the directory."""
         from diffusers import WanPipeline
         from peft.utils import get_peft_model_state_dict
 
-        transformer = self.trainable_module()
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in get_peft_model_state_dict(transformer).items()}
-        WanPipeline.save_lora_weights(
-            out_dir,
-            transformer_lora_layers=state,
-            transformer_lora_adapter_metadata=transformer.peft_config["default"].to_dict(),
-        )
-        return out_dir / LORA_WEIGHTS
+        for name, weights in (("transformer", LORA_WEIGHTS), ("transformer_2", LORA_WEIGHTS_2)):
+            module = getattr(self.pipe, name, None)
+            if module is None or not getattr(module, "peft_config", None):
+                continue
+            state = {k: v.detach().to("cpu").contiguous() for k, v in get_peft_model_state_dict(module).items()}
+            WanPipeline.save_lora_weights(
+                out_dir,
+                transformer_lora_layers=state,
+                weight_name=weights,
+                transformer_lora_adapter_metadata=module.peft_config["default"].to_dict(),
+            )
+        return out_dir
 
     def load_lora(self, path: str | Path) -> None:
-        """Load and activate a LoRA written by :meth:`save_lora` (or any diffusers Wan LoRA file or directory)."""
-        if not Path(path).exists():
+        """Load and activate a LoRA written by :meth:`save_lora` (or any diffusers Wan LoRA file or directory); a
+        directory's second-expert file goes into ``transformer_2``."""
+        path = Path(path)
+        if not path.exists():
             raise ModelLoadError(f"LoRA {str(path)!r} does not exist; give a directory written by save_lora")
+        second = path / LORA_WEIGHTS_2 if path.is_dir() else None
+        if second is not None and second.is_file():
+            if not self._two_experts():
+                raise ModelLoadError(f"LoRA {str(path)!r} has a {LORA_WEIGHTS_2} but this model has one transformer")
+            self.pipe.load_lora_weights(str(path), weight_name=LORA_WEIGHTS_2, load_into_transformer_2=True)
+            if not (path / LORA_WEIGHTS).is_file():
+                return
         self.pipe.load_lora_weights(str(path))
 
     def to_pipeline(self) -> Any:

@@ -154,3 +154,25 @@ def test_geometry_rewards_pass_gradients_to_the_latents_and_share_one_forward():
     for kind, out in outs.items():
         (grad,) = torch.autograd.grad(out.per_question[0, 0], latents, retain_graph=True)
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0, kind
+
+
+def test_batched_evaluation_scores_each_video_as_alone(tmp_path):
+    """Eval videos sampled 3 at a time start from the same noise as one at a time: same scores, same frames."""
+    import json
+
+    from trainers.evaluation import sample_and_score
+
+    trainer = make_trainer(config_without_critic(tmp_path, f"[{BRIGHTNESS}]", DRFRunConfig, TINY_CONFIG, "name=ev"))
+    prompts = trainer._eval_prompts() * 2
+    runs = {}
+    for batch in (1, 3):
+        out = tmp_path / f"batch{batch}"
+        sample_and_score(trainer.generator, trainer.rewards, prompts, [trainer.question_sets[p] for p in prompts],
+                         sampling=trainer.cfg.sampling, seed=5, out_dir=out, video_format="gif", fps=8,
+                         batch_size=batch)  # fmt: skip
+        runs[batch] = json.loads((out / RunDir.SCORES).read_text(encoding="utf-8"))
+    assert len(runs[1]) == len(prompts) == 4
+    for alone, batched in zip(runs[1], runs[3]):
+        assert alone["prompt"] == batched["prompt"]
+        assert batched["reward"] == pytest.approx(alone["reward"], abs=1e-5)
+    assert runs[1][0]["reward"] != pytest.approx(runs[1][2]["reward"], abs=1e-5)  # same prompt, its own noise

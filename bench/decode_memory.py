@@ -1,0 +1,92 @@
+"""Peak memory of a Wan VAE decode plus its backward at 9, 33 and 81 frames: diffusers' decode against drf's
+per-latent-frame checkpointed decode (``drf.models.wan_decode``), on the Wan 2.1 VAE architecture (random weights,
+nothing downloaded) at a small frame size, where activations dominate the weights.
+
+Each measurement runs in its own process: on a GPU the peak of ``torch.cuda.max_memory_allocated`` above what was
+allocated before the decode; on a CPU the peak resident set above the one before the decode, with glibc told to
+map every allocation over 128 KB on its own (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors leave the resident
+set instead of a fragmented heap. Prints one line per setting and ends with the headline ratio, checkpointed peak(33) / peak(9).
+
+    python bench/decode_memory.py [--size 64] [--frames 9 33 81]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def resident_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def measure(frames: int, size: int, checkpointed: bool) -> dict:
+    """Decode + backward once in this process -> {peak_mb, seconds}."""
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from drf.models.wan_decode import checkpointed_decode
+
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    vae = AutoencoderKLWan().to(device).eval().requires_grad_(False)  # the Wan 2.1 VAE's architecture
+    z = torch.randn(1, 16, 1 + (frames - 1) // 4, size // 8, size // 8, device=device, requires_grad=True)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
+    else:
+        before = resident_mb()
+    started = time.perf_counter()
+    out = checkpointed_decode(vae, z) if checkpointed else vae.decode(z).sample
+    out.square().mean().backward()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"peak_mb": peak - before, "seconds": time.perf_counter() - started, "device": device}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
+    parser.add_argument("--frames", type=int, nargs="+", default=[9, 33, 81])
+    parser.add_argument("--child", nargs=2, metavar=("FRAMES", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(int(args.child[0]), args.size, args.child[1] == "checkpointed")))
+        return
+    peaks: dict[tuple[str, int], float] = {}
+    for mode in ("plain", "checkpointed"):
+        for frames in args.frames:
+            run = subprocess.run(
+                [sys.executable, __file__, "--size", str(args.size), "--child", str(frames), mode],
+                capture_output=True, text=True, cwd=ROOT, check=True,
+                env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},
+            )  # fmt: skip
+            result = json.loads(run.stdout.strip().splitlines()[-1])
+            peaks[mode, frames] = result["peak_mb"]
+            print(f"{mode:>12} decode+backward, {frames:>3} frames at {args.size}x{args.size} on {result['device']}: "
+                  f"peak {result['peak_mb']:8.0f} MB, {result['seconds']:6.1f} s")  # fmt: skip
+    first = args.frames[0]
+    for mode in ("plain", "checkpointed"):
+        ratios = ", ".join(f"peak({f})/peak({first}) {peaks[mode, f] / peaks[mode, first]:.2f}" for f in args.frames[1:])
+        print(f"{mode:>12}: {ratios}")
+    for frames in args.frames:
+        print(f"checkpointed / plain at {frames} frames: {peaks['checkpointed', frames] / peaks['plain', frames]:.3f}")
+    if 33 in args.frames and 9 in args.frames:
+        print(f"headline: checkpointed peak(33)/peak(9) = {peaks['checkpointed', 33] / peaks['checkpointed', 9]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
