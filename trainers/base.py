@@ -1,9 +1,10 @@
 """The training loop every recipe runs: setup, resume, step-0 and periodic evaluation, logging, checkpoints, guards,
 export, the before/after print and the report.
 
-A recipe (DRF, GRPO) subclasses ``Trainer``, names its config section and implements ``train_step``; everything a
-run does around that step lives here once, so both recipes write the same run directory and compare on the same
-evaluation.
+A recipe (DRF, GRPO, DiffusionNFT) subclasses ``Trainer``, names its config section and implements ``train_step``
+and ``trained_steps`` (which sampling steps it trains, so Wan 2.2 knows which expert learns); everything a run does
+around that step lives here once — rewards included — so every recipe writes the same run directory and compares on
+the same evaluation.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class Trainer:
             if generator is None:
                 generator = load_generator(cfg.model, device=acc.device, with_lora=False)
             self.generator = generator
-            experts = choose_experts(self.generator, cfg.model.train_experts, self.touched_experts())
-            self.transformer = self.generator.trainable_module(experts)
+            self.experts = choose_experts(self.generator, cfg.model.train_experts, self.touched_experts())
+            self.transformer = self.generator.trainable_module(self.experts)
             self.params = setup_trainable(self.transformer, train_cfg, self.section)
             if cfg.model.lora:
                 if train_cfg.trainable != "lora":
@@ -169,7 +170,8 @@ class Trainer:
             if d.trainable == "lora"
             else (f"full: {', '.join(d.full_modules)}")
         )
-        lines.append(f"trainable: {what} ({count_parameters(self.params):,} parameters)")
+        experts = f" of {' and '.join(self.experts)}" if self.experts != ["transformer"] else ""
+        lines.append(f"trainable: {what}{experts} ({count_parameters(self.params):,} parameters)")
         lines.append("rewards: " + ", ".join(f"{r.name} x {r.weight:g} (reads {r.reads_what})" for r in cfg.rewards))
         lines.append(f"device: {self.accelerator.device}, {self.threads} CPU threads (runtime.threads)")
         every = cfg.logging.sample_every
