@@ -126,6 +126,11 @@ class GRPOConfig(TrainerConfig):
             raise invalid("videos_per_backward", f"must be >= 0 (got {self.videos_per_backward})")
         if self.window_start < 0:
             raise invalid("window_start", f"must be >= 0 (got {self.window_start})")
+        if self.window_schedule == "random" and self.window_start != 0:
+            raise invalid("window_start", "is not read by window_schedule: random (each step draws its own start)")
+        if self.window_schedule != "progressive" and self.window_shift_every != 1:
+            raise invalid("window_shift_every", f"is read by window_schedule: progressive only (got "
+                          f"{self.window_schedule})")  # fmt: skip
         if self.sde_last_step and self.sde_kind == "cps":
             raise invalid("sde_last_step", "cannot be used with sde_kind: cps (its std sigma_next*sin(a*pi/2) is 0 at "
                           "the last step, so the log-probability is undefined)")  # fmt: skip

@@ -87,6 +87,8 @@ def test_an_old_grpo_reward_key_fails_showing_the_rewards_list(tmp_path, key):
         (["model.scheduler=unipc"], "model.scheduler.*not supported by GRPO"),
         (["grpo.sde_kind=cps", "grpo.sde_last_step=true"], "sde_last_step.*cps"),
         (["sampling.num_steps=4", "grpo.window_size=4"], "window_size.*<= 3.*sde_last_step"),
+        (["grpo.window_schedule=random", "grpo.window_start=2"], "window_start is not read by window_schedule: random"),
+        (["grpo.window_schedule=fixed", "grpo.window_shift_every=3"], "window_shift_every is read by .*progressive"),
     ],
 )
 def test_settings_grpo_would_ignore_or_break_on_are_refused(overrides, message):
