@@ -22,7 +22,7 @@ TORCHRUN = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executab
 def test_two_processes_train_one_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1"}
     command = [
-        TORCHRUN, "--nproc_per_node", "2", "-m", "drf", "train", str(TINY_CONFIG),
+        TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "drf", "train", str(TINY_CONFIG),
         "--set", f"prompts={ROOT / 'configs' / 'prompts' / 'tiny_eval.jsonl'}",
         "--set", f"logging.output_dir={tmp_path}",
         "--set", "drf.steps=2",
@@ -62,7 +62,7 @@ def test_global_and_max_group_statistics_span_every_process(tmp_path):
     script = tmp_path / "gather.py"
     script.write_text(GATHER_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(ROOT)}
-    command = [TORCHRUN, "--nproc_per_node", "2", str(script), str(tmp_path)]
+    command = [TORCHRUN, "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     grids = [torch.tensor([[0.0, 1.0], [2.0, 2.5]]) * (1 + 9 * rank) for rank in range(2)]
