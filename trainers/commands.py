@@ -43,6 +43,8 @@ def recipe_of(schema: type, config_path: str) -> str:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
     from drf.commands import resolve_schema
     from drf.config import load_config
 
@@ -50,4 +52,6 @@ def train_command(args: argparse.Namespace) -> int:
     recipe = recipe_of(schema, args.config)
     cfg = load_config(args.config, schema, args.overrides)
     resolve(RECIPES[recipe].train)(cfg, resume=args.resume)
+    if dist.is_available() and dist.is_initialized():  # leave together: a rank exiting mid-teardown can abort another
+        dist.destroy_process_group()
     return 0

@@ -52,6 +52,8 @@ out = {}
 for mode in ("global", "max_group"):
     out[mode] = group_advantages(grid, mode, 1e-3, population=gather_rows(grid, acc)).tolist()
 json.dump(out, open(sys.argv[1] + f"/rank{rank}.json", "w"))
+acc.wait_for_everyone()  # leave together: a rank that exits while the other still talks to it can abort it
+torch.distributed.destroy_process_group()
 """
 
 
