@@ -101,6 +101,11 @@ class RewardConfig:
             raise invalid("model", "is read by geometry.* rewards only")
 
 
+def lists_critic(rewards: list[RewardConfig]) -> bool:
+    """Whether the list scores with the critic (the only reward that needs a ``critic:`` section)."""
+    return any(r.name == CRITIC for r in rewards)
+
+
 def check_reward_list(rewards: list[RewardConfig]) -> None:
     """Names are unique and some weight is positive (ConfigError naming ``rewards``)."""
     if not rewards:

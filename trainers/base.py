@@ -24,6 +24,7 @@ from drf.config import changed_keys
 from drf.errors import ConfigError
 from drf.logging import MetricsLogger, Timer, peak_memory_mb, progress
 from drf.models.registry import load_generator
+from drf.reward_config import lists_critic
 from drf.run_dir import RunDir
 from trainers.data import prompt_index
 from trainers.distributed import clip_gradients, make_accelerator, reduce_gradients
@@ -32,7 +33,7 @@ from trainers.monitor import hacking_alarms
 from trainers.optim import build_ema, build_lr_scheduler, build_optimizer, ema_weights
 from trainers.paired import summary as paired_summary
 from trainers.plugins import REPORT_WRITER, load_judge, resolve
-from trainers.rewards import Scored, build_rewards, needs_critic
+from trainers.rewards import Scored, build_rewards
 from trainers.run import batch_arithmetic, critic_config_for, prepare_run, removed_on_failure, run_dir_of
 from trainers.weights import choose_experts, count_parameters, load_adapter_weights, setup_trainable
 
@@ -72,7 +73,7 @@ class Trainer:
             if train_cfg.gradient_checkpointing:
                 self.transformer.enable_gradient_checkpointing()
 
-            if critic is None and needs_critic(cfg.rewards):
+            if critic is None and lists_critic(cfg.rewards):
                 critic = load_critic(critic_config_for(cfg.critic, acc, self.run_dir))
             self.critic = critic
             self.rewards = build_rewards(cfg.rewards, critic, cfg.questions.aspect_weights, acc.device)

@@ -12,7 +12,7 @@ from drf.errors import invalid
 from drf.grad_window import GradWindowConfig
 from drf.logging import LoggingConfig
 from drf.models.registry import ModelConfig
-from drf.reward_config import CRITIC, RewardConfig, check_reward_list
+from drf.reward_config import CRITIC, RewardConfig, check_reward_list, lists_critic
 from drf.runtime import RuntimeConfig
 from drf.sampling import SamplingConfig
 from prompts.config import QuestionsConfig
@@ -160,7 +160,7 @@ class RunConfig:
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise invalid("name", f"must be a plain directory name (got {self.name!r})")
         check_reward_list(self.rewards)
-        listed = any(r.name == CRITIC and not r.python for r in self.rewards)
+        listed = lists_critic(self.rewards)
         if listed and self.critic is None:
             raise invalid("critic", "is missing: rewards lists critic; add a critic: section (family, path or tiny)")
         if self.critic is not None and not listed:

@@ -107,7 +107,3 @@ def build_rewards(rewards: list[RewardConfig], critic: Any, aspect_weights: dict
             raise ValueError(f"rewards[{i}]: unknown reward {cfg.name!r}")
         entries.append((cfg, reward))
     return RewardSet(entries, aspect_weights)
-
-
-def needs_critic(rewards: list[RewardConfig]) -> bool:
-    return any(cfg.name == CRITIC and not cfg.python for cfg in rewards)

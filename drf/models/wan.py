@@ -190,12 +190,11 @@ class WanGenerator:
 
     def expert_of_steps(self, num_steps: int) -> list[str]:
         """Which expert (pipeline name) runs each of ``num_steps`` sampling steps."""
-        timesteps = self.scheduler(num_steps).timesteps
-        return ["transformer" if self._model_for(t) is self.pipe.transformer else "transformer_2" for t in timesteps]
+        return [self.expert_at(float(t)) for t in self.scheduler(num_steps).timesteps]
 
     def expert_at(self, timestep: float) -> str:
         """The expert (pipeline name) that denoises at ``timestep`` (0..1000)."""
-        return "transformer" if self._model_for(torch.tensor(timestep)) is self.pipe.transformer else "transformer_2"
+        return "transformer" if self._model_for(timestep) is self.pipe.transformer else "transformer_2"
 
     def trainable_module(self, experts: Sequence[str] = ("transformer",)) -> nn.Module:
         """The denoiser a run trains: ``transformer`` itself, or the chosen experts together (``Experts``)."""
