@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+from drf.stats import mean_and_se
 from drf.toyworld import oracle
-from drf.toyworld.alignment import alignment_summary, found_by, mean_and_se
+from drf.toyworld.alignment import alignment_summary, found_by
 from drf.toyworld.train.data import clips
 
 ORACLE_SEED, VAE_SEED, T2V_SEED = 777, 778, 779

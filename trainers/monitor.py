@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trainers.paired import mean_se, paired
+from drf.stats import mean_and_se
+from trainers.paired import paired
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ def hacking_alarms(
                 judge.append(values[3][aspect] - values[2][aspect])
         if not critic:
             continue
-        critic_change, _ = mean_se(critic)
-        judge_change, judge_se = mean_se(judge)
+        critic_change, _ = mean_and_se(critic)
+        judge_change, judge_se = mean_and_se(judge)
         if critic_change > 0 and judge_change < 0 and -judge_change > judge_se:
             alarms.append(HackingAlarm(aspect, step_from, step_to, critic_change, judge_change, judge_se, len(critic)))
     return alarms

@@ -12,16 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from drf.stats import mean_and_se
+
 Record = dict[str, Any]
-
-
-def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and its standard error (0 for fewer than two values)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
 def paired(before: Sequence[Record], after: Sequence[Record]) -> list[tuple[Record, Record]]:
@@ -60,7 +53,7 @@ def change(name: str, pairs: Sequence[tuple[Record, Record]], read: Callable[[Re
         return None
     befores = [sum(a for a, _ in v) / len(v) for v in by_prompt.values()]
     afters = [sum(b for _, b in v) / len(v) for v in by_prompt.values()]
-    delta, se = mean_se([b - a for a, b in zip(befores, afters)])
+    delta, se = mean_and_se([b - a for a, b in zip(befores, afters)])
     return Change(name, sum(befores) / len(befores), sum(afters) / len(afters), delta, se, len(by_prompt))
 
 

@@ -7,23 +7,12 @@ many of the prompts' objects the oracle finds.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
+from drf.stats import mean_and_se
 from drf.toyworld.oracle import alignment
 from prompts.registry import decompose
-
-
-def mean_and_se(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (0 for fewer than two values)."""
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
 def _positive_object_ids(questions: Sequence[Any]) -> set[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from drf.toyworld.alignment import mean_and_se
+from drf.stats import mean_and_se
 from drf.toyworld.assets import load_toy_generator
 from drf.toyworld.facts import answer, template_name
 from drf.toyworld.grammar import prompt_for
@@ -133,13 +133,14 @@ def evaluate_critic(critic, root: Path, renders: int, seed: int, t2v: int) -> di
     accuracy, paired = accuracy_on_renders(critic, renders, seed)
     grey = grey_video_yes(critic, min(renders, 100), seed)
     agreement = agreement_on_samples(critic, root, t2v, seed + 1) if t2v > 0 else {}
+    def lowest(table: dict) -> float:
+        return min((table[f]["mean"] for f in ALIGNMENT_FAMILIES if f in table), default=float("nan"))
+
     gates = {
-        "accuracy_min": min((accuracy[f]["mean"] for f in ALIGNMENT_FAMILIES if f in accuracy), default=float("nan")),
-        "paired_auc_min": min((paired[f]["mean"] for f in ALIGNMENT_FAMILIES if f in paired), default=float("nan")),
+        "accuracy_min": lowest(accuracy),
+        "paired_auc_min": lowest(paired),
         "grey_max_p_yes": grey["max"],
-        "agreement_min": min(
-            (agreement[f]["mean"] for f in ALIGNMENT_FAMILIES if f in agreement), default=float("nan")
-        ),
+        "agreement_min": lowest(agreement),
     }
     return {
         "gates": gates,
