@@ -14,9 +14,12 @@ Everything is written into ``checkpoints/.tmp-step-N-<random>/``, fsynced, and r
 ``os.replace``; a crash at any point leaves either the old set of checkpoints or the new one. "latest" is found by
 scanning for complete ``step-N`` directories (no symlinks, which break when a run directory is copied).
 
-Multi-process (accelerate): call ``save_checkpoint``/``load_checkpoint`` on every process. Only the main process
-writes; RNG states are gathered from all processes. Weights and optimizer state are taken from the main process,
-which is right for data-parallel training (DDP) where they are replicated; sharded optimizers are not supported.
+Multi-process (accelerate): call ``save_checkpoint``/``load_checkpoint`` on every process. RNG states are gathered
+from all processes. Data parallel: weights and optimizer state are replicated, so the main process writes them.
+Sharded (FSDP2, the trainable module's parameters are DTensors): instead of ``trainable.safetensors``,
+``optimizer.pt``, ``ema.pt`` and the stateful objects' files, every process writes its own shards of all of them into
+``sharded/`` with ``torch.distributed.checkpoint`` (which can also reshard them for a different number of processes);
+the main process writes the rest and renames the directory as above.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from drf.run_dir import RunDir
 
 COMPLETE_MARKER = "COMPLETE"
 TRAINABLE_FILE = "trainable.safetensors"
+SHARDED_DIR = "sharded"
 STATE_FILE = "state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _LEFTOVER_PREFIXES = (".tmp-", ".old-")
@@ -214,7 +218,7 @@ def _write_text(path: Path, text: str) -> None:
 def _write_files(
     tmp: Path,
     step: int,
-    trainable: Mapping[str, torch.Tensor],
+    trainable: Mapping[str, torch.Tensor] | None,
     optimizer: Any,
     lr_scheduler: Any,
     stateful: Mapping[str, Any],
@@ -226,8 +230,10 @@ def _write_files(
     finite_step: bool,
 ) -> None:
     # safetensors refuses shared or strided storage; a contiguous CPU copy is bit-identical.
-    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in trainable.items()}, tmp / TRAINABLE_FILE)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    if trainable is not None:
+        save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in trainable.items()}, tmp / TRAINABLE_FILE)
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     if lr_scheduler is not None:
         torch.save(lr_scheduler.state_dict(), tmp / "scheduler.pt")
     for name, obj in stateful.items():
@@ -236,7 +242,7 @@ def _write_files(
     torch.save(rng_per_process, tmp / "rng.pt")
     state = {
         "step": step,
-        "good": finite_step and all(bool(torch.isfinite(v).all()) for v in trainable.values()),
+        "good": finite_step and all(bool(torch.isfinite(v).all()) for v in (trainable or {}).values()),
         "data_state": dict(data_state),
         "time": time.time(),
         "metrics": dict(metrics or {}),
@@ -244,8 +250,9 @@ def _write_files(
     }
     _write_text(tmp / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
     _write_text(tmp / RunDir.CONFIG, config_yaml)
-    for child in tmp.iterdir():
-        _fsync_file(child)
+    for child in tmp.rglob("*"):
+        if child.is_file():
+            _fsync_file(child)
     _write_text(tmp / COMPLETE_MARKER, f"step {step}\n")
     _fsync_file(tmp / COMPLETE_MARKER)
     _fsync_dir(tmp)
@@ -278,6 +285,30 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int | None, *, prot
     return doomed
 
 
+def is_sharded(module: torch.nn.Module) -> bool:
+    """Whether ``module``'s parameters are sharded over processes (FSDP2 turns them into DTensors)."""
+    return any(hasattr(p, "device_mesh") for p in module.parameters())
+
+
+def _sharded_state(module: torch.nn.Module, optimizer: Any, objects: Mapping[str, Any]) -> dict[str, Any]:
+    """What a sharded checkpoint holds, as live shards: the trainable parameters, the optimizer state (keyed by
+    parameter name, so it reshards) and each object's ``state_dict()``."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    options = StateDictOptions(ignore_frozen_params=True)
+    weights, optim = get_state_dict(module, [] if optimizer is None else [optimizer], options=options)
+    state = {"trainable": weights, **({"optimizer": optim} if optimizer is not None else {})}
+    state.update({name: obj.state_dict() for name, obj in objects.items() if obj is not None})
+    return state
+
+
+def _agreed_path(path: Path | None, accelerator: Any) -> Path:
+    """The main process's ``path`` on every process (they all write into the directory it made)."""
+    from accelerate.utils import broadcast_object_list
+
+    return Path(broadcast_object_list([str(path) if path is not None else None])[0])
+
+
 def save_checkpoint(
     run_dir: str | os.PathLike,
     step: int,
@@ -295,6 +326,7 @@ def save_checkpoint(
     accelerator: Any = None,
     finite_step: bool = True,
     stateful: Mapping[str, Any] | None = None,
+    module: torch.nn.Module | None = None,
 ) -> Path:
     """Write ``run_dir/checkpoints/step-<step>/`` atomically and prune to ``keep_last``; returns its path.
 
@@ -304,20 +336,33 @@ def save_checkpoint(
     return after the checkpoint is complete. ``finite_step``: whether the step just taken was finite (a checkpoint
     written on a skipped step, or with non-finite weights, is not one a diverged run is sent back to). ``stateful``:
     more named objects with ``state_dict()`` a recipe carries (e.g. DiffusionNFT's old policy), each as ``<name>.pt``.
+    ``module``: the module ``trainable`` comes from; when it is sharded, everything with shards goes to ``sharded/``
+    (see the module docstring).
     """
     if keep_last is not None and keep_last < 1:
         raise InputError(f"checkpoint keep_last={keep_last}: must be at least 1 (or null to keep every checkpoint)")
     rng = _gather_rng(_capture_rng(generators), accelerator)
     final = checkpoint_dir(run_dir, step)
-    if accelerator is None or accelerator.is_main_process:
+    main = accelerator is None or accelerator.is_main_process
+    objects = {"ema": ema, **(stateful or {})}
+    tmp = None
+    if main:
         root = final.parent
         root.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(root)
         tmp = root / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
+    if module is not None and is_sharded(module):
+        import torch.distributed.checkpoint as dcp
+
+        tmp = _agreed_path(tmp, accelerator)
+        dcp.save(_sharded_state(module, optimizer, objects), checkpoint_id=tmp / SHARDED_DIR)
+        trainable, optimizer, objects = None, None, {}
+        accelerator.wait_for_everyone()
+    if main:
         try:
             _write_files(
-                tmp, step, trainable, optimizer, lr_scheduler, {"ema": ema, **(stateful or {})}, rng, data_state,
+                tmp, step, trainable, optimizer, lr_scheduler, objects, rng, data_state,
                 config_yaml, metrics, extra, finite_step,
             )
             if final.exists():
@@ -389,8 +434,17 @@ def load_checkpoint(
     path = Path(path)
     if not is_checkpoint(path):
         raise InputError(f"{path}: not a complete checkpoint (no {COMPLETE_MARKER} marker); see --resume latest")
-    saved = load_file(path / TRAINABLE_FILE)
-    if isinstance(trainable_module_or_setter, torch.nn.Module):
+    module = trainable_module_or_setter if isinstance(trainable_module_or_setter, torch.nn.Module) else None
+    objects = {"ema": ema, **(stateful or {})}
+    sharded_here = module is not None and is_sharded(module)
+    if sharded_here != (path / SHARDED_DIR).is_dir():
+        saved_as = "sharded (an FSDP launch)" if not sharded_here else "unsharded (one process or data parallel)"
+        raise InputError(f"{path}: saved {saved_as}; resume it the way it was launched")
+    if sharded_here:
+        _load_sharded(path, module, optimizer, objects)
+        optimizer, objects = None, {}
+    elif isinstance(trainable_module_or_setter, torch.nn.Module):
+        saved = load_file(path / TRAINABLE_FILE)
         module = trainable_module_or_setter
         if accelerator is not None:
             module = accelerator.unwrap_model(module)
@@ -400,9 +454,9 @@ def load_checkpoint(
             for name, param in params.items():
                 param.copy_(saved[name])
     else:
-        trainable_module_or_setter(saved)
-    named = [(optimizer, "optimizer.pt"), (lr_scheduler, "scheduler.pt"), (ema, "ema.pt")]
-    named += [(obj, f"{name}.pt") for name, obj in (stateful or {}).items()]
+        trainable_module_or_setter(load_file(path / TRAINABLE_FILE))
+    named = [(optimizer, "optimizer.pt"), (lr_scheduler, "scheduler.pt")]
+    named += [(obj, f"{name}.pt") for name, obj in objects.items()]
     for obj, filename in named:
         if obj is None:
             continue
@@ -420,6 +474,32 @@ def load_checkpoint(
     state["config_yaml"] = (path / RunDir.CONFIG).read_text(encoding="utf-8")
     state["path"] = str(path)
     return state
+
+
+def _load_sharded(path: Path, module: torch.nn.Module, optimizer: Any, objects: Mapping[str, Any]) -> None:
+    """Restore ``sharded/`` into the live sharded module, optimizer and objects (each process reads its shards)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    state = _sharded_state(module, optimizer, objects)
+    try:
+        dcp.load(state, checkpoint_id=path / SHARDED_DIR)
+    except (CheckpointException, ValueError, RuntimeError) as err:  # a missing key or a differing shape; DCP
+        # wraps each process's error in one CheckpointException whose last line is the first process's cause
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise InputError(
+            f"{path / SHARDED_DIR}: {lines[-1] if lines else type(err).__name__}; the model's trainable parameters "
+            "differ from the checkpoint's (different LoRA rank/targets?)"
+        ) from None
+    set_state_dict(
+        module, [] if optimizer is None else [optimizer], model_state_dict=state["trainable"],
+        optim_state_dict=state.get("optimizer", {}),
+        options=StateDictOptions(ignore_frozen_params=True, strict=False),  # the frozen base is not in it
+    )  # fmt: skip
+    for name, obj in objects.items():
+        if obj is not None:
+            obj.load_state_dict(state[name])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -27,15 +27,22 @@ from drf.models.registry import load_generator
 from drf.reward_config import lists_critic
 from drf.run_dir import RunDir
 from trainers.data import prompt_index
-from trainers.distributed import clip_gradients, make_accelerator, reduce_gradients
-from trainers.evaluation import sample_and_score
+from trainers.distributed import (
+    clip_gradients,
+    fsdp_plugin,
+    full_state_dict,
+    make_accelerator,
+    reduce_gradients,
+    shard,
+)
+from trainers.evaluation import sample_and_score, write_scores
 from trainers.monitor import hacking_alarms
 from trainers.optim import build_ema, build_lr_scheduler, build_optimizer, ema_weights
 from trainers.paired import summary as paired_summary
 from trainers.plugins import REPORT_WRITER, load_judge, resolve
 from trainers.rewards import Scored, build_rewards
 from trainers.run import batch_arithmetic, critic_config_for, prepare_run, removed_on_failure, run_dir_of
-from trainers.weights import choose_experts, count_parameters, load_adapter_weights, setup_trainable
+from trainers.weights import choose_experts, count_parameters, load_adapter_weights, save_full, setup_trainable
 
 
 class Trainer:
@@ -72,6 +79,15 @@ class Trainer:
                 load_adapter_weights(self.transformer, cfg.model.lora)
             if train_cfg.gradient_checkpointing:
                 self.transformer.enable_gradient_checkpointing()
+            plugin = fsdp_plugin(acc)
+            self.sharded = plugin is not None
+            if plugin is not None:
+                if train_cfg.optimizer == "adamw8bit":
+                    raise ConfigError(f"{self.section}.optimizer adamw8bit: bitsandbytes' 8-bit AdamW does not take "
+                                      f"FSDP's sharded parameters; set {self.section}.optimizer=adamw (sharding "
+                                      "already divides its state by the number of processes)")  # fmt: skip
+                shard(self.transformer, plugin)
+                self.params = [p for p in self.transformer.parameters() if p.requires_grad]  # now each one's shard
 
             if critic is None and lists_critic(cfg.rewards):
                 critic = load_critic(critic_config_for(cfg.critic, acc, self.run_dir))
@@ -208,7 +224,7 @@ class Trainer:
 
         A non-finite step leaves weights, optimiser and EMA untouched; gradients are cleared either way.
         """
-        finite = reduce_gradients(self.params, self.accelerator, loss_finite)
+        finite = reduce_gradients(self.params, self.accelerator, loss_finite, sharded=self.sharded)
         grad_norm = clip_gradients(self.params, self.train_cfg.max_grad_norm) if finite else math.nan
         if finite:
             self.optimizer.step()
@@ -267,32 +283,52 @@ class Trainer:
             keep_last=self.train_cfg.keep_last,
             accelerator=self.accelerator,
             finite_step=not (metrics or {}).get("skipped", 0),
+            module=self.transformer,
         )
 
     def evaluate(self, step: int) -> dict[str, float]:
-        """Sample, save and score the eval prompts (main process), with EMA weights when EMA is on."""
+        """Sample, save and score the eval prompts, with EMA weights when EMA is on; returns the metrics on the main
+        process ({} on the others).
+
+        Each process takes an equal block of the videos (the last one padded with repeats that are not kept), so a
+        multi-process evaluation takes 1/N of the time and a sharded transformer runs equally often everywhere; a
+        video's noise depends on its index only, so the videos equal a one-process evaluation's.
+        """
+        acc, d, lg = self.accelerator, self.train_cfg, self.cfg.logging
+        prompts = self._eval_prompts()
+        per = -(-len(prompts) // acc.num_processes)
+        first = acc.process_index * per
+        mine = prompts[first : first + per]
+        keep = len(mine)
+        mine += prompts[-1:] * (per - keep)
+        out_dir = RunDir(self.run_dir).samples(step)
+        with ema_weights(self.ema, self.params):
+            records = sample_and_score(
+                self.generator,
+                self.rewards,
+                mine,
+                [self.question_sets[p] for p in mine],
+                sampling=self.cfg.sampling,
+                seed=self.cfg.seed,
+                out_dir=out_dir,
+                video_format=lg.video_format,
+                fps=lg.fps,
+                autocast=self._autocast,
+                judge=self.judge,
+                batch_size=d.eval_batch_size,
+                indices=range(first, first + per),
+                keep=keep,
+            )
+        if acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            records = gather_object(records)
         metrics: dict[str, float] = {}
-        if self.accelerator.is_main_process:
-            prompts = self._eval_prompts()
-            lg = self.cfg.logging
-            with ema_weights(self.ema, self.params):
-                metrics = sample_and_score(
-                    self.generator,
-                    self.rewards,
-                    prompts,
-                    [self.question_sets[p] for p in prompts],
-                    sampling=self.cfg.sampling,
-                    seed=self.cfg.seed,
-                    out_dir=RunDir(self.run_dir).samples(step),
-                    video_format=lg.video_format,
-                    fps=lg.fps,
-                    autocast=self._autocast,
-                    judge=self.judge,
-                    batch_size=self.train_cfg.eval_batch_size,
-                )
+        if acc.is_main_process:
+            metrics = write_scores(out_dir, records)
             if self.judge is not None:
                 metrics.update(self.hacking_check(step))
-        self.accelerator.wait_for_everyone()
+        acc.wait_for_everyone()
         return metrics
 
     def hacking_check(self, step: int) -> dict[str, float]:
@@ -315,17 +351,28 @@ class Trainer:
         return {"eval/hacking/alarms": float(len(alarms)), **{f"eval/hacking/{a.aspect}": 1.0 for a in alarms}}
 
     def export(self) -> Path | None:
-        """The trained weights in a form others load: the LoRA for diffusers, or the full transformer."""
+        """The trained weights in a form others load: the LoRA for diffusers, or the full transformer. A sharded run
+        first gathers them whole onto the main process."""
+        lora = self.train_cfg.trainable == "lora"
         path = None
-        if self.accelerator.is_main_process:
-            with ema_weights(self.ema, self.params):
-                if self.train_cfg.trainable == "lora":
-                    path = self.generator.save_lora(RunDir(self.run_dir).lora)
+        with ema_weights(self.ema, self.params):
+            whole = full_state_dict(self.transformer, trainable_only=lora) if self.sharded else None
+            if self.accelerator.is_main_process:
+                if lora:
+                    path = self.generator.save_lora(RunDir(self.run_dir).lora, weights=self._by_expert(whole))
                 else:
                     path = RunDir(self.run_dir).transformer
-                    self.transformer.save_pretrained(path)
+                    save_full(self.transformer, path, whole)
         self.accelerator.wait_for_everyone()
         return path
+
+    def _by_expert(self, whole: dict[str, torch.Tensor] | None) -> dict[str, dict[str, torch.Tensor]] | None:
+        """Gathered weights split per trained expert (keys as in that expert's ``named_parameters``)."""
+        if whole is None:
+            return None
+        if self.experts == ["transformer"]:
+            return {"transformer": whole}
+        return {e: {k.removeprefix(f"{e}."): v for k, v in whole.items() if k.startswith(f"{e}.")} for e in self.experts}
 
     # ------------------------------------------------------------------------------------------------ loop
     def train(self) -> Path:

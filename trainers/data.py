@@ -4,8 +4,10 @@ position, so a resumed run draws exactly what an uninterrupted one would)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -87,3 +89,9 @@ def stream_seed(*parts: int) -> int:
     for part in parts:
         value = (value * 6_364_136_223_846_793_005 + part + 1_442_695_040_888_963_407) % (1 << 63)
     return value
+
+
+def stream_noise(generator: Any, seeds: Sequence[int]) -> torch.Tensor:
+    """Initial latents of a batch, video i drawn from its own stream ``seeds[i]``: a video's noise depends on its
+    place in the global batch only, not on how the batch is split over micro-batches or processes."""
+    return torch.cat([generator.init_latents(1, torch.Generator().manual_seed(seed)) for seed in seeds])

@@ -1,8 +1,17 @@
-"""Processes and precision: the ``Accelerator``, one all-reduce of the gradients per optimiser step, clipping.
+"""Processes and precision: the ``Accelerator``, data-parallel gradient averaging or FSDP2 sharding, clipping.
 
-Multi-process training (``accelerate launch``) averages gradients with one all-reduce per optimiser step instead of
-wrapping the denoiser in ``DistributedDataParallel``: the generator keeps calling its own modules, the sampling
-chain's per-step checkpointing stays untouched, and the same reduction carries the non-finite flag to every process.
+Data parallel (``accelerate launch``, the default): gradients are averaged with one all-reduce per optimiser step
+instead of wrapping the denoiser in ``DistributedDataParallel``; the generator keeps calling its own modules, the
+sampling chain's per-step checkpointing stays untouched, and the same reduction carries the non-finite flag to every
+process.
+
+Sharded (``accelerate launch`` with an FSDP config, ``fsdp_version: 2``): the trainable transformer is split with
+FSDP2 ``fully_shard``, one unit per transformer block plus the rest at the root, each process holding 1/N of every
+weight, gradient and optimiser state. The generator still calls the same module objects (``fully_shard`` works in
+place); FSDP gathers a block's weights for its forward and reduce-scatters its gradients in backward, so gradients
+arrive averaged and only the non-finite flag is reduced here. Every process must then run the transformer the same
+number of times, so evaluation and export run on all processes (``trainers.base``). The frozen critic stays
+replicated: it holds no gradient or optimiser state, and sharding it would add an all-gather to every reward.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from drf.errors import ConfigError
+
 
 def make_accelerator(mixed_precision: str) -> Any:
     """An ``Accelerator`` for devices, process ranks and autocast; trackers belong to ``drf.logging.MetricsLogger``."""
@@ -22,14 +33,86 @@ def make_accelerator(mixed_precision: str) -> Any:
     return Accelerator(mixed_precision=mixed_precision)
 
 
-def reduce_gradients(params: Sequence[nn.Parameter], accelerator: Any, loss_finite: bool) -> bool:
+def fsdp_plugin(accelerator: Any) -> Any | None:
+    """The FSDP settings of this launch (accelerate's ``FullyShardedDataParallelPlugin``), or None for data parallel.
+
+    accelerate builds the plugin for GPUs only: on CPU it runs the processes as plain multi-CPU and ignores the FSDP
+    request, so there the plugin is rebuilt from the ``FSDP_*`` environment that ``accelerate launch`` exported; the
+    same settings then shard on either device (the CPU/gloo tests run this path).
+    """
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin, parse_flag_from_env
+
+    if accelerator.num_processes == 1:
+        return None
+    if accelerator.distributed_type == DistributedType.FSDP:
+        plugin = accelerator.state.fsdp_plugin
+    elif parse_flag_from_env("ACCELERATE_USE_FSDP"):
+        plugin = FullyShardedDataParallelPlugin()
+    else:
+        return None
+    if plugin.fsdp_version != 2:
+        raise ConfigError(
+            f"the accelerate config asks for FSDP version {plugin.fsdp_version}; drf shards with FSDP2: set "
+            "fsdp_config.fsdp_version: 2 (see configs/accelerate/)"
+        )
+    return plugin
+
+
+def shard(module: nn.Module, plugin: Any) -> None:
+    """Shard ``module`` in place with FSDP2: each transformer block (the model's ``_no_split_modules``, or the
+    plugin's ``transformer_cls_names_to_wrap``) is one unit, the rest of each transformer the root unit. A
+    ``ModuleDict`` of Wan 2.2 experts is never called itself, so each expert is its own root."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    kwargs = {
+        "reshard_after_forward": plugin.reshard_after_forward,
+        "offload_policy": plugin.cpu_offload,
+        "mp_policy": plugin.mixed_precision_policy or MixedPrecisionPolicy(),
+    }
+    roots = list(module.values()) if isinstance(module, nn.ModuleDict) else [module]
+    for root in roots:
+        blocks = set(plugin.transformer_cls_names_to_wrap or getattr(root, "_no_split_modules", None) or [])
+        for sub in root.modules():
+            if sub is not root and type(sub).__name__ in blocks:
+                fully_shard(sub, **kwargs)
+        fully_shard(root, **kwargs)
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """Whether ``module`` (or any part of it) was sharded by ``shard``."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return any(isinstance(m, FSDPModule) for m in module.modules())
+
+
+def full_state_dict(module: nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
+    """The weights of a sharded ``module`` whole, on the main process's CPU ({} on the others): gathered one tensor at
+    a time, so no process ever holds the whole model on its device. ``trainable_only``: just the parameters that
+    train (a LoRA), by their ``named_parameters`` names. Call on every process."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=trainable_only)
+    return get_model_state_dict(module, options=options)
+
+
+def local(tensor: torch.Tensor) -> torch.Tensor:
+    """This process's part of a sharded (DTensor) tensor; the tensor itself otherwise."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def reduce_gradients(params: Sequence[nn.Parameter], accelerator: Any, loss_finite: bool, sharded: bool = False) -> bool:
     """Average gradients over processes (one all-reduce) and say whether the step is finite on every process.
 
     The loss flag rides along as one extra element (0 or NaN), so every process reaches the same verdict. Parameters
-    that received no gradient count as zero gradient.
+    that received no gradient count as zero gradient. ``sharded``: FSDP has already averaged the gradients (each
+    process holds its shard), so only the flag, now also NaN for a non-finite shard, is reduced.
     """
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.detach().reshape(-1).float() for g in grads])
+    flat = torch.cat([local(g).detach().reshape(-1).float() for g in grads])
+    if sharded:
+        finite_here = loss_finite and bool(torch.isfinite(flat).all())
+        flag = torch.tensor([0.0 if finite_here else math.nan], device=flat.device)
+        return bool(torch.isfinite(accelerator.reduce(flag, reduction="sum")).all())
     flag = torch.tensor([0.0 if loss_finite else math.nan], device=flat.device)
     flat = torch.cat([flat, flag])
     if accelerator is not None and accelerator.num_processes > 1:
@@ -53,4 +136,5 @@ def gather_rows(tensor: torch.Tensor, accelerator: Any) -> torch.Tensor:
 def clip_gradients(params: Sequence[nn.Parameter], max_norm: float) -> float:
     """Clip the global gradient norm to ``max_norm`` (0 = no clipping) and return the norm before clipping."""
     limit = max_norm if max_norm > 0 else math.inf
-    return float(torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], limit))
+    norm = torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], limit)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)

@@ -1,7 +1,8 @@
 """Direct reward fine-tuning: backpropagate the run's rewards through a window of steps of the sampling chain.
 
-One optimiser step, per micro-batch of prompts: draw the initial noise from a generator seeded by (seed, step,
-micro-batch, process); run the sampling chain with gradient only inside the window (last-K or random-K); decode the
+One optimiser step, per micro-batch of prompts: draw each video's initial noise from its own stream, seeded by (seed,
+step, micro-batch, the video's place in the global batch), so one process with the whole batch and N processes with
+1/N each draw the same noise; run the sampling chain with gradient only inside the window (last-K or random-K); decode the
 chosen frames (only when a reward reads frames); score them with the run's ``rewards:`` (all differentiable: the critic
 on each prompt's question set, geometry rewards on the latents, a user's own); loss = -(weighted sum of rewards)
 + kl_weight * KL + l2_weight * L2. KL is the squared distance between the adapted and the frozen base model's velocity at the windowed steps
@@ -27,7 +28,7 @@ from drf.grad_window import GradWindow, window_from_config
 from drf.sampling import sample
 from trainers.base import Trainer, finite_all, metric_means
 from trainers.config import RunConfig, TrainerConfig
-from trainers.data import stream_seed
+from trainers.data import stream_noise, stream_seed
 from trainers.weights import adapters_disabled
 
 
@@ -141,11 +142,12 @@ class DRFTrainer(Trainer):
         prompts = self._prompts_for(step, micro)
         window = window_from_config(cfg.sampling.grad_window, cfg.sampling.num_steps, rollout_index)
         picked = frames_from_config(cfg.sampling.frames, cfg.model.num_frames, rollout_index)
-        rng = torch.Generator().manual_seed(stream_seed(cfg.seed, step, micro, acc.process_index))
+        first = acc.process_index * len(prompts)  # this process's first video in the step's global batch
+        seeds = [stream_seed(cfg.seed, step, micro, first + i) for i in range(len(prompts))]
 
         with timer("sampling"):
             cond = self.generator.encode_prompts(prompts, cfg.sampling.guidance_scale)
-            noise = self.generator.init_latents(len(prompts), rng)
+            noise = stream_noise(self.generator, seeds)
             self.chain.reset()
             with self._autocast():
                 rollout = sample(self.chain, cond, window, latents=noise)

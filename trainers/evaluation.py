@@ -17,7 +17,7 @@ from drf.rewards import RewardOutput
 from drf.run_dir import RunDir
 from drf.sampling import sample
 from drf.video_io import video_filename, write_video
-from trainers.data import stream_seed
+from trainers.data import stream_noise, stream_seed
 
 
 def judge_metrics(verdict: dict[str, Any], question_set: Any) -> dict[str, float]:
@@ -59,16 +59,14 @@ def by_judge_aspect(values: dict[str, float], aspect_of: dict[str, str]) -> dict
 
 
 def _videos(
-    generator: Any, prompts: Sequence[str], sampling: Any, seed: int, batch_size: int, autocast: Any
+    generator: Any, prompts: Sequence[str], indices: Sequence[int], sampling: Any, seed: int, batch_size: int,
+    autocast: Any,
 ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
     """(prompt, final latents [1,...], frames [1,T,3,H,W] in [0,1]) per prompt, sampled and decoded ``batch_size`` at a
-    time; prompt i always starts from the noise of stream i, whatever the batch."""
+    time; video ``indices[i]`` always starts from the noise of its own stream, whatever the batch or process."""
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start : start + batch_size])
-        noise = torch.cat([
-            generator.init_latents(1, torch.Generator().manual_seed(stream_seed(seed, start + i)))
-            for i in range(len(chunk))
-        ])  # fmt: skip
+        noise = stream_noise(generator, [stream_seed(seed, i) for i in indices[start : start + batch_size]])
         cond = generator.encode_prompts(chunk, sampling.guidance_scale)
         with autocast() if autocast is not None else nullcontext():
             latents = sample(generator, cond, GradWindow.none(sampling.num_steps), latents=noise).latents
@@ -92,21 +90,29 @@ def sample_and_score(
     autocast: Any = None,
     judge: Any = None,
     batch_size: int = 1,
-) -> dict[str, float]:
-    """Sample one video per prompt (fixed noise per prompt, so evaluations compare; ``batch_size`` of them at a time),
-    write it and its scores.
+    indices: Sequence[int] | None = None,
+    keep: int | None = None,
+) -> list[dict[str, Any]]:
+    """Sample one video per prompt (fixed noise per video index, so evaluations compare; ``batch_size`` of them at a
+    time), write it and return its scores.json record.
 
-    ``rewards``: the run's ``trainers.rewards.RewardSet``. Writes ``out_dir/<index>_<prompt words>.<format>`` and
-    ``out_dir/scores.json`` (the weighted total, each named reward, and with a critic its per-aspect and per-question
-    rewards and answer probability per question); returns the mean ``eval/reward/...`` metrics. With a ``judge``
-    (see ``trainers.plugins``) each video is also judged: its per-question 0/1 scores go into scores.json and the means
-    come back as ``eval/oracle/...``.
+    ``rewards``: the run's ``trainers.rewards.RewardSet``. ``indices``: the videos' indices in the whole evaluation
+    (default 0, 1, ...), which pick their noise and name their files; a process evaluating a slice passes its own.
+    Only the first ``keep`` videos (default all) are written and recorded: the rest pad a slice so that every process
+    runs the generator equally often. Writes ``out_dir/<index>_<prompt words>.<format>``. A record holds the weighted
+    total, each named reward and, with a critic, its per-aspect and per-question rewards and answer probability per
+    question, plus the video's metrics under ``metrics`` (``write_scores`` averages them). With a ``judge`` (see
+    ``trainers.plugins``) each video is also judged: its per-question 0/1 scores go into the record.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records, sums, counts = [], {}, {}
-    videos = _videos(generator, prompts, sampling, seed, batch_size, autocast)
-    for index, (qset, (prompt, latents, frames)) in enumerate(zip(question_sets, videos)):
+    indices = list(range(len(prompts))) if indices is None else list(indices)
+    keep = len(prompts) if keep is None else keep
+    records = []
+    videos = _videos(generator, prompts, indices, sampling, seed, batch_size, autocast)
+    for position, (index, qset, (prompt, latents, frames)) in enumerate(zip(indices, question_sets, videos)):
+        if position >= keep:
+            continue
         picked = frames_from_config(sampling.frames, frames.shape[1], index)
         scored = frames if picked is None else frames[:, picked]
         result = rewards.score([prompt], [qset], latents=latents, frames=scored.float())
@@ -121,6 +127,7 @@ def sample_and_score(
                 "aspects": {k.split("/")[-1]: v for k, v in metrics.items() if k.startswith("reward/aspect/")},
                 "questions": {k.split("/")[-1]: v for k, v in metrics.items() if k.startswith("reward/q/")},
                 "p_expected": p_expected_by_id(result.critic),
+                "metrics": metrics,
             }
         )
         if judge is not None:
@@ -140,9 +147,20 @@ def sample_and_score(
                 "scores": verdict["scores"],
             }
             metrics.update(judged)
-        for key, value in metrics.items():
+    return records
+
+
+def write_scores(out_dir: str | Path, records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Write ``out_dir/scores.json`` (the records of ``sample_and_score``, in video order, without their metrics) and
+    return the mean ``eval/...`` metrics over the videos (each metric over the videos where it is finite)."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for record in records:
+        for key, value in record["metrics"].items():
             if math.isfinite(value):
                 sums[key] = sums.get(key, 0.0) + value
                 counts[key] = counts.get(key, 0) + 1
-    (out_dir / RunDir.SCORES).write_text(json.dumps(records, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    saved = [{k: v for k, v in record.items() if k != "metrics"} for record in records]
+    text = json.dumps(saved, indent=2, allow_nan=True) + "\n"
+    (Path(out_dir) / RunDir.SCORES).write_text(text, encoding="utf-8")
     return {f"eval/{key}": sums[key] / counts[key] for key in sums}

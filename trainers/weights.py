@@ -4,11 +4,13 @@ for the frozen reference model."""
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from drf.errors import ConfigError
@@ -106,6 +108,30 @@ def load_adapter_weights(transformer: nn.Module, path: str | Path) -> None:
                 "set lora_rank and lora_target_modules as the LoRA was trained"
             )
     set_peft_model_state_dict(transformer, state)
+
+
+def save_full(module: nn.Module, directory: str | Path, whole: dict[str, torch.Tensor] | None = None) -> None:
+    """The fully fine-tuned transformer (each expert in its own subfolder) as a diffusers model folder.
+
+    ``whole``: a sharded run's weights gathered onto this process (``trainers.distributed.full_state_dict``), written
+    with the module's config in the layout ``save_pretrained`` uses, since the sharded module holds 1/N of each."""
+    if whole is None:
+        module.save_pretrained(directory)
+        return
+    from huggingface_hub import save_torch_state_dict
+
+    parts = {name: (m, f"{name}.") for name, m in module.items()} if isinstance(module, Experts) else {"": (module, "")}
+    for name, (part, prefix) in parts.items():
+        out = Path(directory) / name
+        part.save_config(out)
+        config = out / "config.json"
+        # FSDP2 renamed the class (FSDPWanTransformer3DModel); the folder must name the class that loads it.
+        saved = json.loads(config.read_text(encoding="utf-8"))
+        saved["_class_name"] = saved["_class_name"].removeprefix("FSDP")
+        config.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        # Own storage per tensor: gathered tensors can be views of one buffer, which safetensors refuses.
+        own = {k.removeprefix(prefix): v.contiguous().clone() for k, v in whole.items() if k.startswith(prefix)}
+        save_torch_state_dict(own, out, filename_pattern="diffusion_pytorch_model{suffix}.safetensors")
 
 
 def count_parameters(params: Sequence[nn.Parameter]) -> int:

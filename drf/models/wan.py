@@ -7,7 +7,7 @@ step whether gradients flow while staying numerically identical to ``WanPipeline
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -284,25 +284,30 @@ class WanGenerator:
         return frames
 
     # ----------------------------------------------------------------------------------------- LoRA
-    def save_lora(self, out_dir: str | Path) -> Path:
+    def save_lora(self, out_dir: str | Path, weights: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> Path:
         """Write each expert's LoRA as diffusers' ``pytorch_lora_weights.safetensors`` (the low-noise expert's as
         ``pytorch_lora_weights_transformer_2.safetensors``), with its adapter metadata (rank, alpha, targets), so a
         stock ``WanPipeline.load_lora_weights`` reproduces this generator (``load_into_transformer_2=True`` for the
-        second file). Returns the directory."""
+        second file). Returns the directory.
+
+        ``weights``: each expert's (``"transformer"``, ``"transformer_2"``) LoRA tensors whole, by parameter name, to
+        write instead of the modules' own; a sharded run gathers them, since its modules hold 1/N of each."""
         from diffusers import WanPipeline
         from peft.utils import get_peft_model_state_dict
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name, weights in (("transformer", LORA_WEIGHTS), ("transformer_2", LORA_WEIGHTS_2)):
+        for name, filename in (("transformer", LORA_WEIGHTS), ("transformer_2", LORA_WEIGHTS_2)):
             module = getattr(self.pipe, name, None)
             if module is None or not getattr(module, "peft_config", None):
                 continue
-            state = {k: v.detach().to("cpu").contiguous() for k, v in get_peft_model_state_dict(module).items()}
+            given = (weights or {}).get(name)
+            state = get_peft_model_state_dict(module, state_dict=None if given is None else dict(given))
+            state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
             WanPipeline.save_lora_weights(
                 out_dir,
                 transformer_lora_layers=state,
-                weight_name=weights,
+                weight_name=filename,
                 transformer_lora_adapter_metadata=module.peft_config["default"].to_dict(),
             )
         return out_dir

@@ -158,19 +158,28 @@ def test_geometry_rewards_pass_gradients_to_the_latents_and_share_one_forward():
 
 def test_batched_evaluation_scores_each_video_as_alone(tmp_path):
     """Eval videos sampled 3 at a time start from the same noise as one at a time: same scores, same frames."""
-    import json
-
     from trainers.evaluation import sample_and_score
 
     trainer = make_trainer(config_without_critic(tmp_path, f"[{BRIGHTNESS}]", DRFRunConfig, TINY_CONFIG, "name=ev"))
     prompts = trainer._eval_prompts() * 2
     runs = {}
     for batch in (1, 3):
-        out = tmp_path / f"batch{batch}"
-        sample_and_score(trainer.generator, trainer.rewards, prompts, [trainer.question_sets[p] for p in prompts],
-                         sampling=trainer.cfg.sampling, seed=5, out_dir=out, video_format="gif", fps=8,
-                         batch_size=batch)  # fmt: skip
-        runs[batch] = json.loads((out / RunDir.SCORES).read_text(encoding="utf-8"))
+        runs[batch] = sample_and_score(
+            trainer.generator, trainer.rewards, prompts, [trainer.question_sets[p] for p in prompts],
+            sampling=trainer.cfg.sampling, seed=5, out_dir=tmp_path / f"batch{batch}", video_format="gif", fps=8,
+            batch_size=batch,
+        )  # fmt: skip
+    # A slice of the same evaluation (videos 1 and 2, padded with one more that is not kept), as one of several
+    # processes runs it: the same videos as in the whole.
+    part = prompts[1:3] + prompts[:1]
+    runs["slice"] = sample_and_score(
+        trainer.generator, trainer.rewards, part, [trainer.question_sets[p] for p in part],
+        sampling=trainer.cfg.sampling, seed=5, out_dir=tmp_path / "slice", video_format="gif", fps=8,
+        batch_size=3, indices=[1, 2, 3], keep=2,
+    )  # fmt: skip
+    assert [r["video"] for r in runs["slice"]] == [r["video"] for r in runs[1][1:3]]
+    for alone, part in zip(runs[1][1:3], runs["slice"]):
+        assert part["reward"] == pytest.approx(alone["reward"], abs=1e-5)
     assert len(runs[1]) == len(prompts) == 4
     for alone, batched in zip(runs[1], runs[3]):
         assert alone["prompt"] == batched["prompt"]
