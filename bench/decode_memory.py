@@ -1,11 +1,13 @@
 """Peak memory of a Wan VAE decode plus its backward at 9, 33 and 81 frames: diffusers' decode against drf's
-per-latent-frame checkpointed decode (``drf.models.wan_decode``), on the Wan 2.1 VAE architecture (random weights,
-nothing downloaded) at a small frame size, where activations dominate the weights.
+checkpointed decode (``drf.models.wan_decode``) per latent frame ("frames") and in segments of ~sqrt(N) latent
+frames ("segments"), on the Wan 2.1 VAE architecture (random weights, nothing downloaded) at a small frame size, where
+activations dominate the weights.
 
 Each measurement runs in its own process: on a GPU the peak of ``torch.cuda.max_memory_allocated`` above what was
 allocated before the decode; on a CPU the peak resident set above the one before the decode, with glibc told to
 map every allocation over 128 KB on its own (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors leave the resident
-set instead of a fragmented heap. Prints one line per setting and ends with the headline ratio, checkpointed peak(33) / peak(9).
+set instead of a fragmented heap. Prints one line per setting and ends with the headline ratio, checkpointed (segments)
+peak(33) / peak(9).
 
     python bench/decode_memory.py [--size 64] [--frames 9 33 81]
 """
@@ -29,7 +31,10 @@ def resident_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def measure(frames: int, size: int, checkpointed: bool) -> dict:
+MODES = ("plain", "frames", "segments")
+
+
+def measure(frames: int, size: int, mode: str) -> dict:
     """Decode + backward once in this process -> {peak_mb, seconds}."""
     import torch
     from diffusers import AutoencoderKLWan
@@ -47,7 +52,7 @@ def measure(frames: int, size: int, checkpointed: bool) -> dict:
     else:
         before = resident_mb()
     started = time.perf_counter()
-    out = checkpointed_decode(vae, z) if checkpointed else vae.decode(z).sample
+    out = vae.decode(z).sample if mode == "plain" else checkpointed_decode(vae, z, segments=mode == "segments")
     out.square().mean().backward()
     if device == "cuda":
         torch.cuda.synchronize()
@@ -64,10 +69,10 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("FRAMES", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(int(args.child[0]), args.size, args.child[1] == "checkpointed")))
+        print(json.dumps(measure(int(args.child[0]), args.size, args.child[1])))
         return
     peaks: dict[tuple[str, int], float] = {}
-    for mode in ("plain", "checkpointed"):
+    for mode in MODES:
         for frames in args.frames:
             run = subprocess.run(
                 [sys.executable, __file__, "--size", str(args.size), "--child", str(frames), mode],
@@ -76,16 +81,17 @@ def main() -> None:
             )  # fmt: skip
             result = json.loads(run.stdout.strip().splitlines()[-1])
             peaks[mode, frames] = result["peak_mb"]
-            print(f"{mode:>12} decode+backward, {frames:>3} frames at {args.size}x{args.size} on {result['device']}: "
+            print(f"{mode:>8} decode+backward, {frames:>3} frames at {args.size}x{args.size} on {result['device']}: "
                   f"peak {result['peak_mb']:8.0f} MB, {result['seconds']:6.1f} s")  # fmt: skip
     first = args.frames[0]
-    for mode in ("plain", "checkpointed"):
+    for mode in MODES:
         ratios = ", ".join(f"peak({f})/peak({first}) {peaks[mode, f] / peaks[mode, first]:.2f}" for f in args.frames[1:])
-        print(f"{mode:>12}: {ratios}")
+        print(f"{mode:>8}: {ratios}")
     for frames in args.frames:
-        print(f"checkpointed / plain at {frames} frames: {peaks['checkpointed', frames] / peaks['plain', frames]:.3f}")
+        print(f"frames / plain at {frames} frames: {peaks['frames', frames] / peaks['plain', frames]:.3f}, "
+              f"segments / plain: {peaks['segments', frames] / peaks['plain', frames]:.3f}")
     if 33 in args.frames and 9 in args.frames:
-        print(f"headline: checkpointed peak(33)/peak(9) = {peaks['checkpointed', 33] / peaks['checkpointed', 9]:.2f}")
+        print(f"headline: checkpointed (segments) peak(33)/peak(9) = {peaks['segments', 33] / peaks['segments', 9]:.2f}")
 
 
 if __name__ == "__main__":

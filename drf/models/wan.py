@@ -82,7 +82,7 @@ class WanGenerator:
         shift: float = 5.0,
         negative_prompt: str = "",
         max_sequence_length: int = 512,
-        decode_checkpointing: bool = True,
+        decode_checkpointing: str = "frames",
     ) -> None:
         self.pipe = pipe
         self.decode_checkpointing = decode_checkpointing
@@ -261,9 +261,9 @@ class WanGenerator:
         """Frames ``[B,T,3,H,W]`` in [0,1], differentiable in ``latents``.
 
         The VAE is causal in time, so decoding only the latent prefix that covers the last wanted frame gives those
-        frames exactly and skips the rest of the decode. With gradient (and ``decode_checkpointing``) the decode runs
-        latent frame by latent frame, each recomputed in backward (``drf.models.wan_decode``), so its activation memory
-        no longer grows with the clip.
+        frames exactly and skips the rest of the decode. With gradient (and ``decode_checkpointing`` frames or
+        segments) the decode runs latent frame by latent frame, each recomputed in backward (``drf.models.wan_decode``),
+        so its activations no longer grow with the clip.
         """
         vae = self.pipe.vae
         z = latents.to(vae.dtype)
@@ -274,8 +274,9 @@ class WanGenerator:
         mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
         inv_std = 1.0 / torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
         z = z / inv_std + mean
-        if self.decode_checkpointing and torch.is_grad_enabled() and z.requires_grad and not vae.use_tiling:
-            video = checkpointed_decode(vae, z)
+        checkpointed = self.decode_checkpointing != "none" and torch.is_grad_enabled() and z.requires_grad
+        if checkpointed and not vae.use_tiling:
+            video = checkpointed_decode(vae, z, segments=self.decode_checkpointing == "segments")
         else:
             video = vae.decode(z, return_dict=False)[0]  # [B,3,T,H,W] in [-1,1]
         frames = (video * 0.5 + 0.5).clamp(0, 1).transpose(1, 2)

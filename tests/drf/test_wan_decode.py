@@ -31,14 +31,15 @@ def saved_bytes(fn) -> int:
     return total
 
 
+@pytest.mark.parametrize("segments", [False, True])  # 7 latent frames: segments of 3, 3 and 1 (segment_length)
 @pytest.mark.parametrize("name", list(VAES))
-def test_checkpointed_decode_equals_diffusers_in_frames_and_gradient(name):
+def test_checkpointed_decode_equals_diffusers_in_frames_and_gradient(name, segments):
     torch.manual_seed(0)
     vae = AutoencoderKLWan(**VAES[name]).eval().requires_grad_(False)
-    z = torch.randn(1, 16, 4, 4, 4, requires_grad=True)
+    z = torch.randn(1, 16, 7, 4, 4, requires_grad=True)
     weights = None
     outputs, grads = [], []
-    for decode in (lambda: vae.decode(z).sample, lambda: checkpointed_decode(vae, z)):
+    for decode in (lambda: vae.decode(z).sample, lambda: checkpointed_decode(vae, z, segments)):
         out = decode()
         weights = torch.randn_like(out, generator=torch.Generator().manual_seed(1)) if weights is None else weights
         (grad,) = torch.autograd.grad((out * weights).sum(), z)
@@ -52,15 +53,21 @@ def test_generator_decode_checkpoints_only_with_gradient_and_keeps_few_activatio
     gen = tiny_generator()
     latents = torch.randn(1, 16, 4, 4, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
 
-    def decode(checkpointing: bool) -> torch.Tensor:
+    def decode(checkpointing: str) -> torch.Tensor:
         gen.decode_checkpointing = checkpointing
         return gen.decode(latents)
 
     try:
-        plain, checkpointed = saved_bytes(lambda: decode(False)), saved_bytes(lambda: decode(True))
-        torch.testing.assert_close(decode(True), decode(False), rtol=0, atol=1e-6)
+        plain, checkpointed = saved_bytes(lambda: decode("none")), saved_bytes(lambda: decode("frames"))
+        torch.testing.assert_close(decode("frames"), decode("none"), rtol=0, atol=1e-6)
         with torch.no_grad():
-            assert saved_bytes(lambda: decode(True)) == 0
+            assert saved_bytes(lambda: decode("frames")) == 0
     finally:
-        gen.decode_checkpointing = True
+        gen.decode_checkpointing = "frames"
     assert checkpointed < 0.25 * plain, (checkpointed, plain)
+
+
+def test_long_clips_are_checkpointed_in_segments_of_about_the_square_root():
+    from drf.models.wan_decode import segment_length
+
+    assert [segment_length(n) for n in (1, 3, 5, 6, 9, 21)] == [1, 3, 5, 3, 3, 5]
