@@ -78,13 +78,6 @@ def shard(module: nn.Module, plugin: Any) -> None:
         fully_shard(root, **kwargs)
 
 
-def is_sharded(module: nn.Module) -> bool:
-    """Whether ``module`` (or any part of it) was sharded by ``shard``."""
-    from torch.distributed.fsdp import FSDPModule
-
-    return any(isinstance(m, FSDPModule) for m in module.modules())
-
-
 def full_state_dict(module: nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
     """The weights of a sharded ``module`` whole, on the main process's CPU ({} on the others): gathered one tensor at
     a time, so no process ever holds the whole model on its device. ``trainable_only``: just the parameters that
