@@ -302,7 +302,7 @@ def _sharded_state(module: torch.nn.Module, optimizer: Any, objects: Mapping[str
     return state
 
 
-def _agreed_path(path: Path | None, accelerator: Any) -> Path:
+def _agreed_path(path: Path | None) -> Path:
     """The main process's ``path`` on every process (they all write into the directory it made)."""
     from accelerate.utils import broadcast_object_list
 
@@ -355,7 +355,7 @@ def save_checkpoint(
     if module is not None and is_sharded(module):
         import torch.distributed.checkpoint as dcp
 
-        tmp = _agreed_path(tmp, accelerator)
+        tmp = _agreed_path(tmp)
         dcp.save(_sharded_state(module, optimizer, objects), checkpoint_id=tmp / SHARDED_DIR)
         trainable, optimizer, objects = None, None, {}
         accelerator.wait_for_everyone()
