@@ -42,7 +42,14 @@ from trainers.paired import summary as paired_summary
 from trainers.plugins import REPORT_WRITER, load_judge, resolve
 from trainers.rewards import Scored, build_rewards
 from trainers.run import batch_arithmetic, critic_config_for, prepare_run, removed_on_failure, run_dir_of
-from trainers.weights import choose_experts, count_parameters, load_adapter_weights, save_full, setup_trainable
+from trainers.weights import (
+    by_expert,
+    choose_experts,
+    count_parameters,
+    load_adapter_weights,
+    save_full,
+    setup_trainable,
+)
 
 
 class Trainer:
@@ -359,20 +366,13 @@ class Trainer:
             whole = full_state_dict(self.transformer, trainable_only=lora) if self.sharded else None
             if self.accelerator.is_main_process:
                 if lora:
-                    path = self.generator.save_lora(RunDir(self.run_dir).lora, weights=self._by_expert(whole))
+                    weights = None if whole is None else by_expert(self.transformer, whole)
+                    path = self.generator.save_lora(RunDir(self.run_dir).lora, weights=weights)
                 else:
                     path = RunDir(self.run_dir).transformer
                     save_full(self.transformer, path, whole)
         self.accelerator.wait_for_everyone()
         return path
-
-    def _by_expert(self, whole: dict[str, torch.Tensor] | None) -> dict[str, dict[str, torch.Tensor]] | None:
-        """Gathered weights split per trained expert (keys as in that expert's ``named_parameters``)."""
-        if whole is None:
-            return None
-        if self.experts == ["transformer"]:
-            return {"transformer": whole}
-        return {e: {k.removeprefix(f"{e}."): v for k, v in whole.items() if k.startswith(f"{e}.")} for e in self.experts}
 
     # ------------------------------------------------------------------------------------------------ loop
     def train(self) -> Path:

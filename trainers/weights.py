@@ -110,6 +110,16 @@ def load_adapter_weights(transformer: nn.Module, path: str | Path) -> None:
     set_peft_model_state_dict(transformer, state)
 
 
+def by_expert(module: nn.Module, whole: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """Weights gathered from the trained ``module``, per expert (pipeline name), keyed as in that expert's own
+    ``named_parameters``."""
+    if not isinstance(module, Experts):
+        return {"transformer": whole}
+    return {
+        name: {k.removeprefix(f"{name}."): v for k, v in whole.items() if k.startswith(f"{name}.")} for name in module
+    }
+
+
 def save_full(module: nn.Module, directory: str | Path, whole: dict[str, torch.Tensor] | None = None) -> None:
     """The fully fine-tuned transformer (each expert in its own subfolder) as a diffusers model folder.
 
@@ -120,9 +130,9 @@ def save_full(module: nn.Module, directory: str | Path, whole: dict[str, torch.T
         return
     from huggingface_hub import save_torch_state_dict
 
-    parts = {name: (m, f"{name}.") for name, m in module.items()} if isinstance(module, Experts) else {"": (module, "")}
-    for name, (part, prefix) in parts.items():
-        out = Path(directory) / name
+    experts = isinstance(module, Experts)
+    for name, own in by_expert(module, whole).items():
+        part, out = (module[name], Path(directory) / name) if experts else (module, Path(directory))
         part.save_config(out)
         config = out / "config.json"
         # FSDP2 renamed the class (FSDPWanTransformer3DModel); the folder must name the class that loads it.
@@ -130,7 +140,7 @@ def save_full(module: nn.Module, directory: str | Path, whole: dict[str, torch.T
         saved["_class_name"] = saved["_class_name"].removeprefix("FSDP")
         config.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         # Own storage per tensor: gathered tensors can be views of one buffer, which safetensors refuses.
-        own = {k.removeprefix(prefix): v.contiguous().clone() for k, v in whole.items() if k.startswith(prefix)}
+        own = {k: v.contiguous().clone() for k, v in own.items()}
         save_torch_state_dict(own, out, filename_pattern="diffusion_pytorch_model{suffix}.safetensors")
 
 
