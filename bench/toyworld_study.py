@@ -38,7 +38,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "nft": ("configs/toyworld_nft.yaml", []),
 }
 ALIGNMENT = "eval/oracle/alignment/total"
-ASPECTS = ("object", "count", "size", "spatial", "motion", "camera_motion")
+ASPECTS = ("object", "color", "count", "size", "spatial", "object_motion", "camera_motion")  # the oracle's
 COLUMNS = (
     ("oracle align", ALIGNMENT),
     *((a.replace("_", " "), f"eval/oracle/alignment/aspect/{a}") for a in ASPECTS),
@@ -77,25 +77,30 @@ def build_trainer(method: str, seed: int, out_dir: Path, overrides: list[str]) -
 
 @torch.no_grad()
 def geometry_of_eval(trainer: Any, lgm: Any) -> dict[str, float]:
-    """Latent geometry rewards of the eval prompts' videos, sampled from the same noise as ``trainer.evaluate``."""
+    """Latent geometry rewards of the eval prompts' videos, sampled from the same noise as ``trainer.evaluate``
+    (video i from stream i, ``eval_batch_size`` at a time)."""
     from drf.geometry.rewards import geometry_rewards
     from drf.grad_window import GradWindow
     from drf.sampling import sample
-    from trainers.data import stream_seed
-    from trainers.grpo import camera_motion_of
+    from trainers.data import stream_noise, stream_seed
     from trainers.optim import ema_weights
+    from trainers.rewards import camera_motion_of
 
+    sampling, batch = trainer.cfg.sampling, trainer.train_cfg.eval_batch_size
+    prompts = trainer._eval_prompts()
     columns: dict[str, list[float]] = {}
     with ema_weights(trainer.ema, trainer.params):
-        for index, prompt in enumerate(trainer._eval_prompts()):
-            rng = torch.Generator().manual_seed(stream_seed(trainer.cfg.seed, index))
-            cond = trainer.generator.encode_prompts([prompt], trainer.cfg.sampling.guidance_scale)
-            latents = sample(trainer.generator, cond, GradWindow.none(trainer.cfg.sampling.num_steps), rng=rng).latents
-            out = geometry_rewards(lgm(latents.float()), [camera_motion_of(prompt)])
-            for i, name in enumerate(out.question_ids[0]):
-                if bool(out.mask[0, i]):
-                    columns.setdefault(f"geo/{name.removeprefix('geo_')}", []).append(float(out.per_question[0, i]))
-            columns.setdefault("geo/dynamic_degree", []).append(float(out.extras["geo_dynamic_degree"][0]))
+        for start in range(0, len(prompts), batch):
+            chunk = prompts[start : start + batch]
+            noise = stream_noise(trainer.generator, [stream_seed(trainer.cfg.seed, start + i) for i in range(len(chunk))])
+            cond = trainer.generator.encode_prompts(chunk, sampling.guidance_scale)
+            latents = sample(trainer.generator, cond, GradWindow.none(sampling.num_steps), latents=noise).latents
+            out = geometry_rewards(lgm(latents.float()), [camera_motion_of(p) for p in chunk])
+            for b in range(len(chunk)):
+                for i, name in enumerate(out.question_ids[b]):
+                    if bool(out.mask[b, i]):
+                        columns.setdefault(f"geo/{name.removeprefix('geo_')}", []).append(float(out.per_question[b, i]))
+                columns.setdefault("geo/dynamic_degree", []).append(float(out.extras["geo_dynamic_degree"][b]))
     return {k: sum(v) / len(v) for k, v in columns.items()}
 
 
@@ -141,12 +146,14 @@ def summarise(results: dict[str, dict[int, list[dict[str, float]]]]) -> tuple[st
         mean = statistics.fmean(values)
         return f"{mean:.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{mean:.3f}"
 
-    header = "| method | steps | " + " | ".join(name for name, _ in COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
+    measured = {key for by_seed in results.values() for records in by_seed.values() for r in records for key in r}
+    columns = [(name, key) for name, key in COLUMNS if key in measured]  # aspects the eval questions ask about
+    header = "| method | steps | " + " | ".join(name for name, _ in columns) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 2)]
     for method, by_seed in results.items():
         finals = [records[-1] for records in by_seed.values()]
         steps = f"{statistics.fmean(r['steps'] for r in finals):.0f}"
-        cells = [cell([r[key] for r in finals if key in r]) for _, key in COLUMNS]
+        cells = [cell([r[key] for r in finals if key in r]) for _, key in columns]
         lines.append(f"| {method} | {steps} | " + " | ".join(cells) + " |")
     notes = []
     for grpo in ("grpo_critic", "grpo_critic_geometry"):
@@ -157,6 +164,8 @@ def summarise(results: dict[str, dict[int, list[dict[str, float]]]]) -> tuple[st
             drf = results["drf"].get(seed, [])
             reached = next((r for r in drf if r.get(ALIGNMENT, -1.0) >= target), None) if target is not None else None
             when = f"after {reached['train_seconds']:.0f}s of training" if reached else "not within the budget"
+            if reached is not None and reached["steps"] == 0:
+                when = f"before training: {grpo} ended no higher than the base ({drf[0][ALIGNMENT]:.4f})"
             notes.append(
                 f"seed {seed}: DRF reached {grpo}'s final oracle alignment {target:.4f} {when} "
                 f"({grpo} trained {records[-1]['train_seconds']:.0f}s; the goal is a third of that)"
@@ -191,6 +200,7 @@ def main() -> int:
     parser.add_argument("--runs", default="runs/study", help="Where the runs write their samples.")
     parser.add_argument("--out", default="", help="Write every record as JSON here (and the plot beside it, .svg).")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--summarise", default="", metavar="JSON", help="Print the table of an earlier --out; no training.")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -200,6 +210,11 @@ def main() -> int:
         help="Config override for every run; RECIPE. stands for the run's drf./grpo./nft. section (repeatable).",
     )
     args = parser.parse_args()
+    if args.summarise:
+        saved = json.loads(Path(args.summarise).read_text())
+        table, notes = summarise({m: {int(k): v for k, v in by.items()} for m, by in saved["results"].items()})
+        print("\n".join([table, *notes]))
+        return 0
     torch.set_num_threads(args.threads)
 
     from drf.geometry.lgm import LatentGeometryModel

@@ -9,7 +9,8 @@ checkered floor, a pale sky, and the toy camera's field of view.
 - size: apparent height over the distance from the object's bottom to the horizon (the sky/floor boundary), which
   cancels the distance to the camera: about object height / camera height;
 - shape: shading structure of the side band (a sphere's shading changes down the columns; a cube shows flat faces),
-  voted over frames and object pieces;
+  voted over frames and object pieces; a piece seen whole whose silhouette is not a primitive's (convex, compact,
+  about as wide as tall) votes for neither, so an amorphous blob of the right colour is not taken for a cube or sphere;
 - relations: left/right by centroid x at the start, in front/behind by the floor distance of the base centre (from
   the bottom row, the horizon and the object's width: closer objects stand lower);
 - camera motion: an 8-parameter planar flow (exact for small motions of a plane) fitted to the floor between
@@ -273,6 +274,49 @@ def _shape_vote(region_v: Tensor, mask: Tensor) -> str | None:
 
 
 SPHERE_WITHIN_STD = 0.045  # brightness std down the columns of the side band: spheres >= 0.06, cubes <= 0.03
+BLOB = "blob"  # the vote of a silhouette that is neither a cube's nor a sphere's
+
+# Silhouettes of whole primitives in renders (1,384 pieces of 60 eval-split scenes): fill of the bounding box >= 0.72,
+# overlap with the box's inscribed ellipse >= 0.80, width / height 0.85-1.25, every row and column one run.
+MIN_FILL, MIN_ELLIPSE_IOU, ASPECT_RANGE, MIN_CONVEXITY = 0.68, 0.75, (0.75, 1.4), 0.95
+
+
+def _runs_filled(mask: Tensor) -> float:
+    """Share of each row's span (first to last pixel) that the mask fills, over all rows: 1.0 for a convex shape."""
+    filled = mask.any(1)
+    first = mask.float().argmax(1)
+    last = mask.shape[1] - 1 - mask.flip(1).float().argmax(1)
+    span = (last - first + 1)[filled]
+    return float(mask.sum()) / max(1, int(span.sum()))
+
+
+def is_primitive_silhouette(mask: Tensor) -> bool:
+    """Whether ``mask`` [h,w], cropped to its bounding box, could be a whole cube or sphere seen by the toy camera."""
+    rows, cols = mask.shape
+    yy = (torch.arange(rows) + 0.5) / rows * 2 - 1
+    xx = (torch.arange(cols) + 0.5) / cols * 2 - 1
+    ellipse = yy[:, None] ** 2 + xx[None, :] ** 2 <= 1
+    iou = float((ellipse & mask).sum()) / max(1, int((ellipse | mask).sum()))
+    return (
+        float(mask.float().mean()) >= MIN_FILL
+        and iou >= MIN_ELLIPSE_IOU
+        and ASPECT_RANGE[0] <= cols / rows <= ASPECT_RANGE[1]
+        and min(_runs_filled(mask), _runs_filled(mask.T)) >= MIN_CONVEXITY
+    )
+
+
+def _touches_border(mask: Tensor) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+def _grown(mask: Tensor) -> Tensor:
+    """``mask`` [h,w] and its 8 neighbours."""
+    return F.max_pool2d(mask.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0
+
+
+def _seen_whole(mask: Tensor, other_objects: Tensor) -> bool:
+    """Neither cut by the frame's border nor touching another object (which may hide part of it)."""
+    return not _touches_border(mask) and not bool((_grown(mask) & other_objects).any())
 
 
 def _tracks(video: Tensor, labels: Tensor, v: Tensor) -> list[Track]:
@@ -305,10 +349,13 @@ def _tracks(video: Tensor, labels: Tensor, v: Tensor) -> list[Track]:
         for f in range(t):
             if not parts[f]:
                 continue
+            other_objects = (labels[f] >= 0) & (labels[f] != ci)
             for m in parts[f]:
                 rr, cc = rows[m.any(1)], cols[m.any(0)]
                 r0, r1, c0, c1 = int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1
                 vote = _shape_vote(v[f, r0:r1, c0:c1], m[r0:r1, c0:c1])
+                if vote is not None and _seen_whole(m, other_objects) and not is_primitive_silhouette(m[r0:r1, c0:c1]):
+                    vote = BLOB
                 if vote is not None:
                     votes[vote] += 1
             # A single object may be split by an occluder: take all its pieces; a group is represented by its largest.
@@ -327,9 +374,8 @@ def _tracks(video: Tensor, labels: Tensor, v: Tensor) -> list[Track]:
             bottom[f, 1] = low + 1.0
             height[f] = float(rr.max() - rr.min() + 1)
             width[f] = float(cc.max() - cc.min() + 1)
-            clean[f] = not bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
-            ring = F.max_pool2d(m.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0
-            touching[f] = {COLOR_NAMES[int(i)] for i in labels[f][ring].unique() if 0 <= int(i) != ci}
+            clean[f] = not _touches_border(m)
+            touching[f] = {COLOR_NAMES[int(i)] for i in labels[f][_grown(m)].unique() if 0 <= int(i) != ci}
         tracks.append(Track(name, count, area, centroid, bottom, height, width, clean, touching, votes))
     # Touching a nearer object (standing lower in the image) means being partly hidden by it.
     by_color = {tr.color: tr for tr in tracks}
@@ -493,6 +539,7 @@ def analyze(video: Tensor) -> VideoFacts:
     for track in _tracks(video, labels, val):
         facts.tracks.append(track)
         shape = track.shape_votes.most_common(1)[0][0] if track.shape_votes else None
+        shape = None if shape == BLOB else shape
         _, distance = _base_points(track, horizon, focal)
         seen = ~torch.isnan(track.area)
         # Present throughout: seen at both ends and in most frames (brief occlusions are not disappearances).
