@@ -77,30 +77,24 @@ def build_trainer(method: str, seed: int, out_dir: Path, overrides: list[str]) -
 
 @torch.no_grad()
 def geometry_of_eval(trainer: Any, lgm: Any) -> dict[str, float]:
-    """Latent geometry rewards of the eval prompts' videos, sampled from the same noise as ``trainer.evaluate``
-    (video i from stream i, ``eval_batch_size`` at a time)."""
+    """Latent geometry rewards of the eval prompts' videos: the very videos ``trainer.evaluate`` sampled (same noise
+    streams, batches and precision), read from their final latents by the latent geometry model."""
     from drf.geometry.rewards import geometry_rewards
-    from drf.grad_window import GradWindow
-    from drf.sampling import sample
-    from trainers.data import stream_noise, stream_seed
+    from trainers.evaluation import eval_videos
     from trainers.optim import ema_weights
     from trainers.rewards import camera_motion_of
 
-    sampling, batch = trainer.cfg.sampling, trainer.train_cfg.eval_batch_size
     prompts = trainer._eval_prompts()
+    settings = (trainer.cfg.sampling, trainer.cfg.seed, trainer.train_cfg.eval_batch_size, trainer._autocast)
+    with ema_weights(trainer.ema, trainer.params), torch.no_grad():
+        latents = torch.cat([x for _, x, _ in eval_videos(trainer.generator, prompts, range(len(prompts)), *settings)])
+        out = geometry_rewards(lgm(latents.float()), [camera_motion_of(p) for p in prompts])
     columns: dict[str, list[float]] = {}
-    with ema_weights(trainer.ema, trainer.params):
-        for start in range(0, len(prompts), batch):
-            chunk = prompts[start : start + batch]
-            noise = stream_noise(trainer.generator, [stream_seed(trainer.cfg.seed, start + i) for i in range(len(chunk))])
-            cond = trainer.generator.encode_prompts(chunk, sampling.guidance_scale)
-            latents = sample(trainer.generator, cond, GradWindow.none(sampling.num_steps), latents=noise).latents
-            out = geometry_rewards(lgm(latents.float()), [camera_motion_of(p) for p in chunk])
-            for b in range(len(chunk)):
-                for i, name in enumerate(out.question_ids[b]):
-                    if bool(out.mask[b, i]):
-                        columns.setdefault(f"geo/{name.removeprefix('geo_')}", []).append(float(out.per_question[b, i]))
-                columns.setdefault("geo/dynamic_degree", []).append(float(out.extras["geo_dynamic_degree"][b]))
+    for b in range(len(prompts)):
+        for i, name in enumerate(out.question_ids[b]):
+            if bool(out.mask[b, i]):
+                columns.setdefault(f"geo/{name.removeprefix('geo_')}", []).append(float(out.per_question[b, i]))
+        columns.setdefault("geo/dynamic_degree", []).append(float(out.extras["geo_dynamic_degree"][b]))
     return {k: sum(v) / len(v) for k, v in columns.items()}
 
 

@@ -58,7 +58,7 @@ def by_judge_aspect(values: dict[str, float], aspect_of: dict[str, str]) -> dict
     return {aspect: sum(v) / len(v) for aspect, v in sorted(grouped.items())}
 
 
-def _videos(
+def eval_videos(
     generator: Any, prompts: Sequence[str], indices: Sequence[int], sampling: Any, seed: int, batch_size: int,
     autocast: Any,
 ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -109,7 +109,7 @@ def sample_and_score(
     indices = list(range(len(prompts))) if indices is None else list(indices)
     keep = len(prompts) if keep is None else keep
     records = []
-    videos = _videos(generator, prompts, indices, sampling, seed, batch_size, autocast)
+    videos = eval_videos(generator, prompts, indices, sampling, seed, batch_size, autocast)
     for position, (index, qset, (prompt, latents, frames)) in enumerate(zip(indices, question_sets, videos)):
         if position >= keep:
             continue
