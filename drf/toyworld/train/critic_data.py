@@ -46,6 +46,8 @@ CELL_HEADS = {  # name -> classes of the cell-target heads (see cell_targets)
     "leftmost": 2,
     "camera": len(WORLD_CAMERA_MOTIONS),
 }
+# What ``minimally_changed`` may change; the two exchanges are listed twice, being the negatives that need binding.
+CHANGES = ("color", "shape", "size", "count", "motion", "camera") + ("swap_colors", "swap_places") * 2
 MIN_COVER = 0.08  # share of a cell an object must cover to be that cell's object
 
 
@@ -139,12 +141,30 @@ def labelled(questions: Sequence, answer_of: Callable) -> list:
 
 
 def minimally_changed(scene: Scene, rng: random.Random) -> Scene | None:
-    """``scene`` with one attribute changed (colour, shape, size, count, object motion or camera move), or None when
-    the drawn change does not apply; its prompt asks questions whose answer differs from the original's in one way."""
+    """``scene`` with one thing changed, or None when the drawn change does not apply; its prompt asks questions
+    whose answer differs from the original's in one way.
+
+    The changes: one attribute (colour, shape, size, count, object motion or camera move), or two objects exchanging
+    their colours or their places. A new colour is one the scene does not use, so "is there a green cube?" is
+    answered by the colour alone; exchanged colours keep every colour and shape in the video and only their pairing
+    changes ("a red cube and a blue sphere" asked "is there a blue cube?"), and exchanged places flip the left/right
+    relations: the negatives that need binding and position rather than a word's presence."""
     objects = list(scene.objects)
     i = rng.randrange(len(objects))
     o = objects[i]
-    change = rng.choice(("color", "shape", "size", "count", "motion", "camera"))
+    change = rng.choice(CHANGES)
+    if change in ("swap_colors", "swap_places"):
+        pairs = [(a, b) for a in range(len(objects)) for b in range(a + 1, len(objects))
+                 if objects[a].color != objects[b].color]  # fmt: skip
+        if not pairs:
+            return None
+        a, b = rng.choice(pairs)
+        key = "color" if change == "swap_colors" else "position"
+        objects[a], objects[b] = (
+            dataclasses.replace(objects[a], **{key: getattr(objects[b], key)}),
+            dataclasses.replace(objects[b], **{key: getattr(objects[a], key)}),
+        )
+        return dataclasses.replace(scene, objects=tuple(objects))
     if change == "camera":
         motion = rng.choice([m for m in WORLD_CAMERA_MOTIONS if m != scene.camera.motion])
         return dataclasses.replace(scene, camera=dataclasses.replace(scene.camera, motion=motion))
