@@ -6,7 +6,7 @@ import random
 
 from drf.toyworld.facts import template_name
 from drf.toyworld.grammar import plan_prompt, prompt_for
-from drf.toyworld.scene import sample_scenes
+from drf.toyworld.scene import sample_scene
 from drf.toyworld.train.critic_data import minimally_changed, questions_of
 from drf.toyworld.truth import truth
 
@@ -14,7 +14,7 @@ from drf.toyworld.truth import truth
 def _two_kinds():
     """A train scene of two single objects that differ in colour and in shape (a red cube and a blue sphere, say),
     whose prompt states their left/right relation."""
-    for scene in sample_scenes(200, seed=5, split="train"):
+    for scene in (sample_scene(5_000_000 + i, "train") for i in range(200)):
         a, b = (scene.objects + (None, None))[:2]
         if len(scene.objects) == 2 and a.color != b.color and a.shape != b.shape and plan_prompt(scene).relations:
             return scene
