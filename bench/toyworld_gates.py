@@ -6,10 +6,12 @@
    frame and over object pixels (>= 100 clips).
 3. T2V: samples of the shipped model with the demo's sampling settings on held-out prompts x seeds: object present,
    oracle alignment with its standard error, own prompt minus other prompts' questions, per aspect.
+4. Critic: accuracy and paired AUC per question family on held-out renders and their one-change twins, p(yes) on a
+   grey video, and agreement with the oracle on samples of the T2V model (``drf.toyworld.train.critic_eval``).
 
 Prints one line per figure, writes them all to docs/toyworld_gates.json and the model gates into the toy-world asset
-manifest (``gates`` of the vae and t2v entries). Run with one thread per process when anything else is running
-(``OMP_NUM_THREADS=1``). ``--only oracle,vae,t2v`` picks parts.
+manifest (``gates`` of the vae, t2v and critic entries). Run with one thread per process when anything else is running
+(``OMP_NUM_THREADS=1``). ``--only oracle,vae,t2v,critic`` picks parts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from drf.toyworld.alignment import alignment_summary, found_by
 from drf.toyworld.train.data import clips
 
 ORACLE_SEED, VAE_SEED, T2V_SEED = 777, 778, 779
+CRITIC_SEED = 4242  # the critic's held-out renders; its T2V samples use CRITIC_SEED + 1
 OUT = Path(__file__).resolve().parents[1] / "docs" / "toyworld_gates.json"
 
 
@@ -111,23 +114,40 @@ def t2v_gates(prompts: int, seeds: int) -> dict:
     }
 
 
+def critic_gates(renders: int, prompts: int) -> dict:
+    from critics.config import CriticConfig
+    from critics.registry import load_critic
+    from drf.toyworld.assets import ASSETS_DIR, toy_critic_path, toy_critic_settings
+    from drf.toyworld.train.critic_eval import evaluate_critic
+
+    critic = load_critic(CriticConfig(path=str(toy_critic_path()), **toy_critic_settings()))
+    metrics = evaluate_critic(critic, ASSETS_DIR, renders, CRITIC_SEED, prompts)
+    for table in ("accuracy", "paired_auc", "agreement_with_oracle_t2v"):
+        for family, row in metrics[table].items():
+            print(f"critic {table:<26} {family:<20} {row['mean']:.4f} ± {row['se']:.4f} (n={row['n']})", flush=True)
+    print(f"critic grey video max p(yes)       {metrics['grey_video']['max']:.4f}")
+    return metrics
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="oracle,vae,t2v")
+    parser.add_argument("--only", default="oracle,vae,t2v,critic")
     parser.add_argument("--scenes", type=int, default=300)
     parser.add_argument("--vae-clips", type=int, default=120)
     parser.add_argument("--prompts", type=int, default=48)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--critic-renders", type=int, default=300)
     args = parser.parse_args()
     results = json.loads(OUT.read_text()) if OUT.is_file() else {}
     parts = {"oracle": lambda: oracle_gates(args.scenes), "vae": lambda: vae_gates(args.vae_clips),
-             "t2v": lambda: t2v_gates(args.prompts, args.seeds)}
+             "t2v": lambda: t2v_gates(args.prompts, args.seeds),
+             "critic": lambda: critic_gates(args.critic_renders, args.prompts)}
     for name in args.only.split(","):
         start = time.perf_counter()
         results[name] = parts[name]()
         results[name + "_seconds"] = round(time.perf_counter() - start, 1)
         OUT.write_text(json.dumps(results, indent=1) + "\n")
-        if name in ("vae", "t2v"):
+        if name in ("vae", "t2v", "critic"):
             _record_in_manifest(name, results[name])
     print(f"wrote {OUT}")
 
@@ -137,7 +157,7 @@ def _record_in_manifest(model: str, figures: dict) -> None:
     from drf.toyworld.assets import ASSETS_DIR
     from drf.toyworld.train.manifest import set_fields
 
-    seed = {"vae": VAE_SEED, "t2v": T2V_SEED}[model]
+    seed = {"vae": VAE_SEED, "t2v": T2V_SEED, "critic": CRITIC_SEED}[model]
     gates = {"command": f"python bench/toyworld_gates.py --only {model}", "eval_split_seed": seed, **figures}
     set_fields(ASSETS_DIR, model, gates=gates)
 
