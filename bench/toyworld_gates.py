@@ -29,7 +29,6 @@ from drf.toyworld.alignment import alignment_summary, found_by
 from drf.toyworld.train.data import clips
 
 ORACLE_SEED, VAE_SEED, T2V_SEED = 777, 778, 779
-CRITIC_SEED = 4242  # the critic's held-out renders; its T2V samples use CRITIC_SEED + 1
 OUT = Path(__file__).resolve().parents[1] / "docs" / "toyworld_gates.json"
 
 
@@ -118,10 +117,13 @@ def critic_gates(renders: int, prompts: int) -> dict:
     from critics.config import CriticConfig
     from critics.registry import load_critic
     from drf.toyworld.assets import ASSETS_DIR, toy_critic_path, toy_critic_settings
+    from drf.toyworld.train.critic import CriticTrainConfig
     from drf.toyworld.train.critic_eval import evaluate_critic
 
+    # The eval seed of the critic's own training-time gates (its T2V samples use the next one).
+    seed = CriticTrainConfig().eval_seed
     critic = load_critic(CriticConfig(path=str(toy_critic_path()), **toy_critic_settings()))
-    metrics = evaluate_critic(critic, ASSETS_DIR, renders, CRITIC_SEED, prompts)
+    metrics = evaluate_critic(critic, ASSETS_DIR, renders, seed, prompts)
     for table in ("accuracy", "paired_auc", "agreement_with_oracle_t2v"):
         for family, row in metrics[table].items():
             print(f"critic {table:<26} {family:<20} {row['mean']:.4f} ± {row['se']:.4f} (n={row['n']})", flush=True)
@@ -157,7 +159,7 @@ def _record_in_manifest(model: str, figures: dict) -> None:
     from drf.toyworld.assets import ASSETS_DIR
     from drf.toyworld.train.manifest import set_fields
 
-    seed = {"vae": VAE_SEED, "t2v": T2V_SEED, "critic": CRITIC_SEED}[model]
+    seed = {"vae": VAE_SEED, "t2v": T2V_SEED}.get(model, figures.get("eval_seed"))
     gates = {"command": f"python bench/toyworld_gates.py --only {model}", "eval_split_seed": seed, **figures}
     set_fields(ASSETS_DIR, model, gates=gates)
 

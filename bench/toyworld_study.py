@@ -86,7 +86,7 @@ def geometry_of_eval(trainer: Any, lgm: Any) -> dict[str, float]:
 
     prompts = trainer._eval_prompts()
     settings = (trainer.cfg.sampling, trainer.cfg.seed, trainer.train_cfg.eval_batch_size, trainer._autocast)
-    with ema_weights(trainer.ema, trainer.params), torch.no_grad():
+    with ema_weights(trainer.ema, trainer.params):
         latents = torch.cat([x for _, x, _ in eval_videos(trainer.generator, prompts, range(len(prompts)), *settings)])
         out = geometry_rewards(lgm(latents.float()), [camera_motion_of(p) for p in prompts])
     columns: dict[str, list[float]] = {}
