@@ -31,23 +31,9 @@ class LatentLayout:
     spatial_scale: int
     patch_size: tuple[int, int] = (1, 1)
 
-    def latent_frames(self, num_frames: int) -> int:
-        return (num_frames - 1) // self.temporal_scale + 1
-
     def latent_prefix_for(self, frame_index: int) -> int:
         """How many latent frames a causal decode needs to produce pixel frame ``frame_index``."""
         return (frame_index + self.temporal_scale - 1) // self.temporal_scale + 1
-
-    def pixel_frames(self, latent_frames: int) -> int:
-        return (latent_frames - 1) * self.temporal_scale + 1
-
-    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        return (
-            self.channels,
-            self.latent_frames(num_frames),
-            height // self.spatial_scale,
-            width // self.spatial_scale,
-        )
 
     def check_video_size(self, num_frames: int, height: int, width: int) -> None:
         """Reject sizes the VAE/transformer cannot take, with the nearest valid values in the message."""

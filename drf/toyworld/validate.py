@@ -67,8 +67,3 @@ def fact_accuracy(scenes: Sequence[Scene], videos: Sequence[Tensor | Facts]) -> 
                 if found.motion is not None:
                     add("motion", found.motion == o.motion)
     return {k: (v[0], v[1]) for k, v in sorted(tally.items())}
-
-
-def format_accuracy(table: dict[str, tuple[int, int]]) -> str:
-    """One line per entry: name, accuracy, counts."""
-    return "\n".join(f"{name:20s} {ok / n:6.3f}  ({ok}/{n})" for name, (ok, n) in table.items() if n)

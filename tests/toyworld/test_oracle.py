@@ -9,7 +9,8 @@ import torch
 from drf.errors import InputError
 from drf.toyworld.dataset import build_dataset
 from drf.toyworld.facts import SUPPORTED_TEMPLATES, score_facts, template_name
-from drf.toyworld.oracle import alignment, analyze, connected_components, fit_planar_flow, rgb_to_hsv, score
+from drf.toyworld.floor_flow import fit_planar_flow
+from drf.toyworld.oracle import alignment, analyze, connected_components, rgb_to_hsv, score
 from drf.toyworld.render import render
 from drf.toyworld.scene import CameraPath, ObjectSpec, Scene
 from drf.toyworld.truth import truth

@@ -24,10 +24,10 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 
 from drf.toyworld.facts import template_name
 from drf.toyworld.grammar import prompt_for
+from drf.toyworld.image import gaussian_blur
 from drf.toyworld.scene import SIZES, WORLD_CAMERA_MOTIONS, WORLD_COLORS, WORLD_OBJECT_MOTIONS, WORLD_SHAPES, Scene
 from drf.toyworld.truth import truth
 from prompts.registry import decompose
@@ -67,18 +67,6 @@ def reversed_scene(scene: Scene) -> Scene:
     return dataclasses.replace(scene, objects=objects, camera=camera)
 
 
-def _blur(frames: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(round(2 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=frames.dtype)
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    t, c, h, w = frames.shape
-    flat = frames.reshape(t * c, 1, h, w)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
-    return flat.reshape(t, c, h, w)
-
-
 DEGRADATIONS = ("clean", "blur", "noise", "flicker", "shuffle", "reverse")
 DEGRADATION_WEIGHTS = (0.5, 0.1, 0.1, 0.1, 0.1, 0.1)
 # Per degradation: answers it sets, and question templates whose truth it breaks (dropped).
@@ -101,7 +89,7 @@ def degrade(frames: torch.Tensor, kind: str, rng: random.Random) -> tuple[torch.
     """frames [T,3,H,W] in [0,1] -> (the degraded copy, the source frame of each output frame)."""
     order = list(range(frames.shape[0]))
     if kind == "blur":
-        return _blur(frames, rng.uniform(1.0, 2.0)), order
+        return gaussian_blur(frames, rng.uniform(1.0, 2.0)), order
     if kind == "noise":
         gen = torch.Generator().manual_seed(rng.randrange(2**31))
         return (frames + rng.uniform(0.06, 0.15) * torch.randn(frames.shape, generator=gen)).clamp(0, 1), order
