@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="Override a field of the script's training config (e.g. --set batch=8); repeatable.",
+        help="Override a field of the script's training config (e.g. --set batch=8; geometry: --set train.batch=8); "
+        "repeatable.",
     )
     train.set_defaults(func=_train)
     manifest = toy_sub.add_parser("manifest", help="Verify the shipped toy models against manifest.json.")
@@ -63,22 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     toy.set_defaults(func=lambda args: (toy.print_help(), 1)[1])
 
 
-def _apply_overrides(config, overrides: list[str]) -> None:
-    import dataclasses
-    import json
+def _config(schema: type, args: argparse.Namespace, prefix: str = ""):
+    """The training config: the script's defaults, then the flags, then ``--set`` (typed and checked like a run
+    config's; ``prefix`` is where the flags' fields live)."""
+    from drf.config import load_config
 
-    from drf.errors import ConfigError
-
-    names = {f.name: f for f in dataclasses.fields(config)}
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or key not in names:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        setattr(config, key, value)
+    flags = {"seed": args.seed, "minutes": args.minutes, "threads": args.threads, "steps": args.steps}
+    overrides = [f"{prefix}{key}={value}" for key, value in flags.items() if value is not None]
+    return load_config(None, schema, overrides + args.overrides)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -105,12 +98,7 @@ def _train(args: argparse.Namespace) -> int:
         from drf.toyworld.train.critic import train_critic as run
 
         directory, exclude = root / CRITIC_DIR, ()
-    config = Config(seed=args.seed, minutes=args.minutes)
-    if args.threads is not None:
-        config.threads = args.threads
-    if args.steps is not None:
-        config.steps = args.steps
-    _apply_overrides(config, args.overrides)
+    config = _config(Config, args)
     directory.mkdir(parents=True, exist_ok=True)
     import torch
 
@@ -136,13 +124,7 @@ def _train(args: argparse.Namespace) -> int:
 def _train_geometry(args: argparse.Namespace) -> int:
     from drf.toyworld.train.lgm import ASSETS_DIR, ToyLGMConfig, train_toy_lgm
 
-    config = ToyLGMConfig()
-    config.train.seed, config.train.minutes = args.seed, args.minutes
-    if args.threads is not None:
-        config.train.threads = args.threads
-    if args.steps is not None:
-        config.train.steps = args.steps
-    _apply_overrides(config, args.overrides)
+    config = _config(ToyLGMConfig, args, prefix="train.")
     out = args.out or ASSETS_DIR
     train_toy_lgm(out, config)
     print(f"geometry: wrote {out}/toy_lgm and recorded it in {out}/manifest.json")

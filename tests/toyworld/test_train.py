@@ -155,3 +155,17 @@ def test_an_interrupted_vae_run_resumes_to_the_same_weights(tmp_path, monkeypatc
     for key in weights[0]:
         torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
     assert not (tmp_path / "b" / ".train" / "vae.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "override", "message"),
+    [
+        ("vae", "bach=2", "--set bach=2: unknown key 'bach'; did you mean 'batch'?"),
+        ("t2v", "batch=two", "--set batch=two: 'batch' expects int, got 'two'"),
+        ("geometry", "batch=8", "--set batch=8: unknown key 'batch'; did you mean 'train.batch'?"),
+    ],
+)
+def test_a_bad_override_is_one_line_before_any_training(tmp_path, capsys, model, override, message):
+    assert main(["toyworld", "train", model, "--out", str(tmp_path), "--set", override]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not any(tmp_path.iterdir())

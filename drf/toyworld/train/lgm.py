@@ -39,7 +39,6 @@ from drf.toyworld.train import manifest
 
 ASSETS_DIR = SHIPPED_DIR
 TOY_LGM = SHIPPED_LGMS["toyworld"]
-MANIFEST = "manifest.json"
 
 
 def load_vae(path: str | Path | None = None, seed: int = 0) -> tuple[Any, str]:
@@ -92,7 +91,9 @@ class ToyLGMConfig:
     size: int = field(default=64, metadata={"help": "Rendered clip side in pixels."})
     vae_path: str = field(default="", metadata={"help": "VAE directory (empty: the shipped toy VAE, else random)."})
     cache_dir: str = field(default="", metadata={"help": "Where to cache sampled scenes (empty: no cache)."})
-    train: DistillConfig = field(default_factory=DistillConfig)
+    train: DistillConfig = field(
+        default_factory=DistillConfig, metadata={"help": "Distillation: steps, batch, learning rate, seed, threads."}
+    )
 
 
 def _scenes(cfg: ToyLGMConfig, split: str, count: int) -> list[Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -54,7 +55,7 @@ class VAETrainConfig:
     init_from: str = field(
         default="", metadata={"help": "Start from this VAE directory's weights (continue a run), else from scratch."}
     )
-    arch: dict = field(
+    arch: dict[str, Any] = field(
         default_factory=lambda: dict(preset("wan-toyworld").vae), metadata={"help": "AutoencoderKLWan config."}
     )
 
