@@ -55,7 +55,7 @@ from trainers.weights import (
 class Trainer:
     """Builds a run from its config, optionally resumes, and trains with ``train()``; subclasses add ``train_step``."""
 
-    section = ""  # the recipe's config section ("drf" or "grpo"), also its progress-bar name
+    section = ""  # the recipe's config section ("drf", "grpo" or "nft"), also its progress-bar name
 
     def __init__(self, cfg: Any, resume: str | None = None, *, generator: Any = None, critic: Any = None) -> None:
         """``generator``/``critic``: already-built models to use instead of building them from ``cfg`` (tests and
@@ -436,18 +436,6 @@ def before_after(run_dir: Path, step: int) -> list[str]:
     return [f"held-out reward, step 0 -> step {step}: change ± standard error, paired per prompt"] + [
         c.line() for c in paired_summary(before, after)
     ]
-
-
-def metric_means(records: list[dict[str, float]]) -> dict[str, float]:
-    """Mean of each finite metric over micro-batches (keys may differ between them)."""
-    summed: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for metrics in records:
-        for key, value in metrics.items():
-            if math.isfinite(value):
-                summed[key] = summed.get(key, 0.0) + value
-                counts[key] = counts.get(key, 0) + 1
-    return {key: summed[key] / counts[key] for key in summed}
 
 
 def finite_all(losses: list[torch.Tensor]) -> bool:

@@ -1,4 +1,4 @@
-"""The config sections every recipe shares: the trainer settings (``drf:``/``grpo:`` derive from
+"""The config sections every recipe shares: the trainer settings (``drf:``/``grpo:``/``nft:`` derive from
 ``TrainerConfig``) and the run around them (``RunConfig``: name, prompts, model, critic, questions, sampling,
 logging)."""
 
@@ -125,7 +125,8 @@ class TrainerConfig:
 
 @dataclass
 class RunConfig:
-    """The sections every `drf train` config has; a recipe's run config adds its own section (``drf:``/``grpo:``)."""
+    """The sections every `drf train` config has; a recipe's run config adds its own section (``drf:``, ``grpo:`` or
+    ``nft:``)."""
 
     name: str = field(default="run", metadata={"help": "Run name; the run directory is logging.output_dir/name."})
     seed: int = field(default=0, metadata={"help": "Seed of data order, noise, window and frame draws."})

@@ -26,7 +26,8 @@ from drf.errors import invalid
 from drf.frames import frames_from_config
 from drf.grad_window import GradWindow, window_from_config
 from drf.sampling import sample
-from trainers.base import Trainer, finite_all, metric_means
+from drf.stats import metric_means
+from trainers.base import Trainer, finite_all
 from trainers.config import RunConfig, TrainerConfig
 from trainers.data import stream_noise, stream_seed
 from trainers.weights import adapters_disabled

@@ -16,6 +16,7 @@ from drf.grad_window import GradWindow
 from drf.rewards import RewardOutput
 from drf.run_dir import RunDir
 from drf.sampling import sample
+from drf.stats import metric_means
 from drf.video_io import video_filename, write_video
 from trainers.data import stream_noise, stream_seed
 
@@ -153,14 +154,7 @@ def sample_and_score(
 def write_scores(out_dir: str | Path, records: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Write ``out_dir/scores.json`` (the records of ``sample_and_score``, in video order, without their metrics) and
     return the mean ``eval/...`` metrics over the videos (each metric over the videos where it is finite)."""
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for record in records:
-        for key, value in record["metrics"].items():
-            if math.isfinite(value):
-                sums[key] = sums.get(key, 0.0) + value
-                counts[key] = counts.get(key, 0) + 1
     saved = [{k: v for k, v in record.items() if k != "metrics"} for record in records]
     text = json.dumps(saved, indent=2, allow_nan=True) + "\n"
     (Path(out_dir) / RunDir.SCORES).write_text(text, encoding="utf-8")
-    return {f"eval/{key}": sums[key] / counts[key] for key in sums}
+    return {f"eval/{key}": value for key, value in metric_means([record["metrics"] for record in records]).items()}

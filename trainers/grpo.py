@@ -28,8 +28,9 @@ from drf.frames import frames_from_config
 from drf.grad_window import mix_window
 from drf.models.base import Cond
 from drf.sampling import sample_sde, sde_step
+from drf.stats import metric_means
 from trainers.advantages import group_advantages
-from trainers.base import Trainer, finite_all, metric_means
+from trainers.base import Trainer, finite_all
 from trainers.config import RunConfig, TrainerConfig
 from trainers.data import stream_seed
 from trainers.distributed import gather_rows
@@ -265,7 +266,6 @@ class GRPOTrainer(Trainer):
         cfg, g, acc = self.cfg, self.cfg.grpo, self.accelerator
         prompts = self._prompts_for(step, micro)
         videos = [p for p in prompts for _ in range(g.group_size)]  # prompt-major: group k is rows k*G..(k+1)*G-1
-        qsets = [self.question_sets[p] for p in videos]
         picked = frames_from_config(cfg.sampling.frames, cfg.model.num_frames, step * g.gradient_accumulation + micro)
         rng = torch.Generator().manual_seed(stream_seed(cfg.seed, step, micro, acc.process_index))
         with timer("sampling"):
@@ -279,12 +279,7 @@ class GRPOTrainer(Trainer):
                     self.generator, cond, self.window(step), kind=g.sde_kind, noise_level=g.noise_level,
                     latents=noise, rng=rng,
                 )  # fmt: skip
-        frames = None
-        if self.rewards.reads_frames:
-            with timer("decode"):
-                frames = self.generator.decode(rollout.latents, picked)  # [B,T,3,H,W] in [0,1]
-        with timer("rewards"):
-            scored = self.rewards.score(videos, qsets, latents=rollout.latents, frames=frames)
+        scored = self.score_videos(videos, rollout.latents, picked, timer)
         metrics = scored.metrics
         advantages = self.advantages(scored.values, prompts, metrics)
         return RolloutBatch(cond, rollout.transitions, advantages), metrics

@@ -36,8 +36,9 @@ from drf.errors import invalid
 from drf.frames import frames_from_config
 from drf.grad_window import GradWindow
 from drf.sampling import sample
+from drf.stats import metric_means
 from trainers.advantages import group_advantages
-from trainers.base import Trainer, finite_all, metric_means
+from trainers.base import Trainer, finite_all
 from trainers.config import RunConfig, TrainerConfig
 from trainers.data import stream_seed
 

@@ -14,7 +14,7 @@ from typing import Any
 from drf.errors import ConfigError
 
 # A judge: ``judge(video [T,3,H,W] in [0,1], question_set) -> {"scores": {question id: 0 or 1}, ...}`` over the
-# questions it can measure (``"alignment"`` may add the judge's own alignment score, see trainers.common).
+# questions it can measure (``"alignment"`` may add the judge's own alignment score, see trainers.evaluation).
 Judge = Callable[[Any, Any], dict[str, Any]]
 JUDGES: dict[str, str | Judge] = {"toyworld": "drf.toyworld.oracle:score"}
 # ``write_report(run_dir, critic=..., max_videos=...) -> path`` of the HTML report written when training ends.
