@@ -243,9 +243,6 @@ def reward_metrics(
     return metrics
 
 
-READS = ("frames", "latents")
-
-
 @runtime_checkable
 class Reward(Protocol):
     """Anything that scores a batch of videos: ``reward(inputs, prompts, **context) -> RewardOutput``.

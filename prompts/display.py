@@ -6,7 +6,6 @@ import json
 
 from prompts.schema import QuestionSet
 
-FORMATS = ("table", "json", "yaml")
 _MAX_EXPECTED = 40  # a dense caption answer is the whole prompt; --format json/yaml shows it in full
 _COLUMNS = ("id", "aspect", "kind", "question", "expected", "weight")
 

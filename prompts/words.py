@@ -8,7 +8,6 @@ from __future__ import annotations
 TOY_SHAPES = ("cube", "sphere")
 TOY_COLORS = ("red", "yellow", "green", "blue")
 COLORS = (*TOY_COLORS, "purple", "orange", "cyan", "white")
-MOTION_DIRECTIONS = ("left", "right", "toward", "away")
 RELATIONS = ("left_of", "right_of", "in_front_of", "behind", "next_to", "above", "below")
 CAMERA_MOTIONS = ("pan_left", "pan_right", "dolly_in", "dolly_out", "orbit_left", "orbit_right", "static")
 

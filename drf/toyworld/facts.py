@@ -3,7 +3,7 @@
 Ground truth (``truth.py``, facts read off the scene) and the oracle (``oracle.py``, facts measured from pixels) fill
 the same ``Facts`` and share :func:`answer`, so the two can only disagree about what is in the video, never about how a
 question is read. Questions are duck-typed (anything with ``id``, ``kind``, ``template``, ``slots``, ``options``;
-``expected`` is used only for scoring), so drf never imports the prompts package.
+``expected`` is used only for scoring), so this module does not depend on the prompts package.
 
 Supported question templates (the part of ``Question.template`` after "#", or the first two parts of the id):
 ``align.object``, ``align.color``, ``align.size``, ``align.count``, ``align.motion``, ``align.spatial``,
@@ -197,11 +197,12 @@ def correct(given: str | None, question: Any) -> bool | None:
     return given.strip().lower() == str(question.expected).strip().lower()
 
 
-def score_facts(facts: Facts, questions: Iterable[Any]) -> dict[str, int]:
-    """{question id: 1 if answered as expected else 0}, over the questions the facts can answer."""
-    scores = {}
+def answer_and_score(facts: Facts, questions: Iterable[Any]) -> tuple[dict[str, str], dict[str, int]]:
+    """({question id: answer}, {question id: 1 if the answer is the expected one else 0}) over the questions the
+    facts can answer."""
+    answers, scores = {}, {}
     for q in questions:
-        ok = correct(answer(facts, q), q)
-        if ok is not None:
-            scores[q.id] = int(ok)
-    return scores
+        given = answer(facts, q)
+        if given is not None:
+            answers[q.id], scores[q.id] = given, int(bool(correct(given, q)))
+    return answers, scores

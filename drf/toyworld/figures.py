@@ -17,19 +17,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont, ImageSequence
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from drf.errors import InputError
-from drf.models.wan import WanGenerator
 from drf.report.images import pick_frames
 from drf.run_dir import RunDir
 from drf.toyworld import oracle
-from drf.toyworld.assets import HEIGHT, NUM_FRAMES, WIDTH, toy_generator_path, toy_text_length
+from drf.toyworld.assets import load_toy_generator, toy_generator_path
 from drf.toyworld.scene import WORLD_COLORS
 from drf.toyworld.train.data import Clips, clips
 from drf.toyworld.train.t2v import T2VTrainConfig, sample_videos
 from drf.toyworld.train.vae import round_trips
+from drf.video_io import read_video
 from prompts.registry import decompose
 
 FIGURE_DIR = Path(__file__).resolve().parents[2] / "docs" / "img"
@@ -119,10 +119,7 @@ def t2v_figure(path: Path, prompts: int = 12, root: Path | None = None, seed: in
     oracle alignment."""
     settings = T2VTrainConfig()
     held_out = clips(prompts, seed, "eval")
-    generator = WanGenerator.from_pretrained(
-        str(toy_generator_path(root)), height=HEIGHT, width=WIDTH, num_frames=NUM_FRAMES,
-        max_sequence_length=toy_text_length(root),
-    )
+    generator = load_toy_generator(root)
     videos = sample_videos(generator, held_out.prompts, settings.eval_steps, settings.guidance, seed)
     rows = []
     for video, prompt in zip(videos, held_out.prompts):
@@ -134,24 +131,18 @@ def t2v_figure(path: Path, prompts: int = 12, root: Path | None = None, seed: in
 def demo_figure(run: Path, path: Path, prompts: int = 8) -> Path:
     """Base (first evaluation) above fine-tuned (last evaluation) videos of ``run`` for its first ``prompts`` held-out
     prompts, in the run's order (not picked by their scores), with the oracle's alignment of each."""
-    steps = RunDir(run).sample_steps()
+    run_dir = RunDir(run)
+    steps = run_dir.sample_steps()
     if len(steps) < 2:
         raise InputError(f"{run}: needs evaluations at two steps to compare (found {sorted(steps) or 'none'})")
     first, last = min(steps), max(steps)
-    before, after = (json.loads((steps[s] / "scores.json").read_text()) for s in (first, last))
+    before, after = (json.loads(run_dir.scores(s).read_text()) for s in (first, last))
     rows = []
     for base, tuned in list(zip(before, after))[:prompts]:
         for entry, step, label in ((base, first, base["prompt"][:110]), (tuned, last, "")):
-            frames = read_gif(steps[step] / entry["video"])
+            frames = read_video(steps[step] / entry["video"])
             rows.append(Row(frames, label, f"step {step}: alignment {entry['oracle']['alignment']:.2f}"))
     return _save(grid(rows), path)
-
-
-def read_gif(path: Path) -> Tensor:
-    """A saved evaluation video as frames [T,3,H,W] in [0,1]."""
-    with Image.open(path) as image:
-        frames = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
 
 
 def _save(image: Image.Image, path: Path) -> Path:

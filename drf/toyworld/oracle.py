@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drf.errors import InputError
-from drf.toyworld.facts import Facts, ObjectFacts, answer, correct, template_name
+from drf.toyworld.facts import Facts, ObjectFacts, answer, answer_and_score, correct, template_name
 from drf.toyworld.floor_flow import fit_planar_flow, flow_at, map_to_frame0
 from drf.toyworld.scene import COLORS, WORLD_COLORS, CameraPath
 
@@ -493,13 +493,7 @@ def score(video: Tensor, questions: Iterable[Any]) -> dict[str, Any]:
     """
     questions = list(questions)
     facts = analyze(video)
-    answers, scores = {}, {}
-    for q in questions:
-        given = answer(facts, q)
-        if given is None:
-            continue
-        answers[q.id] = given
-        scores[q.id] = int(bool(correct(given, q)))
+    answers, scores = answer_and_score(facts, questions)
     mean = sum(scores.values()) / len(scores) if scores else None
     return {"scores": scores, "answers": answers, "mean": mean, "alignment": alignment(facts, questions)}
 

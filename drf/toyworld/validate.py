@@ -1,7 +1,7 @@
 """How well the oracle agrees with ground truth: accuracy per question template and per measured fact.
 
 The oracle is only worth trusting on generated videos if it is near-perfect on renders, where the truth is known.
-Question sets come from the caller (drf does not import the prompts package).
+Question sets come from the caller (this module does not depend on the prompts package).
 """
 
 from __future__ import annotations

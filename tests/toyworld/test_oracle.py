@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from drf.errors import InputError
-from drf.toyworld.dataset import build_dataset
-from drf.toyworld.facts import SUPPORTED_TEMPLATES, score_facts, template_name
+from drf.toyworld.facts import SUPPORTED_TEMPLATES, answer_and_score, template_name
 from drf.toyworld.floor_flow import fit_planar_flow
 from drf.toyworld.oracle import alignment, analyze, connected_components, rgb_to_hsv, score
 from drf.toyworld.render import render
-from drf.toyworld.scene import CameraPath, ObjectSpec, Scene
+from drf.toyworld.scene import CameraPath, ObjectSpec, Scene, sample_scenes
+from drf.toyworld.train.data import render_clips
 from drf.toyworld.truth import truth
 from drf.toyworld.validate import fact_accuracy, question_accuracy
 from prompts.config import QuestionsConfig
@@ -27,7 +27,7 @@ THRESHOLD = 0.95  # the oracle's promise per question template on held-out rende
 def _held_out():
     """A fixed held-out set: 32 eval-split scenes rendered anti-aliased and stored as uint8, as training data is,
     with their question sets and the oracle's facts."""
-    data = build_dataset(32, seed=2024, split="eval")
+    data = render_clips(sample_scenes(32, seed=2024, split="eval"), supersample=2)
     questions = [decompose_rule(p, QuestionsConfig()) for p in data.prompts]
     facts = [analyze(data.frames(i)) for i in range(len(data))]
     return data, questions, facts
@@ -72,7 +72,7 @@ def test_oracle_is_not_a_yes_machine():
     data, questions, facts = _held_out()
 
     def mean(f, qs):
-        scores = score_facts(f, qs)
+        _, scores = answer_and_score(f, qs)
         return sum(scores.values()) / len(scores)
 
     own = sum(mean(f, q) for f, q in zip(facts, questions)) / len(facts)

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from drf.device import resolve_device
+from drf.geometry.distill import encode_latents
 from drf.grad_window import GradWindow
 from drf.models.tiny import build_tokenizer, preset
 from drf.models.wan import WanGenerator
@@ -95,7 +96,7 @@ def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
 
 
 def cached_latents(vae_dir: Path, data: Clips, seed: int, device: torch.device) -> torch.Tensor:
-    """``encode_latents`` of ``data``, stored in the clip cache under the VAE weights' digest (encoding thousands of
+    """``encode_clips`` of ``data``, stored in the clip cache under the VAE weights' digest (encoding thousands of
     clips costs minutes; a resumed run reads them back)."""
     from diffusers import AutoencoderKLWan
 
@@ -105,7 +106,7 @@ def cached_latents(vae_dir: Path, data: Clips, seed: int, device: torch.device) 
     if path.is_file():
         return torch.load(path, weights_only=True)
     vae = AutoencoderKLWan.from_pretrained(vae_dir, dtype=torch.float32).to(device).eval()
-    latents = encode_latents(vae, data, device)
+    latents = encode_clips(vae, data)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(latents, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
@@ -113,16 +114,12 @@ def cached_latents(vae_dir: Path, data: Clips, seed: int, device: torch.device) 
 
 
 @torch.no_grad()
-def encode_latents(vae, data: Clips, device: torch.device, batch: int = 8) -> torch.Tensor:
+def encode_clips(vae, data: Clips, batch: int = 8) -> torch.Tensor:
     """Normalised posterior means [N,16,F,h,w] of every clip, as ``WanGenerator.decode`` expects them."""
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
-    out = []
-    for start in range(0, len(data), batch):
-        frames = data.frames(list(range(start, min(len(data), start + batch)))).to(device)
-        mu = vae.encode(frames.transpose(1, 2) * 2 - 1).latent_dist.mode().cpu()
-        out.append((mu - mean) / std)
-    return torch.cat(out)
+    return torch.cat([
+        encode_latents(vae, data.frames(list(range(start, min(len(data), start + batch))))).cpu()
+        for start in range(0, len(data), batch)
+    ])
 
 
 def encode_train_prompts(pipe, prompts: list[str], tokens: int, max_sequence_length: int, device) -> torch.Tensor:
