@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from drf.geometry.lgm import LatentGeometryModel
-from drf.toyworld.assets import sha256_file
-from drf.toyworld.train.lgm import MANIFEST, TOY_LGM, toy_lgm_path
+from drf.toyworld.assets import MANIFEST, sha256_file
+from drf.toyworld.train.lgm import TOY_LGM, toy_lgm_path
 
 ROOT = toy_lgm_path().parent
 pytestmark = pytest.mark.skipif(not (toy_lgm_path() / "config.json").is_file(), reason="toy LGM not shipped")
