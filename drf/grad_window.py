@@ -8,7 +8,7 @@ differentiating only a window of steps (DRaFT's last-K, or K random steps) keeps
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,9 +52,14 @@ class GradWindow:
         return cls(frozenset(range(num_steps - k, num_steps)), num_steps, **options)
 
     @classmethod
-    def random_k(cls, k: int, num_steps: int, seed: int, **options: Any) -> GradWindow:
-        _check_k(k, num_steps)
-        return cls(frozenset(random.Random(seed).sample(range(num_steps), k)), num_steps, **options)
+    def random_k(
+        cls, k: int, num_steps: int, seed: int, among: Sequence[int] | None = None, **options: Any
+    ) -> GradWindow:
+        """``k`` steps drawn from ``among`` (default: every step; a two-expert model training one expert passes
+        that expert's steps, so every window has something to train)."""
+        pool = range(num_steps) if among is None else sorted(among)
+        _check_k(k, len(pool))
+        return cls(frozenset(random.Random(seed).sample(pool, k)), num_steps, **options)
 
     @classmethod
     def explicit(cls, steps: Iterable[int], num_steps: int, **options: Any) -> GradWindow:
@@ -75,22 +80,27 @@ def mix_window(
     shift_every: int = 1,
     seed: int = 0,
     reach_end: bool = True,
+    within: range | None = None,
 ) -> GradWindow:
     """MixGRPO's window of SDE (and trained) steps for one iteration; the other steps run as a plain ODE.
 
     ``fixed`` keeps ``[start, start+size)``; ``progressive`` slides the window one step towards the clean end every
     ``shift_every`` iterations (noisy steps shape layout, late ones detail) and stays at the end; ``random`` draws the
     start per iteration from ``seed``. Without ``reach_end`` the last step (into sigma = 0) stays outside the window.
+    ``within``: the steps the window must stay inside (a two-expert model training one expert passes that expert's
+    steps; a start before them moves up to their first).
     """
-    usable = num_steps if reach_end else num_steps - 1
-    _check_k(size, usable)
-    last_start = usable - size
+    usable = range(num_steps if reach_end else num_steps - 1)
+    if within is not None:
+        usable = range(max(usable.start, within.start), min(usable.stop, within.stop))
+    _check_k(size, len(usable))
+    lowest, last_start = usable.start, usable.stop - size
     if schedule == "fixed":
-        first = min(start, last_start)
+        first = min(max(start, lowest), last_start)
     elif schedule == "progressive":
-        first = min(start + iteration // max(shift_every, 1), last_start)
+        first = min(max(start, lowest) + iteration // max(shift_every, 1), last_start)
     elif schedule == "random":
-        first = random.Random(seed * 1_000_003 + iteration).randint(0, last_start)
+        first = random.Random(seed * 1_000_003 + iteration).randint(lowest, last_start)
     else:
         raise ConfigError(f"unknown window schedule {schedule!r}; choose one of {', '.join(MIX_SCHEDULES)}")
     return GradWindow(frozenset(range(first, first + size)), num_steps)
@@ -101,13 +111,17 @@ def _check_k(k: int, num_steps: int) -> None:
         raise ConfigError(f"gradient window k={k} must be between 1 and num_steps={num_steps}")
 
 
-def window_from_config(cfg: Any, num_steps: int, rollout_index: int = 0) -> GradWindow:
-    """Build the window for one rollout from a ``GradWindowConfig``; random-K reseeds per rollout, reproducibly."""
+def window_from_config(
+    cfg: Any, num_steps: int, rollout_index: int = 0, among: Sequence[int] | None = None
+) -> GradWindow:
+    """Build the window for one rollout from a ``GradWindowConfig``; random-K reseeds per rollout, reproducibly, and
+    draws from ``among`` when given (see ``GradWindow.random_k``)."""
     options = {"checkpointing": cfg.checkpointing, "detach_input": cfg.detach_input}
     if cfg.kind == "last_k":
         return GradWindow.last_k(cfg.k, num_steps, **options)
     if cfg.kind == "random_k":
-        return GradWindow.random_k(cfg.k, num_steps, seed=cfg.seed * 1_000_003 + rollout_index, **options)
+        seed = cfg.seed * 1_000_003 + rollout_index
+        return GradWindow.random_k(cfg.k, num_steps, seed=seed, among=among, **options)
     if cfg.kind == "steps":
         return GradWindow.explicit(cfg.steps, num_steps, **options)
     raise ConfigError(f"sampling.grad_window.kind {cfg.kind!r} is not one of last_k, random_k, steps")

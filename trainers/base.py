@@ -78,6 +78,7 @@ class Trainer:
                 generator = load_generator(cfg.model, device=acc.device, with_lora=False)
             self.generator = generator
             self.experts = choose_experts(self.generator, cfg.model.train_experts, self.touched_experts())
+            self.expert_steps = self.steps_of_experts()
             self.transformer = self.generator.trainable_module(self.experts)
             self.params = setup_trainable(self.transformer, train_cfg, self.section)
             if cfg.model.lora:
@@ -143,6 +144,16 @@ class Trainer:
         experts = self.generator.expert_of_steps(self.cfg.sampling.num_steps)
         return {experts[i] for i in self.trained_steps()}
 
+    def steps_of_experts(self) -> list[int]:
+        """The sampling steps whose denoiser trains: all of them, or those of the one Wan 2.2 expert chosen
+        (``model.train_experts``). Windows a recipe draws stay inside these, so no draw lands where nothing trains."""
+        experts = self.generator.expert_of_steps(self.cfg.sampling.num_steps)
+        return [i for i, name in enumerate(experts) if name in self.experts]
+
+    def frozen_expert(self) -> bool:
+        """Whether a denoiser of this model stays frozen (a two-expert model training one of them)."""
+        return len(self.experts) < len(self.generator.expert_names())
+
     def setup_recipe(self) -> None:
         """Build what the recipe needs besides generator and critic (probes, reward models); before the optimiser."""
 
@@ -196,6 +207,11 @@ class Trainer:
         )
         experts = f" of {' and '.join(self.experts)}" if self.experts != ["transformer"] else ""
         lines.append(f"trainable: {what}{experts} ({count_parameters(self.params):,} parameters)")
+        if self.frozen_expert():
+            frozen = [name for name in self.generator.expert_names() if name not in self.experts]
+            lines.append(f"experts: {', '.join(self.experts)} trains (model.train_experts "
+                         f"{cfg.model.train_experts}), {', '.join(frozen)} stays frozen; the window above is drawn "
+                         "where the trained one runs")  # fmt: skip
         lines.append("rewards: " + ", ".join(f"{r.name} x {r.weight:g} (reads {r.reads_what})" for r in cfg.rewards))
         lines.append(f"device: {self.accelerator.device}, {self.threads} CPU threads (runtime.threads)")
         every = cfg.logging.sample_every

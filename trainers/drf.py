@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from drf.errors import invalid
+from drf.errors import ConfigError, invalid
 from drf.frames import frames_from_config
 from drf.grad_window import GradWindow, window_from_config
 from drf.sampling import sample
@@ -125,11 +125,18 @@ class DRFTrainer(Trainer):
 
     def setup_recipe(self) -> None:
         self.rewards.require_differentiable("DRF")
+        w = self.cfg.sampling.grad_window
+        if w.kind == "random_k" and w.k > len(self.expert_steps):
+            raise ConfigError(f"sampling.grad_window.k is {w.k} but the trained expert ({', '.join(self.experts)}) "
+                              f"runs only sampling steps {self.expert_steps}; set k <= {len(self.expert_steps)}, or "
+                              "model.train_experts: both")  # fmt: skip
         self.chain = PenaltyProbe(self.generator, self.transformer, record=self.cfg.drf.kl_weight > 0)
 
     def window_description(self) -> str:
         w = self.cfg.sampling.grad_window
         steps = f"steps {sorted(w.steps)}" if w.kind == "steps" else f"k={w.k}"
+        if w.kind == "random_k" and self.frozen_expert():
+            steps += f" among steps {self.expert_steps} (the trained expert's)"
         return (
             f"{self.cfg.sampling.num_steps} sampling steps, gradient through {w.kind} {steps} "
             f"(checkpointing {'on' if w.checkpointing else 'off'})"
@@ -141,7 +148,7 @@ class DRFTrainer(Trainer):
         cfg, d, acc = self.cfg, self.cfg.drf, self.accelerator
         rollout_index = step * d.gradient_accumulation + micro
         prompts = self._prompts_for(step, micro)
-        window = window_from_config(cfg.sampling.grad_window, cfg.sampling.num_steps, rollout_index)
+        window = window_from_config(cfg.sampling.grad_window, cfg.sampling.num_steps, rollout_index, self.expert_steps)
         picked = frames_from_config(cfg.sampling.frames, cfg.model.num_frames, rollout_index)
         first = acc.process_index * len(prompts)  # this process's first video in the step's global batch
         seeds = [stream_seed(cfg.seed, step, micro, first + i) for i in range(len(prompts))]

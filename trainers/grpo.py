@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from drf.errors import invalid
+from drf.errors import ConfigError, invalid
 from drf.frames import frames_from_config
 from drf.grad_window import mix_window
 from drf.models.base import Cond
@@ -230,6 +230,14 @@ class GRPOTrainer(Trainer):
 
     def setup_recipe(self) -> None:
         self.prompt_stats = PromptStats()
+        g = self.cfg.grpo
+        if self.frozen_expert():
+            usable = self.cfg.sampling.num_steps if g.sde_last_step else self.cfg.sampling.num_steps - 1
+            sde_steps = [i for i in self.expert_steps if i < usable]
+            if g.window_size > len(sde_steps):
+                raise ConfigError(f"grpo.window_size is {g.window_size} but the trained expert "
+                                  f"({', '.join(self.experts)}) runs only SDE-able steps {sde_steps}; set "
+                                  f"grpo.window_size <= {len(sde_steps)}, or model.train_experts: both")  # fmt: skip
 
     def updates_per_step(self) -> int:
         return self.cfg.grpo.inner_epochs
@@ -247,17 +255,26 @@ class GRPOTrainer(Trainer):
             f"noise {g.noise_level}) and trained, {g.window_schedule} window; group of {g.group_size} videos per "
             f"prompt ({'shared' if g.shared_noise else 'independent'} initial noise), {g.inner_epochs} update(s) "
             "per batch"
-        )
+        ) + (f"; the window stays inside steps {self.expert_steps} (the trained expert's)"
+             if self.frozen_expert() else "")  # fmt: skip
 
     def trained_steps(self) -> set[int]:
         return {i for step in range(self.cfg.grpo.steps) for i in self.window(step).steps}
 
-    def window(self, step: int) -> Any:
+    def window(self, step: int, within: range | None = None) -> Any:
+        """The SDE window of ``step``, inside the steps ``within`` when given (see ``window_span``)."""
         g = self.cfg.grpo
         return mix_window(
             g.window_schedule, g.window_size, self.cfg.sampling.num_steps, step, reach_end=g.sde_last_step,
-            start=g.window_start, shift_every=g.window_shift_every, seed=self.cfg.seed,
+            start=g.window_start, shift_every=g.window_shift_every, seed=self.cfg.seed, within=within,
         )  # fmt: skip
+
+    def window_span(self) -> range | None:
+        """The steps the SDE window stays inside: those of the trained expert (``None``: all of them; an expert's
+        steps are contiguous, the noisiest ones the high-noise expert's). ``trained_steps`` lists the unrestricted
+        windows, which ``model.train_experts`` is checked against before the experts are chosen."""
+        steps = self.expert_steps
+        return range(steps[0], steps[-1] + 1) if self.frozen_expert() else None
 
     # ------------------------------------------------------------------------------------------------ rollouts
     @torch.no_grad()
@@ -276,8 +293,8 @@ class GRPOTrainer(Trainer):
                 noise = self.generator.init_latents(len(videos), rng)
             with self._autocast():
                 rollout = sample_sde(
-                    self.generator, cond, self.window(step), kind=g.sde_kind, noise_level=g.noise_level,
-                    latents=noise, rng=rng,
+                    self.generator, cond, self.window(step, self.window_span()), kind=g.sde_kind,
+                    noise_level=g.noise_level, latents=noise, rng=rng,
                 )  # fmt: skip
         scored = self.score_videos(videos, rollout.latents, picked, timer)
         metrics = scored.metrics

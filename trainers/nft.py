@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from drf.errors import invalid
+from drf.errors import ConfigError, invalid
 from drf.frames import frames_from_config
 from drf.grad_window import GradWindow
 from drf.sampling import sample
@@ -41,6 +41,8 @@ from trainers.advantages import group_advantages
 from trainers.base import Trainer, finite_all
 from trainers.config import RunConfig, TrainerConfig
 from trainers.data import stream_seed
+
+MAX_DRAWS = 10_000  # noise-level draws before a range the trained expert barely covers is refused
 
 
 @dataclass
@@ -168,10 +170,11 @@ class NFTTrainer(Trainer):
 
     def window_description(self) -> str:
         n = self.cfg.nft
+        expert = " where the trained expert denoises" if self.frozen_expert() else ""
         return (
             f"rollouts: {self.cfg.sampling.num_steps} {self.cfg.model.scheduler} steps from the old policy (decay "
             f"{n.old_decay}), {n.group_size} videos per prompt; loss at {n.timesteps_per_step} noise levels in "
-            f"[{n.t_min}, {n.t_max}], beta {n.beta}"
+            f"[{n.t_min}, {n.t_max}]{expert}, beta {n.beta}"
         )
 
     @torch.no_grad()
@@ -195,6 +198,19 @@ class NFTTrainer(Trainer):
         metrics["nft/optimality_std"] = float(r.std(unbiased=False))
         return x0, videos, r.reshape(-1), metrics
 
+    def noise_level(self, rng: torch.Generator) -> torch.Tensor:
+        """A noise level t drawn uniformly from [t_min, t_max]; with one Wan 2.2 expert trained, uniformly from the
+        part of it that expert denoises (draws routed to the frozen one are drawn again: the loss there would have
+        nothing to train)."""
+        n = self.cfg.nft
+        for _ in range(MAX_DRAWS):
+            t = n.t_min + (n.t_max - n.t_min) * torch.rand((), generator=rng)
+            if not self.frozen_expert() or self.generator.expert_at(t * 1000) in self.experts:
+                return t
+        raise ConfigError(f"nft.t_min/t_max [{n.t_min}, {n.t_max}]: the trained expert ({', '.join(self.experts)}) "
+                          f"denoises almost none of it ({MAX_DRAWS} draws missed it); widen the range towards it or "
+                          "set model.train_experts: both")  # fmt: skip
+
     def micro_backward(self, step: int, micro: int, x0: torch.Tensor, videos: list[str], r: torch.Tensor) -> torch.Tensor:
         """Backpropagate the NFT loss of one micro-batch, one noise level at a time; returns the mean loss.
 
@@ -207,7 +223,7 @@ class NFTTrainer(Trainer):
         r = r.to(x0.device)
         losses = []
         for _ in range(n.timesteps_per_step):
-            t = n.t_min + (n.t_max - n.t_min) * torch.rand((), generator=rng)
+            t = self.noise_level(rng)
             eps = torch.randn(x0.shape, generator=rng).to(x0.device)
             x_t = (1 - t) * x0 + t * eps
             timestep = (t * 1000).to(x0.device)

@@ -189,12 +189,15 @@ class WanGenerator:
         return ["transformer"] + (["transformer_2"] if self._two_experts() else [])
 
     def expert_of_steps(self, num_steps: int) -> list[str]:
-        """Which expert (pipeline name) runs each of ``num_steps`` sampling steps."""
-        return [self.expert_at(float(t)) for t in self.scheduler(num_steps).timesteps]
+        """Which expert (pipeline name) runs each of ``num_steps`` sampling steps: the scheduler's own timesteps
+        through the routing itself, so a boundary within rounding of a timestep is decided as the chain decides."""
+        return [self.expert_at(t) for t in self.scheduler(num_steps).timesteps]
 
-    def expert_at(self, timestep: float) -> str:
-        """The expert (pipeline name) that denoises at ``timestep`` (0..1000)."""
-        return "transformer" if self._model_for(timestep) is self.pipe.transformer else "transformer_2"
+    def expert_at(self, timestep: float | torch.Tensor) -> str:
+        """The expert (pipeline name) that denoises at ``timestep`` (0..1000); a number is taken as the float32
+        timestep tensor the chain and the trainers pass to ``velocity``."""
+        t = timestep if isinstance(timestep, torch.Tensor) else torch.tensor(timestep, dtype=torch.float32)
+        return "transformer" if self._model_for(t) is self.pipe.transformer else "transformer_2"
 
     def trainable_module(self, experts: Sequence[str] = ("transformer",)) -> nn.Module:
         """The denoiser a run trains: ``transformer`` itself, or the chosen experts together (``Experts``)."""

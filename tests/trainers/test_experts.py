@@ -141,3 +141,104 @@ def test_a_run_starts_from_both_experts_lora(tmp_path):
     assert list(third.transformer.keys()) == ["transformer_2"]  # the low-noise expert's file only
     for name, value in _state(third).items():
         assert torch.equal(value, trained[name]), name
+
+
+def test_expert_of_steps_matches_the_routing_of_a_stock_pipeline_at_a_boundary_within_rounding():
+    """diffusers routes with ``t >= boundary_ratio * 1000`` where t is the scheduler's float32 timestep, so the
+    comparison happens in float32; a boundary just above a timestep in float64 but equal to it in float32 is where
+    a float64 comparison would name the other expert."""
+    from diffusers import WanPipeline
+
+    gen = tiny_generator(name=EXPERTS, fresh=True)
+    t1 = gen.scheduler(4).timesteps[1]  # 857.69..., between the first step and Wan's 875
+    ratio = float(torch.nextafter(t1.double(), torch.tensor(2000.0, dtype=torch.float64))) / 1000
+    assert ratio * 1000 > float(t1) and torch.tensor(ratio * 1000, dtype=torch.float32) == t1
+    gen.pipe.register_to_config(boundary_ratio=ratio)
+
+    stock = gen.pipe
+    pipe = WanPipeline(**{k: getattr(stock, k) for k in stock.components}, boundary_ratio=ratio)
+    pipe.set_progress_bar_config(disable=True)
+    ran: dict[float, set[str]] = {}
+    for name in ("transformer", "transformer_2"):
+        def record(module, args, kwargs, name=name):
+            ran.setdefault(float(kwargs["timestep"].flatten()[0]), set()).add(name)
+        getattr(pipe, name).register_forward_pre_hook(record, with_kwargs=True)
+    with torch.no_grad():
+        pipe(prompt="a red cube", num_inference_steps=4, guidance_scale=1.0, output_type="latent", **SIZE)
+    routed = [ran[t].pop() for t in sorted(ran, reverse=True)]
+    assert routed[:2] == ["transformer", "transformer"]  # the boundary falls on step 1: the high-noise expert's
+    assert gen.expert_of_steps(4) == routed
+
+
+def grpo_experts_trainer(tmp_path, *overrides: str):
+    from tests.trainers.conftest import tiny_grpo_cfg
+    from trainers.grpo import GRPOTrainer
+
+    cfg = tiny_grpo_cfg(tmp_path, f"model.tiny={EXPERTS}", "grpo.export=false", "logging.sample_every=0",
+                        "rewards=[{name: critic}]", *overrides)  # fmt: skip
+    return GRPOTrainer(cfg, generator=tiny_generator(name=EXPERTS, fresh=True), critic=shared_critic())
+
+
+def nft_experts_trainer(tmp_path, *overrides: str):
+    from drf.config import load_config
+    from tests.trainers.conftest import ROOT, TINY_NFT_CONFIG
+    from trainers.nft import NFTRunConfig, NFTTrainer
+
+    cfg = load_config(TINY_NFT_CONFIG, NFTRunConfig, [
+        f"prompts={ROOT / 'configs' / 'prompts' / 'tiny_eval.jsonl'}", f"logging.output_dir={tmp_path}",
+        "logging.report=false", f"model.tiny={EXPERTS}", "nft.export=false", "logging.sample_every=0",
+        *overrides])  # fmt: skip
+    return NFTTrainer(cfg, generator=tiny_generator(name=EXPERTS, fresh=True), critic=shared_critic())
+
+
+ONE_EXPERT_RUNS = {
+    # recipe -> settings per expert; the high-noise expert runs step 0 of 4 only, the low-noise one steps 1-3
+    "drf": {"high_noise": ("sampling.grad_window.k=1",), "low_noise": ("sampling.grad_window.k=2",)},
+    "grpo": {"high_noise": ("grpo.window_size=1",), "low_noise": ("grpo.window_size=2",)},
+    "nft": {"high_noise": (), "low_noise": ()},
+}
+
+
+@pytest.mark.parametrize("expert", ["high_noise", "low_noise"])
+@pytest.mark.parametrize("recipe", ["drf", "grpo", "nft"])
+def test_one_chosen_expert_trains_in_every_recipe_and_every_draw_lands_on_it(tmp_path, recipe, expert):
+    """Random windows (DRF random_k), SDE windows (GRPO, progressive: one step later each step) and NFT noise levels
+    that reached the frozen expert left the loss without gradient and crashed backward."""
+    build = {"drf": experts_trainer, "grpo": grpo_experts_trainer, "nft": nft_experts_trainer}[recipe]
+    settings = (f"name={recipe}-{expert}", f"model.train_experts={expert}", f"{recipe}.steps=3",
+                f"{recipe}.learning_rate=1e-2", *ONE_EXPERT_RUNS[recipe][expert])  # fmt: skip
+    if recipe == "drf":
+        settings += ("sampling.grad_window.kind=random_k",)
+    trainer = build(tmp_path, *settings)
+    pipe_name = {"high_noise": "transformer", "low_noise": "transformer_2"}[expert]
+    other = {"transformer": "transformer_2", "transformer_2": "transformer"}[pipe_name]
+    owned = steps_of(pipe_name)
+    assert trainer.expert_steps == owned and trainer.experts == [pipe_name]
+    banner = "\n".join(trainer._describe())
+    assert f"experts: {pipe_name} trains (model.train_experts {expert}), {other} stays frozen" in banner
+    trainer.train()
+    assert any(b.abs().max() > 0 for b in lora_b(getattr(trainer.generator.pipe, pipe_name)))
+    assert not getattr(getattr(trainer.generator.pipe, other), "peft_config", None)
+    if recipe == "drf":
+        from drf.grad_window import window_from_config
+
+        draws = [window_from_config(trainer.cfg.sampling.grad_window, 4, i, trainer.expert_steps).steps
+                 for i in range(50)]  # fmt: skip
+        assert set().union(*draws) == set(owned)
+    elif recipe == "grpo":
+        windows = [trainer.window(step, trainer.window_span()).steps for step in range(6)]
+        assert set().union(*windows) <= set(owned) and all(len(w) == trainer.cfg.grpo.window_size for w in windows)
+    else:
+        rng = torch.Generator().manual_seed(0)
+        levels = [trainer.noise_level(rng) for _ in range(50)]
+        assert {trainer.generator.expert_at(t * 1000) for t in levels} == {pipe_name}
+
+
+def test_a_window_larger_than_the_chosen_experts_steps_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"sampling.grad_window.k is 2 but the trained expert \(transformer\) runs "
+                       r"only sampling steps \[0\]; set k <= 1"):  # fmt: skip
+        experts_trainer(tmp_path, "name=k2", "model.train_experts=high_noise", "sampling.grad_window.kind=random_k",
+                        "sampling.grad_window.k=2")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"grpo.window_size is 2 but the trained expert \(transformer\) runs only "
+                       r"SDE-able steps \[0\]; set grpo.window_size <= 1"):  # fmt: skip
+        grpo_experts_trainer(tmp_path, "name=w2", "model.train_experts=high_noise", "grpo.window_size=2")
