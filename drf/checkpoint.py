@@ -101,7 +101,9 @@ def latest_good_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return good[-1] if good else None
 
 
-def _describe_dir(path: Path, limit: int = 8) -> str:
+def describe_dir(path: str | os.PathLike, limit: int = 8) -> str:
+    """What a folder holds, for one-line messages: "it contains: a, b/, ..." or "it is empty"."""
+    path = Path(path)
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
     if not names:
         return "it is empty"
@@ -116,9 +118,10 @@ def resolve_resume(run_dir: str | os.PathLike, spec: str | os.PathLike) -> Path:
         if latest is not None:
             return latest
         root = RunDir(run_dir).checkpoints
-        what = _describe_dir(root) if root.is_dir() else "the directory does not exist"
+        what = describe_dir(root) if root.is_dir() else "the directory does not exist"
         raise InputError(
-            f"--resume latest: no complete checkpoint in {root} ({what}); start without --resume or pass a PATH"
+            f"--resume latest: nothing to resume, no complete checkpoint in {root} ({what}); start the run with the "
+            "same command without --resume (a start that stopped before its first checkpoint is discarded)"
         )
     path = Path(spec)
     if not path.exists():
@@ -130,9 +133,9 @@ def resolve_resume(run_dir: str | os.PathLike, spec: str | os.PathLike) -> Path:
     if RunDir(path).checkpoints.is_dir():
         hint = f"it looks like a run directory; pass {RunDir(path).checkpoints}/step-N or 'latest'"
     elif path.name == RunDir.CHECKPOINTS:
-        hint = f"{_describe_dir(path)}; pass one of its step-N directories"
+        hint = f"{describe_dir(path)}; pass one of its step-N directories"
     else:
-        hint = f"{_describe_dir(path)}; a checkpoint has a {COMPLETE_MARKER} marker written after all its files"
+        hint = f"{describe_dir(path)}; a checkpoint has a {COMPLETE_MARKER} marker written after all its files"
     raise InputError(f"--resume {path}: not a complete checkpoint ({hint})")
 
 

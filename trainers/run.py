@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from critics.tiny import build_tiny_critic
+from drf.checkpoint import describe_dir, list_checkpoints
 from drf.config import dump_config, save_config
 from drf.errors import InputError
 from drf.run_dir import RunDir
@@ -20,12 +21,25 @@ from trainers.data import PromptSplits, load_prompt_splits
 
 
 def check_fresh_run_dir(run_dir: Path) -> None:
-    """Refuse to start over a run that already trained; resuming it is explicit."""
-    if RunDir(run_dir).has_training():
+    """Refuse to start over a run that has a complete checkpoint or exported weights (resuming is explicit); a start
+    that stopped before its first checkpoint was complete (Ctrl-C, a kill mid-write) holds nothing to resume, so it
+    is discarded with one line saying so, half-written checkpoint folders included, and the run starts over."""
+    run = RunDir(run_dir)
+    if list_checkpoints(run_dir):
         raise InputError(
             f"run directory {run_dir} already holds a run; pass --resume latest to continue it, "
             "or choose another name (--set name=...)"
         )
+    exported = [p.name + "/" for p in (run.lora, run.transformer) if p.exists()]
+    if exported:
+        raise InputError(
+            f"run directory {run_dir} holds a finished run's exported weights ({', '.join(exported)}) but no "
+            "checkpoint to resume; choose another name (--set name=...) or move them away"
+        )
+    if run.has_training():
+        print(f"note: {run_dir} holds a start that stopped before its first complete checkpoint "
+              f"({describe_dir(run_dir)}); discarding it and starting over")  # fmt: skip
+        shutil.rmtree(run_dir)
 
 
 @dataclass

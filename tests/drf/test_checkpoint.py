@@ -219,7 +219,9 @@ def test_setter_receives_the_saved_tensors(tmp_path):
 
 
 def test_resume_latest_without_checkpoints_names_the_directory(tmp_path):
-    with pytest.raises(InputError, match=r"--resume latest: no complete checkpoint in .*checkpoints \(the directory"):
+    with pytest.raises(InputError, match=r"--resume latest: nothing to resume, no complete checkpoint in "
+                       r".*checkpoints \(the directory does not exist\); start the run with the same command "
+                       r"without --resume"):
         resolve_resume(tmp_path, "latest")
 
 
