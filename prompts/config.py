@@ -36,8 +36,8 @@ class QuestionsConfig:
         default="",
         metadata={
             "path": "model",
-            "help": "Local path of a transformers causal LM with a chat template (decomposer: llm); 'tiny' builds a "
-            "tiny random model offline, useful only to exercise retries and the fallback.",
+            "help": "Local folder or hub id of a transformers causal LM with a chat template (decomposer: llm); "
+            "'tiny' builds a tiny random model offline, useful only to exercise retries and the fallback.",
         },
     )
     max_new_tokens: int = field(default=768, metadata={"help": "Token budget of one llm answer."})
@@ -117,7 +117,7 @@ class QuestionsConfig:
         if self.decomposer == "file" and not self.file:
             raise invalid("file", "is empty; the file decomposer needs a YAML or JSONL question file")
         if self.decomposer == "llm" and not self.llm_model:
-            raise invalid("llm_model", "is empty; give a local model folder (or 'tiny') for the llm decomposer")
+            raise invalid("llm_model", "is empty; give a model folder or hub id (or 'tiny') for the llm decomposer")
         if self.templates_dir and not Path(self.templates_dir).is_dir():
             raise invalid("templates_dir", f"{self.templates_dir!r} is not a folder")
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from drf.errors import ModelLoadError, QuestionError
+from drf.hub import check_model_location
 from prompts.config import QuestionsConfig
 from prompts.fingerprint import fingerprint
 from prompts.rule import decompose_rule
@@ -44,17 +45,20 @@ class HFGenerator:
 
     @classmethod
     def from_pretrained(cls, path: str, max_new_tokens: int = 768) -> HFGenerator:
-        """Load a local model folder (on the GPU when there is one; decomposition runs once per prompt per run)."""
+        """Load a local model folder or a hub id (from the local cache when offline; on the GPU when there is one;
+        decomposition runs once per prompt per run)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        path = str(check_model_location(path, "questions.llm_model", "config.json"))
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype="auto").eval()
         except (OSError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelLoadError(
-                f"questions.llm_model {path!r} could not be loaded as a causal LM ({first}); give a local model folder"
+                f"questions.llm_model {path!r} could not be loaded as a causal LM ({first}); give a chat model's "
+                "folder or hub id"
             ) from None
         if torch.cuda.is_available():
             model = model.to("cuda")

@@ -101,8 +101,8 @@ def build_rewards(rewards: list[RewardConfig], critic: Any, aspect_weights: dict
             reward = CriticReward(critic)
         elif cfg.name in GEOMETRY:
             if cfg.model not in models:
-                models[cfg.model] = load_geometry_model(cfg.model, device)
-            reward = geometry_reward(cfg.name.split(".", 1)[1], models[cfg.model], camera_motion_of)
+                models[cfg.model] = load_geometry_model(cfg.model, device, f"rewards[{i}].model")
+            reward = geometry_reward(cfg.name.split(".", 1)[1], models[cfg.model], camera_motion_of, cfg.geometry)
         else:  # RewardConfig.validate refuses every other name
             raise ValueError(f"rewards[{i}]: unknown reward {cfg.name!r}")
         entries.append((cfg, reward))

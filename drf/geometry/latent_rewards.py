@@ -55,6 +55,9 @@ def read_geometry(model: LatentGeometryModel, latents: Tensor, memo: dict) -> Ge
     return memo[key]
 
 
-def load_geometry_model(name: str, device: str | torch.device) -> LatentGeometryModel:
-    """A frozen latent geometry model: a shipped one by name ("toyworld") or a ``save_pretrained`` directory."""
-    return LatentGeometryModel.from_pretrained(name, device=device).requires_grad_(False)
+def load_geometry_model(
+    name: str, device: str | torch.device, key: str = "latent geometry model"
+) -> LatentGeometryModel:
+    """A frozen latent geometry model: a shipped one by name ("toyworld"), a ``save_pretrained`` directory or a hub
+    id (``key``: the config key that named it, for errors)."""
+    return LatentGeometryModel.from_pretrained(name, device=device, key=key).requires_grad_(False)

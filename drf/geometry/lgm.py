@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from drf.errors import InputError, ModelLoadError
 from drf.geometry.output import GeometryOutput
+from drf.hub import looks_local, model_folder
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -231,13 +232,21 @@ class LatentGeometryModel(nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> LatentGeometryModel:
+    def from_pretrained(
+        cls, directory: str | Path, device: str | torch.device = "cpu", key: str = "latent geometry model"
+    ) -> LatentGeometryModel:
         """Load ``config.json`` + ``model.safetensors`` written by ``save_pretrained``; ``directory`` may also name
-        a shipped model (``SHIPPED_LGMS``, e.g. "toyworld")."""
+        a shipped model (``SHIPPED_LGMS``, e.g. "toyworld") or a hub id (``owner/name``, from the local cache when
+        offline). ``key``: the config key that named it, for errors."""
         from safetensors.torch import load_file
 
         name = str(directory)
-        path = SHIPPED_DIR / SHIPPED_LGMS[name] if name in SHIPPED_LGMS else Path(directory).expanduser()
+        if name in SHIPPED_LGMS:
+            path = SHIPPED_DIR / SHIPPED_LGMS[name]
+        elif looks_local(name):
+            path = Path(directory).expanduser()
+        else:
+            path = model_folder(name, key, CONFIG_FILE)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (path / name).is_file():
                 raise ModelLoadError(

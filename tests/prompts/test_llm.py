@@ -105,7 +105,8 @@ def test_tiny_model_loaded_from_a_folder_drives_retries_into_the_fallback(tmp_pa
 
 def test_missing_model_folder_is_a_model_load_error(tmp_path):
     config = QuestionsConfig(decomposer="llm", llm_model=str(tmp_path / "missing"))
-    with pytest.raises(ModelLoadError, match="could not be loaded"):
+    with pytest.raises(ModelLoadError, match=r"questions.llm_model .*missing. does not exist; give a local model "
+                       r"folder or a hub id"):
         decompose_llm(PROMPT, config)
 
 
