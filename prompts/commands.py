@@ -17,12 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("prompt", metavar="PROMPT", help="the text-to-video prompt")
     q.add_argument("--decomposer", choices=("rule", "llm", "file"), default="rule", help="default: rule")
     q.add_argument("--file", default="", help="YAML/JSONL question file (for --decomposer file)")
-    q.add_argument("--llm-model", default="", help="local causal LM folder, or 'tiny' (for --decomposer llm)")
+    q.add_argument("--llm-model", default="", help="causal LM folder or hub id, or 'tiny' (for --decomposer llm)")
     q.add_argument("--max-retries", type=int, default=2, help="llm retries after invalid JSON (default: 2)")
     q.add_argument("--fallback", choices=("rule", "error"), default="rule", help="when the llm fails (default: rule)")
     q.add_argument("--templates-dir", default="", help="question template folder (default: the packaged templates)")
     q.add_argument("--aspects", default="", help="comma-separated aspects to keep (default: all)")
     q.add_argument("--no-negatives", action="store_true", help="leave out counterfactual questions expected 'no'")
+    q.add_argument("--max-questions", type=int, default=None,
+                   help="refuse a prompt that yields more questions (default: a run's questions.max_questions)")
     q.add_argument("--format", choices=("table", "json", "yaml"), default="table", help="default: table")
     q.set_defaults(func=_questions)
 
@@ -68,8 +70,9 @@ def _questions(args: argparse.Namespace) -> int:
         templates_dir=args.templates_dir,
         aspects=aspects,
         negatives=not args.no_negatives,
+        **({} if args.max_questions is None else {"max_questions": args.max_questions}),
     )
-    print(format_questions(decompose(args.prompt, config), args.format))
+    print(format_questions(decompose(args.prompt, config, cap="--max-questions"), args.format))
     return 0
 
 

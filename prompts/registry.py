@@ -63,8 +63,15 @@ def _decomposer(config: QuestionsConfig) -> Decomposer:
     return DECOMPOSERS[config.decomposer]
 
 
-def decompose(prompt: str, config: QuestionsConfig | None = None, cache: QuestionCache | None = None) -> QuestionSet:
-    """Questions for ``prompt``; with a cache, a prompt already decomposed under the same config is not redone."""
+def decompose(
+    prompt: str,
+    config: QuestionsConfig | None = None,
+    cache: QuestionCache | None = None,
+    cap: str = "questions.max_questions",
+) -> QuestionSet:
+    """Questions for ``prompt``; with a cache, a prompt already decomposed under the same config is not redone.
+    ``cap``: how the caller's user sets ``config.max_questions`` (a config key, or a command's flag), for the error
+    a prompt with too many questions gets."""
     config = config or QuestionsConfig()
     text = check_prompt(prompt)
     decomposer = _decomposer(config)
@@ -80,7 +87,7 @@ def decompose(prompt: str, config: QuestionsConfig | None = None, cache: Questio
         shown = text if len(text) <= 60 else text[:57] + "..."
         raise QuestionError(
             f"prompt {shown!r} ({len(text)} characters) yields {len(qset.questions)} questions, more than "
-            f"questions.max_questions={config.max_questions}; shorten or split it, or raise the cap"
+            f"{cap}={config.max_questions}; shorten or split it, or raise {cap}"
         )
     return qset
 

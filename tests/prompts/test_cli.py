@@ -63,3 +63,16 @@ def test_render_bad_slot_is_a_one_line_error(capsys):
     assert "did you mean 'subjects'" in capsys.readouterr().err
     assert main(["templates", "render", "nosuch"]) == 2
     assert "template 'nosuch.j2' not found" in capsys.readouterr().err
+
+
+def test_too_many_questions_names_the_flag_of_drf_questions(capsys):
+    objects = [f"a {size} {colour} {shape}" for size in ("small", "large")
+               for colour in ("red", "blue", "green", "yellow") for shape in ("cube", "sphere", "cylinder")]  # fmt: skip
+    prompt = ", ".join(objects) + " on a checkered floor"
+    assert main(["questions", prompt]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: prompt ") and error.endswith(
+        "more than --max-questions=64; shorten or split it, or raise --max-questions"
+    ), error
+    assert main(["questions", prompt, "--max-questions", "500", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["questions"]) > 64

@@ -192,3 +192,22 @@ def test_subjects_told_apart_only_by_size_get_no_ambiguous_size_question():
     assert not any(i.startswith("align.size.") for i in qset.ids), "'the red cube' would name both"
     assert next(q for q in qset if q.id == "align.count.cube").expected == "2"
     assert "align.motion.small_red_cube.left" in qset.ids
+
+
+def test_a_prompt_that_mentions_the_red_cube_five_times_asks_each_question_once():
+    from prompts.templates import render_questions
+
+    prompt = " ".join(["a red cube slides to the left on a checkered floor."] * 5)
+    config = QuestionsConfig()
+    rendered = render_questions(parse_prompt(prompt), config)  # what the templates make of the parsed mentions
+    texts = [q.text for q in rendered]
+    assert texts.count("Is there a red cube in the video?") == 5  # one per mention
+    asked = decompose(prompt, config).questions
+    assert [q.text for q in asked] == list(dict.fromkeys(texts))  # each distinct text once, at its first place
+    assert [q.id for q in asked] == [next(r.id for r in rendered if r.text == q.text) for q in asked]
+
+
+def test_a_ten_thousand_character_prompt_asks_only_its_distinct_questions():
+    prompt = "a small red cube left of a blue sphere on a checkered floor, the camera pans right, " * 120
+    asked = decompose(prompt.strip(), QuestionsConfig()).questions  # within the default cap of 64
+    assert len(prompt) > 10_000 and len(asked) == len({q.text for q in asked}) <= 32

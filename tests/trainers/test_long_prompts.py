@@ -1,4 +1,4 @@
-"""A very long prompt cannot blow up the question count or the critic's memory: it is refused before the first step,
+"""A prompt with very many questions cannot blow up the question count or the critic's memory: it is refused before the first step,
 naming its file and line."""
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ from prompts import QuestionsConfig, decompose
 from prompts.context import CAPTION_WORDS, PAIR_SUBJECTS
 from tests.trainers.conftest import make_trainer, tiny_cfg
 
-LONG = "a small red cube left of a blue sphere on a checkered floor, the camera pans right, " * 120  # 10,320 chars
+LONG = "a small red cube left of a blue sphere on a checkered floor, the camera pans right, " * 120  # 10,080 characters
+# 64 distinct objects: 127 distinct questions (a repeated one is asked once, so LONG yields only 31)
+MANY = ", ".join(f"a {size} {colour} {shape}" for size in ("small", "large")
+                 for colour in ("red", "blue", "green", "yellow", "white", "black", "orange", "purple")
+                 for shape in ("cube", "sphere", "cylinder", "cone"))
+MANY += " on a checkered floor, the camera pans right"
 
 
 def test_a_long_prompt_has_bounded_pair_and_caption_questions():
@@ -23,7 +28,7 @@ def test_a_long_prompt_has_bounded_pair_and_caption_questions():
 
 def test_a_long_prompt_in_the_prompts_file_stops_the_run_before_it_starts_naming_the_line(tmp_path):
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a red cube\n# a comment\n" + LONG.strip() + "\na blue sphere\n")
+    prompts.write_text("a red cube\n# a comment\n" + MANY + "\na blue sphere\n")
     cfg = tiny_cfg(tmp_path / "runs", f"prompts={prompts}")
     with pytest.raises(QuestionError, match=rf"{prompts}:3: prompt .* yields \d+ questions, more than "
                                             r"questions.max_questions=64"):  # fmt: skip
@@ -36,7 +41,7 @@ def test_with_the_cap_raised_the_long_prompt_trains_with_bounded_critic_batches(
     from critics.vlm import HFVisionCritic
 
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text(LONG.strip() + "\n")
+    prompts.write_text(MANY + "\n")
     seen = []
     row_logprobs = HFVisionCritic._row_logprobs
 
@@ -50,4 +55,4 @@ def test_with_the_cap_raised_the_long_prompt_trains_with_bounded_critic_batches(
     trainer = make_trainer(cfg)
     monkeypatch.setattr(trainer.critic.config, "max_rows", 16)  # the shared test critic takes the run's setting
     trainer.train()
-    assert len(trainer.question_sets[LONG.strip()]) > 500 and seen and max(seen) <= 16
+    assert len(trainer.question_sets[MANY]) > 64 and seen and max(seen) <= 16
