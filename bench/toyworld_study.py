@@ -30,6 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from drf.commands import add_set_arg  # noqa: E402
+
 METHODS: dict[str, tuple[str, list[str]]] = {
     "base": ("configs/toyworld_drf.yaml", []),
     "drf": ("configs/toyworld_drf.yaml", []),
@@ -195,14 +197,8 @@ def main() -> int:
     parser.add_argument("--out", default="", help="Write every record as JSON here (and the plot beside it, .svg).")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--summarise", default="", metavar="JSON", help="Print the table of an earlier --out; no training.")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Config override for every run; RECIPE. stands for the run's drf./grpo./nft. section (repeatable).",
-    )
+    add_set_arg(parser, "Config override for every run; RECIPE. stands for the run's drf./grpo./nft. section "
+                "(repeatable).")  # fmt: skip
     args = parser.parse_args()
     if args.summarise:
         saved = json.loads(Path(args.summarise).read_text())

@@ -7,6 +7,7 @@ instant.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from trainers.plugins import resolve
@@ -21,14 +22,14 @@ RUN_SCHEMAS = {"sample": "drf.sample:SampleRunConfig"} | {name: recipe.schema fo
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     """The CONFIG argument and repeatable ``--set KEY=VALUE`` overrides every config-driven command takes."""
     parser.add_argument("config", help="YAML run config (see configs/)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set sampling.num_steps=4 (repeatable)",
-    )
+    add_set_arg(parser)
+
+
+def add_set_arg(
+    parser: argparse.ArgumentParser, help: str = "override a config value, e.g. --set sampling.num_steps=4 (repeatable)"
+) -> None:
+    """Repeatable ``--set KEY=VALUE`` config overrides, collected in ``args.overrides`` for ``load_config``."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--schema", choices=sorted(RUN_SCHEMAS), help="config schema (default: from the file)")
     show.set_defaults(func=config_show)
     reference = config_sub.add_parser("reference", help="list every config key with its type, default and meaning")
-    reference.add_argument("--schema", choices=sorted(RUN_SCHEMAS), default="sample", help="config schema")
+    reference.add_argument(
+        "--schema", choices=sorted(RUN_SCHEMAS), default="drf", help="config schema (default: drf, DRF training)"
+    )
     reference.add_argument("--format", choices=("table", "markdown"), default="table", help="output format")
     reference.set_defaults(func=config_reference)
 
@@ -72,9 +75,14 @@ def config_show(args: argparse.Namespace) -> int:
 def config_reference(args: argparse.Namespace) -> int:
     from drf.config import describe
 
-    rows = [
-        (key, kind, repr(default), text) for key, kind, default, text in describe(resolve_schema(None, args.schema))
-    ]
+    schema = resolve_schema(None, args.schema)
+    rows = [(key, kind, repr(default), text) for key, kind, default, text in describe(schema)]
+    others = ", ".join(name for name in sorted(RUN_SCHEMAS) if name != args.schema)
+    what = "drf sample" if args.schema == "sample" else f"drf train, {args.schema}: section"
+    # The heading names the schema shown and the others; beside a markdown table it goes to stderr, so the
+    # table can be redirected into a document as it is.
+    print(f"schema {args.schema} ({what}); others: --schema {others}",
+          file=sys.stderr if args.format == "markdown" else sys.stdout)  # fmt: skip
     if args.format == "markdown":
         print("| key | type | default | meaning |\n|---|---|---|---|")
         for key, kind, default, text in rows:

@@ -8,7 +8,7 @@ model). A user's scorer is ``python: package.module:callable`` with ``fn(inputs,
 
     rewards:
       - {name: critic, weight: 1.0}
-      - {name: geometry.trajectory, weight: 0.5, model: toyworld}
+      - {name: geometry.trajectory, weight: 0.5, model: toyworld, geometry: {trajectory_rotation_scale_deg: 10}}
       - {name: brightness, weight: 0.1, python: my_rewards:brightness, reads: frames, differentiable: true}
 """
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from drf.errors import ConfigError, invalid
+from drf.geometry.rewards import GeometryRewardConfig
 from drf.rewards import NamedReward
 
 CRITIC = "critic"
@@ -59,8 +60,14 @@ class RewardConfig:
     )  # fmt: skip
     model: str = field(
         default="",
-        metadata={"path": "model", "help": "geometry.* rewards: the latent geometry model, 'toyworld' (shipped) or "
-                  "a directory written by LatentGeometryModel.save_pretrained."},
+        metadata={"path": "model", "help": "geometry.* rewards: the latent geometry model, 'toyworld' (shipped), "
+                  "a directory written by LatentGeometryModel.save_pretrained, or a hub id."},
+    )  # fmt: skip
+
+    geometry: GeometryRewardConfig = field(
+        default_factory=GeometryRewardConfig,
+        metadata={"help": "geometry.* rewards: their calibrated knobs (docs/geometry.md), e.g. "
+                  "{name: geometry.reprojection, model: toyworld, geometry: {reproj_tau: 0.1}}."},
     )  # fmt: skip
 
     @property
@@ -81,8 +88,7 @@ class RewardConfig:
                 raise invalid("name", f"must be a non-empty name without '/' (got {self.name!r})")
             if not _CALLABLE.fullmatch(self.python):
                 raise invalid("python", f"is {self.python!r}; write package.module:callable")
-            if self.model:
-                raise invalid("model", "is read by geometry.* rewards only")
+            self.refuse_geometry_knobs()
             return
         if self.name not in BUILT_IN:
             close = difflib.get_close_matches(self.name, list(BUILT_IN), n=1)
@@ -97,8 +103,15 @@ class RewardConfig:
                           "leave it out for built-in rewards")  # fmt: skip
         if self.name in GEOMETRY and not self.model:
             raise invalid("model", f"{self.name} needs a latent geometry model: 'toyworld' or a directory")
-        if self.name not in GEOMETRY and self.model:
+        if self.name not in GEOMETRY:
+            self.refuse_geometry_knobs()
+
+    def refuse_geometry_knobs(self) -> None:
+        """``model`` and ``geometry`` set on a reward that does not read them: a misplaced line, said at once."""
+        if self.model:
             raise invalid("model", "is read by geometry.* rewards only")
+        if self.geometry != GeometryRewardConfig():
+            raise invalid("geometry", "is read by geometry.* rewards only")
 
 
 def lists_critic(rewards: list[RewardConfig]) -> bool:

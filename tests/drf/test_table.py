@@ -23,3 +23,10 @@ def test_config_reference_fits_the_terminal(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "90")
     assert main(["config", "reference"]) == 0
     assert max(len(line) for line in capsys.readouterr().out.splitlines()) <= 90
+
+
+def test_config_reference_shows_the_training_schema_and_names_the_others(capsys):
+    assert main(["config", "reference"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "schema drf (drf train, drf: section); others: --schema grpo, nft, sample"
+    assert any(line.split()[:1] == ["drf.learning_rate"] for line in lines)

@@ -43,6 +43,9 @@ def config_without_critic(tmp_path, rewards: str, schema=DRFRunConfig, source=TI
         ("[{name: critic, reads: latents}]", r"rewards\[0\]\.reads critic reads frames; leave reads out"),
         ("[{name: critic, python: 'a:b'}]", r"rewards\[0\]\.name 'critic' is a built-in reward"),
         ("[{name: critic, model: toyworld}]", r"rewards\[0\]\.model is read by geometry.\* rewards only"),
+        ("[{name: critic, geometry: {reproj_tau: 0.1}}]", r"rewards\[0\]\.geometry is read by geometry.\* rewards"),
+        ("[{name: geometry.reprojection, model: toyworld, geometry: {reproj_ta: 0.1}}]",
+         r"unknown key 'rewards\[0\]\.geometry\.reproj_ta'; did you mean 'rewards\[0\]\.geometry\.reproj_tau'"),
         ("[]", r"rewards is empty"),
         ("[{weight: 1.0}]", r"missing required key 'rewards\[0\]\.name'"),
     ],
@@ -185,3 +188,21 @@ def test_batched_evaluation_scores_each_video_as_alone(tmp_path):
         assert alone["prompt"] == batched["prompt"]
         assert batched["reward"] == pytest.approx(alone["reward"], abs=1e-5)
     assert runs[1][0]["reward"] != pytest.approx(runs[1][2]["reward"], abs=1e-5)  # same prompt, its own noise
+
+
+def test_a_geometry_entrys_calibrated_knobs_reach_its_reward():
+    """dynamic_degree = 1 - exp(-motion / dynamic_scale) (docs/geometry.md): the same motion scored with the default
+    scale 0.1 and with 0.3 set in the run config gives 1 - d_0.3 = (1 - d_0.1) ** (0.1 / 0.3)."""
+    from trainers.rewards import build_rewards
+
+    def degree(entry: str) -> torch.Tensor:
+        cfg = load_config(TINY_CONFIG, DRFRunConfig, [f"rewards=[{{name: critic}}, {entry}]"])
+        (_, reward), = [e for e in build_rewards(cfg.rewards, None, None, "cpu").entries if e[0].name != "critic"]
+        side = 8 * 2  # the toy geometry model's 8x8 token grid with patch 2
+        latents = 0.5 * torch.randn(2, 16, 5, side, side, generator=torch.Generator().manual_seed(0))
+        return reward(latents, ["a red cube, the camera pans left"] * 2, memo={}).per_question[:, 0]
+
+    default = degree("{name: geometry.dynamic_degree, model: toyworld}")
+    wider = degree("{name: geometry.dynamic_degree, model: toyworld, geometry: {dynamic_scale: 0.3}}")
+    assert 0 < default.min() and default.max() < 1
+    torch.testing.assert_close(1 - wider, (1 - default) ** (0.1 / 0.3), rtol=1e-4, atol=1e-6)
