@@ -68,8 +68,10 @@ class GRPOConfig(TrainerConfig):
                   "window_shift_every steps; random: a fresh start per step."},
     )  # fmt: skip
     window_start: int = field(
-        default=0, metadata={"help": "First windowed step (fixed, and where progressive starts)."}
-    )
+        default=0,
+        metadata={"help": "First windowed step (fixed, and where progressive starts); the window must end by the last "
+                  "SDE step."},
+    )  # fmt: skip
     window_shift_every: int = field(default=1, metadata={"help": "Steps between shifts of the progressive window."})
     sde_last_step: bool = field(
         default=False,
@@ -166,6 +168,12 @@ class GRPORunConfig(RunConfig):
                 "grpo.window_size",
                 f"must be <= {usable} (sampling.num_steps = {steps}; the last step is not an SDE step unless "
                 "grpo.sde_last_step: true)",
+            )
+        if g.window_start > usable - g.window_size:
+            raise invalid(
+                "grpo.window_start",
+                f"must be <= {usable - g.window_size} (got {g.window_start}): the window of grpo.window_size = "
+                f"{g.window_size} steps must end by step {usable - 1} of sampling.num_steps = {steps}",
             )
 
 
