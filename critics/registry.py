@@ -44,6 +44,21 @@ def _quantization_config(config: CriticConfig, dtype: torch.dtype):
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
+def _keep_4bit_weights_unpacked(model: torch.nn.Module) -> None:
+    """Keep every 4-bit layer in the format it loaded in, whether or not gradients are on.
+
+    On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit layer's weights into a faster CPU format the first time
+    the layer runs without gradients. The trainers score without gradients (evaluation at step 0) before they score
+    with them, and a repacked layer then fails the backward pass (an in-place change of a view of a leaf); layers
+    narrower than the format's blocks, as in tiny critics, fail at once. The flag has no effect on other devices.
+    """
+    import bitsandbytes as bnb  # optional dependency (the quant extra); _quantization_config checked it is installed
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
 def _image_stats(path: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The checkpoint's normalisation constants (preprocessor_config.json), CLIP's when it has none."""
     from transformers.utils import cached_file
@@ -79,6 +94,8 @@ def _load_model(config: CriticConfig, path: str):
         ) from None
     if quant is None:
         model = model.to(config.device)
+    elif config.quantization == "4bit":
+        _keep_4bit_weights_unpacked(model)
     return model, tokenizer
 
 

@@ -126,6 +126,15 @@ def gather_rows(tensor: torch.Tensor, accelerator: Any) -> torch.Tensor:
     return accelerator.gather(tensor.to(accelerator.device)).to(tensor.device)
 
 
+def gather_list(items: list[Any], accelerator: Any) -> list[Any]:
+    """``items`` (picklable) of every process concatenated in rank order (the list itself with one process)."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return items
+    from accelerate.utils import gather_object
+
+    return gather_object(items)
+
+
 def clip_gradients(params: Sequence[nn.Parameter], max_norm: float) -> float:
     """Clip the global gradient norm to ``max_norm`` (0 = no clipping) and return the norm before clipping."""
     limit = max_norm if max_norm > 0 else math.inf

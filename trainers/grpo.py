@@ -10,7 +10,8 @@ plus a KL term (squared distance of the step means to the frozen base model's, o
 backpropagated one transition at a time, so memory stays that of one denoiser call.
 
 Everything is a function of (seed, step) and of the per-prompt statistics saved with each checkpoint, so a resumed
-run continues bit for bit.
+run continues bit for bit. Statistics over more than one group (the global and max-group std, the per-prompt running
+statistics, the logged spreads) are taken over every process's groups, as one process holding the whole batch would.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from trainers.advantages import group_advantages
 from trainers.base import Trainer, finite_all
 from trainers.config import RunConfig, TrainerConfig
 from trainers.data import stream_seed
-from trainers.distributed import gather_rows
+from trainers.distributed import gather_list, gather_rows
 from trainers.weights import adapters_disabled
 
 
@@ -68,8 +69,10 @@ class GRPOConfig(TrainerConfig):
                   "window_shift_every steps; random: a fresh start per step."},
     )  # fmt: skip
     window_start: int = field(
-        default=0, metadata={"help": "First windowed step (fixed, and where progressive starts)."}
-    )
+        default=0,
+        metadata={"help": "First windowed step (fixed, and where progressive starts); the window must end by the last "
+                  "SDE step."},
+    )  # fmt: skip
     window_shift_every: int = field(default=1, metadata={"help": "Steps between shifts of the progressive window."})
     sde_last_step: bool = field(
         default=False,
@@ -110,7 +113,7 @@ class GRPOConfig(TrainerConfig):
     per_prompt_stats: bool = field(
         default=False,
         metadata={"help": "Centre (and, with std_mode group, scale) each reward by a running mean/std per prompt over "
-                  "all its samples so far instead of the current group's."},
+                  "all its samples so far (on every process) instead of the current group's."},
     )  # fmt: skip
     def validate(self) -> None:
         super().validate()
@@ -167,6 +170,12 @@ class GRPORunConfig(RunConfig):
                 f"must be <= {usable} (sampling.num_steps = {steps}; the last step is not an SDE step unless "
                 "grpo.sde_last_step: true)",
             )
+        if g.window_start > usable - g.window_size:
+            raise invalid(
+                "grpo.window_start",
+                f"must be <= {usable - g.window_size} (got {g.window_start}): the window of grpo.window_size = "
+                f"{g.window_size} steps must end by step {usable - 1} of sampling.num_steps = {steps}",
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -221,6 +230,8 @@ class RolloutBatch:
     cond: Any
     transitions: list[Any]
     advantages: torch.Tensor  # [B] (B = prompts x group_size, prompt-major)
+    rewards: dict[str, torch.Tensor]  # name -> [N*P,G]: every process's rewards, groups in rank order (for the logs)
+    combined: torch.Tensor  # [N*P,G]: every process's weighted advantages before clipping (for the logs)
 
 
 class GRPOTrainer(Trainer):
@@ -297,34 +308,52 @@ class GRPOTrainer(Trainer):
                     noise_level=g.noise_level, latents=noise, rng=rng,
                 )  # fmt: skip
         scored = self.score_videos(videos, rollout.latents, picked, timer)
-        metrics = scored.metrics
-        advantages = self.advantages(scored.values, prompts, metrics)
-        return RolloutBatch(cond, rollout.transitions, advantages), metrics
+        advantages, rewards, combined = self.advantages(scored.values, prompts)
+        return RolloutBatch(cond, rollout.transitions, advantages, rewards, combined), scored.metrics
 
-    def advantages(self, named: dict[str, torch.Tensor], prompts: list[str], metrics: dict[str, float]) -> torch.Tensor:
-        """Weighted sum of each named reward's group-relative advantage, clipped -> [B]; logs per-reward stats."""
-        g = self.cfg.grpo
+    def advantages(
+        self, named: dict[str, torch.Tensor], prompts: list[str]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Weighted sum of each named reward's group-relative advantage, clipped -> (this process's [B], every
+        process's rewards [N*P,G] by name, every process's advantages before clipping [N*P,G]).
+
+        Per-prompt statistics are updated with every process's groups in rank order, on every process, so all hold
+        the same table (the one a checkpoint saves) and each group is centred as one process holding them all would.
+        """
+        g, acc = self.cfg.grpo, self.accelerator
         weights = self.rewards.weights
+        mine = slice(acc.process_index * len(prompts), (acc.process_index + 1) * len(prompts))
+        everyone = gather_list(prompts, acc) if g.per_prompt_stats else prompts
         combined = torch.zeros(len(prompts), g.group_size)
+        rewards = {}
         for name, values in named.items():
             grid = values.detach().float().cpu().reshape(len(prompts), g.group_size)  # [P,G]
-            metrics[f"reward/{name}/std"] = float(grid.std(unbiased=False))
-            weight = weights[name]
-            if weight == 0:
+            population = rewards[name] = gather_rows(grid, acc)  # [N*P,G]
+            if weights[name] == 0:
                 continue
             mean = std = None
             if g.per_prompt_stats:
-                stats = [self.prompt_stats.update(name, p, row.tolist()) for p, row in zip(prompts, grid)]
-                mean = torch.tensor([[m] for m, _ in stats])
-                std = torch.tensor([[s] for _, s in stats])
-            population = gather_rows(grid, self.accelerator) if g.std_mode != "group" else grid
-            combined += weight * group_advantages(grid, g.std_mode, g.std_floor, mean, std, population)
-        advantages = combined.clamp(-g.adv_clip, g.adv_clip).reshape(-1)
+                stats = [self.prompt_stats.update(name, p, row.tolist()) for p, row in zip(everyone, population)]
+                mean = torch.tensor([[m] for m, _ in stats[mine]])
+                std = torch.tensor([[s] for _, s in stats[mine]])
+            combined += weights[name] * group_advantages(grid, g.std_mode, g.std_floor, mean, std, population)
+        return combined.clamp(-g.adv_clip, g.adv_clip).reshape(-1), rewards, gather_rows(combined, acc)
+
+    def spread_metrics(self, batches: list[RolloutBatch]) -> dict[str, float]:
+        """Each reward's std and the advantages' mean, std, largest magnitude and clipped fraction over every video of
+        the step (each micro-batch, every process): a mean of per-process stds or maxima is not the batch's."""
+        clip = self.cfg.grpo.adv_clip
+        metrics = {
+            f"reward/{name}/std": float(torch.cat([b.rewards[name] for b in batches]).std(unbiased=False))
+            for name in batches[0].rewards
+        }
+        combined = torch.cat([b.combined for b in batches])
+        advantages = combined.clamp(-clip, clip)
         metrics["advantage/mean"] = float(advantages.mean())
         metrics["advantage/std"] = float(advantages.std(unbiased=False))
         metrics["advantage/abs_max"] = float(advantages.abs().max())
-        metrics["advantage/clipped_fraction"] = float((combined.abs() > g.adv_clip).float().mean())
-        return advantages
+        metrics["advantage/clipped_fraction"] = float((combined.abs() > clip).float().mean())
+        return metrics
 
     # ------------------------------------------------------------------------------------------------ update
     def transition_loss(
@@ -407,6 +436,7 @@ class GRPOTrainer(Trainer):
             updates.append(metrics)
             finite_steps.append(finite)
         out = metric_means(records)
+        out.update(self.spread_metrics(batches))
         out.update(metric_means(updates))
         out["lr"] = updates[0]["lr"]
         out.setdefault("grad_norm", math.nan)  # every update skipped

@@ -41,6 +41,7 @@ from trainers.advantages import group_advantages
 from trainers.base import Trainer, finite_all
 from trainers.config import RunConfig, TrainerConfig
 from trainers.data import stream_seed
+from trainers.distributed import gather_rows
 
 MAX_DRAWS = 10_000  # noise-level draws before a range the trained expert barely covers is refused
 
@@ -194,9 +195,7 @@ class NFTTrainer(Trainer):
             for name, weight in self.rewards.weights.items()
         )
         r = optimality(advantage, n.adv_scale)
-        metrics = scored.metrics
-        metrics["nft/optimality_std"] = float(r.std(unbiased=False))
-        return x0, videos, r.reshape(-1), metrics
+        return x0, videos, r.reshape(-1), scored.metrics
 
     def noise_level(self, rng: torch.Generator) -> torch.Tensor:
         """A noise level t drawn uniformly from [t_min, t_max]; with one Wan 2.2 expert trained, uniformly from the
@@ -242,17 +241,20 @@ class NFTTrainer(Trainer):
         started = time.perf_counter()
         timer = self.start_step()
         self.optimizer.zero_grad(set_to_none=True)
-        losses, records = [], []
+        losses, records, optimalities = [], [], []
         for micro in range(n.gradient_accumulation):
             x0, videos, r, metrics = self.rollout(step, micro, timer)
             with timer("backward"):
                 losses.append(self.micro_backward(step, micro, x0, videos, r))
             records.append(metrics)
+            optimalities.append(r)
         lr = self.lr_scheduler.get_last_lr()[0]
         finite, grad_norm = self.apply_gradients(finite_all(losses))
         if finite:
             self.old.follow(n.old_decay)
         out = metric_means(records)
+        # Over every video of the step (each micro-batch, every process): a mean of per-process stds is not the batch's.
+        out["nft/optimality_std"] = float(gather_rows(torch.cat(optimalities), self.accelerator).std(unbiased=False))
         out.update(loss=float(torch.stack(losses).float().mean()), grad_norm=grad_norm, lr=lr)
         return self.finish_step(out, finite, timer, started)
 

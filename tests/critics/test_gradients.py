@@ -47,3 +47,25 @@ def test_quantized_critic_still_passes_gradients_to_pixels(quantization, make_cr
     out.rewards.sum().backward()
     assert torch.isfinite(out.rewards).all()
     assert torch.isfinite(frames.grad).all() and frames.grad.abs().sum() > 0
+
+
+def test_4bit_critic_scores_without_then_with_gradients(make_critic, questions):
+    """The trainers' order: an evaluation without gradients, then training steps with them. On CPUs with AVX512-BF16
+    bitsandbytes would repack the 4-bit weights on the first call without gradients; the critic must keep scoring,
+    and its rewards and gradients must equal those of a critic that never ran without gradients."""
+    pytest.importorskip("bitsandbytes")
+    frames = torch.rand(1, 2, 3, 56, 56, generator=torch.Generator().manual_seed(0))
+
+    def reward_and_gradient(critic):
+        x = frames.clone().requires_grad_(True)
+        rewards = critic.score(x, questions[1:]).rewards
+        rewards.sum().backward()
+        return rewards.detach(), x.grad
+
+    evaluated = make_critic("qwen2_5_vl", quantization="4bit")
+    with torch.no_grad():
+        before = evaluated.score(frames, questions[1:]).rewards
+    rewards, grad = reward_and_gradient(evaluated)
+    fresh_rewards, fresh_grad = reward_and_gradient(make_critic("qwen2_5_vl", quantization="4bit"))
+    assert torch.equal(before, rewards) and torch.equal(rewards, fresh_rewards)
+    assert torch.equal(grad, fresh_grad) and grad.abs().sum() > 0

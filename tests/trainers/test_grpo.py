@@ -88,6 +88,8 @@ def test_an_old_grpo_reward_key_fails_showing_the_rewards_list(tmp_path, key):
         (["grpo.sde_kind=cps", "grpo.sde_last_step=true"], "sde_last_step.*cps"),
         (["sampling.num_steps=4", "grpo.window_size=4"], "window_size.*<= 3.*sde_last_step"),
         (["grpo.window_schedule=random", "grpo.window_start=2"], "window_start is not read by window_schedule: random"),
+        (["grpo.window_schedule=fixed", "grpo.window_start=10"], r"window_start must be <= 1 \(got 10\).*step 2 of"),
+        (["grpo.window_schedule=progressive", "grpo.window_start=2"], r"grpo.window_start must be <= 1 \(got 2\)"),
         (["grpo.window_schedule=fixed", "grpo.window_shift_every=3"], "window_shift_every is read by .*progressive"),
     ],
 )
@@ -99,7 +101,7 @@ def test_settings_grpo_would_ignore_or_break_on_are_refused(overrides, message):
 def test_cps_trains_to_the_end_of_a_progressive_window_without_nan(grpo_cfg):
     """The reproduction of the CPS defect: a progressive window pushed to the end of the chain. The last step (std 0
     under CPS) stays out of the window, so every step is finite and none is skipped."""
-    cfg = grpo_cfg("name=cps", "grpo.sde_kind=cps", "grpo.window_schedule=progressive", "grpo.window_start=20",
+    cfg = grpo_cfg("name=cps", "grpo.sde_kind=cps", "grpo.window_schedule=progressive", "grpo.window_start=1",
                    "grpo.steps=2", "grpo.export=false", "logging.sample_every=0")  # fmt: skip
     trainer = make_trainer(cfg)
     last = cfg.sampling.num_steps - 1

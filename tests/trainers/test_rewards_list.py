@@ -134,7 +134,7 @@ def test_grpo_normalises_each_named_reward_before_weighting(grpo_cfg):
     zeros = torch.zeros(group)
     named = {"critic": small, "geometry.smoothness": large, "geometry.reprojection": zeros,
              "geometry.trajectory": zeros, "geometry.dynamic_degree": large}  # fmt: skip
-    got = trainer.advantages(named, ["p"], {})
+    got, _, _ = trainer.advantages(named, ["p"])
     unit = (small - small.mean()) / small.std(unbiased=False)
     expected = weights["critic"] * unit - weights["geometry.smoothness"] * unit
     torch.testing.assert_close(got, expected.clamp(-5, 5))
