@@ -117,7 +117,7 @@ def test_nft_trains_the_experts_of_its_noise_levels(tmp_path):
     def experts(t_max: float) -> list[str]:
         cfg = load_config(TINY_NFT_CONFIG, NFTRunConfig, [
             f"prompts={ROOT / 'configs' / 'prompts' / 'tiny_eval.jsonl'}", f"logging.output_dir={tmp_path}",
-            f"name=nft{t_max}", f"nft.t_max={t_max}", "logging.report=false"])  # fmt: skip
+            f"name=nft{t_max}", "nft.timesteps=uniform", f"nft.t_max={t_max}", "logging.report=false"])  # fmt: skip
         trainer = NFTTrainer(cfg, generator=tiny_generator(name=EXPERTS, fresh=True), critic=shared_critic())
         return list(trainer.transformer.keys())
 
