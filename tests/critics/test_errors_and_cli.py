@@ -8,10 +8,13 @@ import pytest
 import torch
 import yaml
 
+from critics.commands import critic_for
 from critics.config import CriticConfig
 from critics.registry import load_critic
+from critics.scorecard import explanation_shown
 from drf.cli import main
 from drf.errors import CriticError, InputError, ModelLoadError, TemplateError
+from drf.text import readable
 from drf.video_io import write_video
 from prompts.schema import Question, QuestionSet
 
@@ -90,7 +93,7 @@ def test_drf_score_prints_an_aligned_table_per_video(tmp_path, tiny_dirs, questi
     assert code == 0
     assert "a.gif" in out and "b.mp4" in out
     header = next(line for line in out.splitlines() if line.startswith("id "))
-    assert header.split() == ["id", "aspect", "question", "expected", "p(expected)", "reward", "weight"]
+    assert header.split() == ["id", "question", "expected", "p(expected)", "reward", "weight"]
     row = next(line for line in out.splitlines() if line.startswith("red_cube"))
     assert row.index("yes") == header.index("expected")  # columns line up
 
@@ -136,3 +139,27 @@ def test_every_critic_config_field_is_documented_and_validated():
         CriticConfig(tiny=True, quantization="3bit").validate()
     with pytest.raises(ConfigError, match="critic.path is empty"):
         CriticConfig().validate()
+
+
+def test_text_that_is_not_valid_text_is_described_in_words_never_shown():
+    assert readable("  The red cube slides left.\n") == "The red cube slides left."
+    garbled = readable("tioignder\ufffd\ufffd\x07")  # undecodable bytes, then a control character
+    assert garbled == "(not valid text: 3 of 12 characters are bytes that do not decode as UTF-8 or control codes)"
+    assert readable(" \n ").startswith("(no text:")
+    assert explanation_shown("Yes, it is red.", untrained=True).startswith("(not shown: an untrained critic")
+
+
+def test_without_a_critic_a_toy_world_prompt_gets_the_shipped_toy_critic():
+    from drf.toyworld.assets import toy_critic_frames, toy_critic_path, toy_critic_settings
+    from drf.toyworld.grammar import prompt_for
+    from drf.toyworld.scene import sample_scenes
+
+    for scene in sample_scenes(8, seed=5):  # what the toy world's grammar writes is in its vocabulary
+        choice = critic_for(prompt_for(scene), "")
+        assert choice.config.path == str(toy_critic_path()) and not choice.config.tiny, prompt_for(scene)
+        assert choice.config.family == toy_critic_settings()["family"] and choice.frames == toy_critic_frames()
+        assert choice.description.startswith("the shipped toy critic")
+    for prompt in ("a cat chasing a red ball on grass", "a purple cube on a checkered floor", "a red cube, cinematic",
+                   "a red cube on a checkered floor, the camera orbits left", ""):  # fmt: skip
+        choice = critic_for(prompt, "")
+        assert choice.config.tiny and choice.description.startswith("the tiny untrained critic"), prompt

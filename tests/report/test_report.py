@@ -20,6 +20,7 @@ from drf.report.builder import (
     summarize,
     write_report,
 )
+from drf.toyworld.assets import toy_critic_path
 from prompts.schema import Question, QuestionSet
 from tests.report.conftest import PROMPTS, RegionCritic, small_question_set
 from tests.report.htmlcheck import parse_html
@@ -213,8 +214,9 @@ def test_cli_inspects_a_video_with_a_question_file(tiny_videos, tmp_path, capsys
             "--max-frames", "5"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "note: the critic is a tiny untrained model" in printed
-    assert loaded_configs[0].tiny  # no --critic: the tiny offline critic, as the note says
+    assert "note: scored with the shipped toy critic" in printed
+    # no --critic and a prompt in the toy world's vocabulary: the shipped toy critic, as the note says
+    assert loaded_configs[0].path == str(toy_critic_path()) and not loaded_configs[0].tiny
     parsed = parse_html(out.read_text())
     for qid in small_question_set(PROMPTS[1]).ids:
         assert qid in parsed.text
