@@ -341,12 +341,16 @@ def report_for_video(
     saliency: SaliencyOptions | None = None,
     explain: bool = True,
     max_frames: int | None = 16,
+    frame_policy: Mapping[str, Any] | None = None,
 ) -> Report:
-    """Report for one video file (mp4/gif/folder of frames); the critic sees at most ``max_frames`` evenly spaced
-    frames (as ``drf score`` does), since a long video would not fit a critic's context."""
+    """Report for one video file (mp4/gif/folder of frames); the critic sees the frames ``frame_policy``
+    (``FramesConfig`` fields: the selection a critic was trained on) picks, at most ``max_frames`` of them evenly
+    spaced (as ``drf score`` does), since a long video would not fit a critic's context."""
     path = Path(path)
     frames = read_video(path)
-    kept = images.pick_frames(frames.shape[0], max_frames) if max_frames else list(range(frames.shape[0]))
+    picked = frames_from_config(FramesConfig(**frame_policy), frames.shape[0]) if frame_policy else None
+    kept = list(range(frames.shape[0])) if picked is None else picked
+    kept = [kept[i] for i in images.pick_frames(len(kept), max_frames)] if max_frames else kept
     view = inspect_video(critic, frames[kept], question_set, title=path.name, aspect_weights=aspect_weights,
                          saliency=saliency, explain=explain, frame_numbers=kept)  # fmt: skip
     return Report(title=f"drf inspect: {path.name}", source=str(path), notes=list(notes), videos=[view])

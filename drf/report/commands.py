@@ -53,13 +53,14 @@ def _options(args: argparse.Namespace):
 
 
 def _critic(args: argparse.Namespace, prompt: str):
-    """The critic ``drf score`` would pick (``--critic``, else by the prompt) and the notes that say which it is."""
+    """The critic ``drf score`` would pick (``--critic``, else by the prompt), the notes that say which it is and
+    the frame selection it was trained on."""
     from critics.commands import critic_for
     from drf.report.builder import load_critic_for
 
     choice = critic_for(prompt, args.critic or "")
     critic, notes = load_critic_for(choice.config)
-    return critic, [f"scored with {choice.description}", *notes]
+    return critic, [f"scored with {choice.description}", *notes], choice.frames
 
 
 def inspect_command(args: argparse.Namespace) -> int:
@@ -72,16 +73,17 @@ def inspect_command(args: argparse.Namespace) -> int:
         raise InputError(f"{target}: no such file or folder; give a video (mp4/gif/frames folder) or a run directory")
     options = _options(args)
     if RunDir(target).is_run():
-        critic, notes = _critic(args, "") if args.critic else (None, [])
+        critic, notes, _ = _critic(args, "") if args.critic else (None, [], {})
         report = builder.report_for_run(target, critic=critic, step=args.step, max_videos=args.max_videos,
                                         saliency=options, explain=not args.no_explain)  # fmt: skip
         report.notes = notes + report.notes
         out = Path(args.out) if args.out else RunDir(target).report
     else:
         qset = builder.question_set_for(args.prompt, questions_file=args.questions)
-        critic, notes = _critic(args, qset.prompt)
+        critic, notes, frames = _critic(args, qset.prompt)
         report = builder.report_for_video(target, critic=critic, question_set=qset, notes=notes, saliency=options,
-                                          explain=not args.no_explain, max_frames=args.max_frames)  # fmt: skip
+                                          explain=not args.no_explain, max_frames=args.max_frames,
+                                          frame_policy=frames)  # fmt: skip
         out = Path(args.out) if args.out else Path(RunDir.REPORT)
     builder.save_html(builder.build_report(report), out)
     print(builder.summarize(report))
