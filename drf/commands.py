@@ -107,7 +107,8 @@ def sample_command(args: argparse.Namespace) -> int:
     if not isinstance(cfg, SampleRunConfig):  # a training config: its base model, chain and outputs
         if not args.prompt:
             raise InputError(f"{args.config} is a training config (its prompts are a file); give --prompt TEXT")
-        cfg = SampleRunConfig(name=cfg.name, seed=cfg.seed, model=cfg.model, sampling=cfg.sampling,
+        # Beside the run's directory, never in it: the samples' config.yaml would replace the run's.
+        cfg = SampleRunConfig(name=f"{cfg.name}_samples", seed=cfg.seed, model=cfg.model, sampling=cfg.sampling,
                               logging=cfg.logging, runtime=cfg.runtime)  # fmt: skip
     if args.prompt:
         cfg.prompts = list(args.prompt)

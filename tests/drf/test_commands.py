@@ -27,6 +27,9 @@ def test_sample_from_a_training_config_draws_its_base_model_for_the_given_prompt
     assert "sampled 1 video (9x32x32, 2 steps)" in capsys.readouterr().out
     assert main(args[:2] + ["--out", str(out)]) == 2  # a training config's prompts are a file: --prompt is needed
     assert "configs/tiny_drf.yaml is a training config" in capsys.readouterr().err
+    output_dir = tmp_path / "runs"
+    assert main([*args[:4], "--set", f"logging.output_dir={output_dir}", "--set", "sampling.num_steps=2"]) == 0
+    assert [p.name for p in output_dir.iterdir()] == ["tiny_drf_samples"]  # never into the run's own directory
 
 
 def test_config_show_prints_overrides_and_rejects_unknown_keys(capsys) -> None:
