@@ -39,7 +39,7 @@ class CriticChoice:
     """The critic a command scores with, what to tell the reader about it, and the frame selection it was trained
     on (``FramesConfig`` fields; empty: any)."""
 
-    config: Any
+    config: Any  # a CriticConfig; typed loosely so that loading this module (``drf --help``) imports no critic code
     description: str
     frames: dict[str, Any]
 

@@ -116,7 +116,7 @@ def score_videos(
 
 def format_table(result: dict[str, Any], explain: bool, width: int | None = None) -> str:
     """One video's answers as aligned columns that fit ``width`` (the terminal's by default), long cells wrapped;
-    the aspect is the id's first part, so only JSON carries it."""
+    the id starts with the aspect, so only JSON carries it."""
     headers = ["id", "question", "expected", "p(expected)", "reward", "weight"]
     if explain:
         headers.append("explanation")
