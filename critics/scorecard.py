@@ -11,15 +11,18 @@ from typing import Any
 
 import torch
 
-from critics.config import critic_config_from_file, default_critic_config
+from critics.config import CriticConfig
 from critics.registry import load_critic
 from drf.errors import InputError
+from drf.frames import FramesConfig, frames_from_config
 from drf.table import format_table as format_columns
+from drf.table import wrap_text
+from drf.text import readable
 from drf.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES, read_video
 from prompts.config import QuestionsConfig
 from prompts.registry import decompose
 
-TINY_NOTE = "no --critic given: using the tiny untrained critic (random weights); its scores are not meaningful"
+UNTRAINED = "(not shown: an untrained critic's generated text is random tokens)"
 
 
 def video_paths(path: str | Path) -> list[Path]:
@@ -45,14 +48,19 @@ def subsample(frames: torch.Tensor, max_frames: int) -> torch.Tensor:
     return frames[index]
 
 
-def load_videos(path: str | Path, max_frames: int) -> list[tuple[Path, torch.Tensor]]:
-    return [(p, subsample(read_video(p), max_frames)) for p in video_paths(path)]
-
-
-def _critic_config(path: str):
-    if not path:
-        return default_critic_config(), [TINY_NOTE]
-    return critic_config_from_file(path), []
+def load_videos(
+    path: str | Path, max_frames: int, frames: dict[str, Any] | None = None
+) -> list[tuple[Path, torch.Tensor]]:
+    """Each video's frames [T,3,H,W]: those ``frames`` (``FramesConfig`` fields: the selection a critic was trained
+    on) picks, then at most ``max_frames`` of them, evenly spaced."""
+    picked = []
+    for p in video_paths(path):
+        video = read_video(p)
+        if frames:
+            index = frames_from_config(FramesConfig(**frames), video.shape[0])
+            video = video if index is None else video[index]
+        picked.append((p, subsample(video, max_frames)))
+    return picked
 
 
 def _question_set(prompt: str, questions_file: str):
@@ -64,20 +72,27 @@ def _number(x: float) -> float | None:
     return None if math.isnan(x) else round(x, 6)
 
 
+def explanation_shown(text: str, untrained: bool) -> str:
+    """What a person is shown of a generated explanation: the text when it is valid text from a trained critic,
+    else what it is, in words (see :func:`drf.text.readable`)."""
+    return UNTRAINED if untrained else readable(text)
+
+
 def score_videos(
-    videos: list[tuple[Path, torch.Tensor]], prompt: str, questions_file: str, critic_file: str, explain: bool
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Score each video (frames [T,3,H,W]) against the prompt's questions -> (one record per video, notes)."""
+    videos: list[tuple[Path, torch.Tensor]], prompt: str, questions_file: str, config: CriticConfig, explain: bool
+) -> list[dict[str, Any]]:
+    """Score each video (frames [T,3,H,W]) against the prompt's questions with the critic ``config`` -> one record
+    per video; an explanation is the critic's text when it is valid text from a trained critic, else why not."""
     qset = _question_set(prompt, questions_file)
     if not len(qset):
         raise InputError(f"prompt {prompt!r} yields no questions; check --prompt or --questions")
-    config, notes = _critic_config(critic_file)
     critic = load_critic(config)
     results = []
     for path, frames in videos:
         with torch.no_grad():
             out = critic.score(frames[None], [qset])
-        texts = critic.explain(frames[None], [qset])[0] if explain else [None] * len(qset)
+        generate = explain and not config.tiny  # an untrained critic's text is not worth the generation time
+        texts = critic.explain(frames[None], [qset])[0] if generate else [""] * len(qset)
         rows = []
         for q_index, (q, text) in enumerate(zip(qset, texts)):
             row = {
@@ -93,35 +108,22 @@ def score_videos(
                 "p_no": _number(float(out.p_no[0, q_index])),
             }
             if explain:
-                row["explanation"] = text
+                row["explanation"] = explanation_shown(text, config.tiny)
             rows.append(row)
         results.append({"video": str(path), "prompt": prompt, "frames": int(frames.shape[0]), "questions": rows})
-    return results, notes
-
-
-def _clip(text: str, width: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return results
 
 
 def format_table(result: dict[str, Any], explain: bool, width: int | None = None) -> str:
-    """One video's answers as aligned columns that fit ``width`` (the terminal's by default)."""
-    headers = ["id", "aspect", "question", "expected", "p(expected)", "reward", "weight"]
+    """One video's answers as aligned columns that fit ``width`` (the terminal's by default), long cells wrapped;
+    the id starts with the aspect, so only JSON carries it."""
+    headers = ["id", "question", "expected", "p(expected)", "reward", "weight"]
     if explain:
         headers.append("explanation")
     table = []
     for row in result["questions"]:
-        cells = [
-            row["id"],
-            row["aspect"],
-            _clip(row["question"], 48),
-            _clip(row["expected"], 24),
-            f"{row['p_expected']:.3f}",
-            f"{row['reward']:.3f}",
-            f"{row['weight']:g}",
-        ]
-        if explain:
-            cells.append(_clip(row["explanation"], 60))
-        table.append(cells)
-    head = f"{result['video']}  ({result['frames']} frames)  prompt: {result['prompt']}"
-    return "\n".join([head, *format_columns(headers, table, numeric=(4, 5, 6), width=width)])
+        cells = [row["id"], row["question"], row["expected"]]
+        cells += [f"{row['p_expected']:.3f}", f"{row['reward']:.3f}", f"{row['weight']:g}"]
+        table.append([*cells, row["explanation"]] if explain else cells)
+    head = wrap_text(f"{result['video']} ({result['frames']} frames), prompt: {result['prompt']}", width, "  ")
+    return "\n".join([*head, *format_columns(headers, table, numeric=(3, 4, 5), width=width)])

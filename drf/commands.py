@@ -46,8 +46,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reference.add_argument("--format", choices=("table", "markdown"), default="table", help="output format")
     reference.set_defaults(func=config_reference)
 
-    sample_parser = subparsers.add_parser("sample", help="generate videos for the config's prompts")
+    sample_parser = subparsers.add_parser(
+        "sample",
+        help="generate videos for the config's prompts",
+        description="Sample one video per prompt with a config's model and chain: a sample config, or a training "
+        "config (its base model; give --prompt).",
+    )
     add_config_args(sample_parser)
+    sample_parser.add_argument(
+        "--prompt", action="append", default=[], help="sample this prompt instead of the config's (repeatable)"
+    )
     sample_parser.add_argument("--out", help="output directory (default: logging.output_dir/name)")
     sample_parser.set_defaults(func=sample_command)
 
@@ -100,16 +108,25 @@ def sample_command(args: argparse.Namespace) -> int:
     import time
 
     from drf.config import load_config
+    from drf.errors import InputError
     from drf.sample import SampleRunConfig, sample_videos
 
-    cfg = load_config(args.config, SampleRunConfig, args.overrides)
+    cfg = load_config(args.config, resolve_schema(args.config), args.overrides)
+    if not isinstance(cfg, SampleRunConfig):  # a training config: its base model, chain and outputs
+        if not args.prompt:
+            raise InputError(f"{args.config} is a training config (its prompts are a file); give --prompt TEXT")
+        # Beside the run's directory, never in it: the samples' config.yaml would replace the run's.
+        cfg = SampleRunConfig(name=f"{cfg.name}_samples", seed=cfg.seed, model=cfg.model, sampling=cfg.sampling,
+                              logging=cfg.logging, runtime=cfg.runtime)  # fmt: skip
+    if args.prompt:
+        cfg.prompts = list(args.prompt)
     out_dir = Path(args.out) if args.out else Path(cfg.logging.output_dir) / cfg.name
     start = time.perf_counter()
     paths = sample_videos(cfg, out_dir)
     elapsed = time.perf_counter() - start
     m = cfg.model
     print(
-        f"sampled {len(paths)} videos ({m.num_frames}x{m.height}x{m.width}, {cfg.sampling.num_steps} steps) "
+        f"sampled {len(paths)} video{'' if len(paths) == 1 else 's'} ({m.num_frames}x{m.height}x{m.width}, {cfg.sampling.num_steps} steps) "
         f"in {elapsed:.1f} s -> {out_dir}"
     )
     for path in paths:

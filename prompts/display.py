@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import json
 
+from drf.table import format_table as format_columns
+from drf.table import wrap_text
 from prompts.schema import QuestionSet
 
-_MAX_EXPECTED = 40  # a dense caption answer is the whole prompt; --format json/yaml shows it in full
 _COLUMNS = ("id", "aspect", "kind", "question", "expected", "weight")
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def format_table(qset: QuestionSet) -> str:
-    """Plain columns (id, aspect, kind, question, expected, weight); options the question text omits follow it."""
-    rows = [_COLUMNS]
+def format_table(qset: QuestionSet, width: int | None = None) -> str:
+    """Columns id, aspect, kind, question, expected, weight that fit ``width`` (the terminal's by default), long
+    cells wrapped; options the question text omits follow it."""
+    rows = []
     for q in qset.questions:
         listed = all(option in q.text for option in q.options)
         text = q.text if listed else f"{q.text} [{' | '.join(q.options)}]"
-        rows.append((q.id, q.aspect, q.kind, text, _clip(q.expected, _MAX_EXPECTED), f"{q.weight:g}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS) - 1)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
+        rows.append((q.id, q.aspect, q.kind, text, q.expected, f"{q.weight:g}"))
     made_by = f"{qset.decomposer} ({qset.config_hash})" if qset.config_hash else qset.decomposer
-    header = f"prompt: {qset.prompt}\ndecomposer: {made_by}, {len(qset)} questions"
-    return header + "\n\n" + "\n".join(line.rstrip() for line in lines)
+    header = [
+        *wrap_text(f"prompt: {qset.prompt}", width, indent="  "),
+        *wrap_text(f"decomposer: {made_by}, {len(qset)} questions", width, indent="  "),
+    ]
+    return "\n".join([*header, "", *format_columns(_COLUMNS, rows, numeric=(5,), width=width)])
 
 
 def format_questions(qset: QuestionSet, fmt: str) -> str:

@@ -26,6 +26,7 @@ from drf.logging import MetricsLogger, Timer, peak_memory_mb, progress
 from drf.models.registry import load_generator
 from drf.reward_config import lists_critic
 from drf.run_dir import RunDir
+from drf.table import format_table, wrap_text
 from trainers.data import prompt_index
 from trainers.distributed import (
     clip_gradients,
@@ -449,9 +450,10 @@ def before_after(run_dir: Path, step: int) -> list[str]:
     if not (run.scores(0).is_file() and run.scores(step).is_file()):
         return []
     before, after = (json.loads(run.scores(at).read_text(encoding="utf-8")) for at in (0, step))
-    return [f"held-out reward, step 0 -> step {step}: change ± standard error, paired per prompt"] + [
-        c.line() for c in paired_summary(before, after)
-    ]
+    headers = ("held-out measure", "step 0", f"step {step}", "change", "± SE", "change/SE", "prompts")
+    rows = [c.cells() for c in paired_summary(before, after)]
+    title = f"held-out reward, step 0 -> step {step}: change ± standard error (SE), paired per prompt"
+    return [*wrap_text(title), *format_table(headers, rows, numeric=range(1, 7))]
 
 
 def finite_all(losses: list[torch.Tensor]) -> bool:

@@ -34,12 +34,12 @@ class Change:
     se: float
     prompts: int
 
-    def line(self) -> str:
-        sigmas = f", {self.change / self.se:+.1f} SE" if self.se >= 5e-5 else ""  # not for changes below print precision
-        return (
-            f"  {self.name:<36} {self.before:+.4f} -> {self.after:+.4f} "
-            f"({self.change:+.4f} ± {self.se:.4f}{sigmas}; {self.prompts} prompts)"
-        )
+    def cells(self) -> tuple[str, ...]:
+        """name, before, after, change, its standard error, the change in standard errors (blank for changes below
+        print precision) and the prompts paired: a row of the before/after table."""
+        sigmas = f"{self.change / self.se:+.1f}" if self.se >= 5e-5 else ""
+        numbers = (self.before, self.after, self.change)
+        return (self.name, *(f"{x:+.4f}" for x in numbers), f"{self.se:.4f}", sigmas, str(self.prompts))
 
 
 def change(name: str, pairs: Sequence[tuple[Record, Record]], read: Callable[[Record], float | None]) -> Change | None:

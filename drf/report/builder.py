@@ -23,6 +23,7 @@ import torch
 
 from critics import registry as critic_registry
 from critics.config import CriticConfig, default_critic_config
+from critics.scorecard import explanation_shown
 from drf.config import load_section
 from drf.errors import InputError
 from drf.frames import FramesConfig, frames_from_config
@@ -40,7 +41,7 @@ from drf.report.saliency import saliency_maps
 from drf.report.svg import line_chart
 from drf.rewards import RewardOutput, aggregate
 from drf.run_dir import RunDir, sample_videos
-from drf.text import clean_text
+from drf.table import format_table, wrap_text
 from drf.video_io import read_video
 from prompts.cache import QuestionCache
 from prompts.config import QuestionsConfig
@@ -178,7 +179,9 @@ def inspect_video(
             kernel=options.kernel,
             generator=generator,
         )[0]  # [Q,T,H,W]
-    explanations = critic.explain(video, sets)[0] if explain else [""] * len(ids)
+    untrained = bool(getattr(getattr(critic, "config", None), "tiny", False))
+    generate = explain and not untrained  # an untrained critic's text is not worth the generation time
+    explanations = critic.explain(video, sets)[0] if generate else [""] * len(ids)
 
     rows = []
     for q, qid in enumerate(ids):
@@ -197,7 +200,7 @@ def inspect_video(
                 weight=float(question.weight),
                 p_expected=_finite(float(output.p_expected[0, q])),
                 reward=_finite(float(output.rewards[0, q])),
-                explanation=clean_text(explanations[q]) if q < len(explanations) else "",
+                explanation=explanation_shown(explanations[q], untrained) if explain else "",
                 saliency=picture,
             )
         )
@@ -258,26 +261,35 @@ def save_html(html: str, path: str | os.PathLike) -> Path:
     return path
 
 
-def summarize(report: Report, worst: int = 5) -> str:
-    """A terminal summary: totals, aspects and the lowest-reward questions of each video; curve end points."""
-    lines = [f"{report.title} ({report.source})"]
-    lines += [f"note: {note}" for note in report.notes]
+def summarize(report: Report, worst: int = 5, width: int | None = None) -> str:
+    """A terminal summary that fits ``width`` (the terminal's by default): totals, aspects and a table of the
+    lowest-reward questions of each video, then each video's total at the first and last evaluated step."""
+    lines = wrap_text(f"{report.title} ({report.source})", width, "  ")
+    for note in report.notes:
+        lines += wrap_text(f"note: {note}", width, "  ")
     for video in report.videos:
-        total = "—" if video.total is None else f"{video.total:.3f}"
-        lines.append(f"{video.title}: {video.prompt!r}  total {total}")
-        if video.aspects:
-            lines.append("  " + "  ".join(f"{a} {v:.3f}" for a, v in video.aspects.items()))
+        lines += ["", *wrap_text(f"{video.title}: {video.prompt!r}", width, "  ")]
+        scores = [f"total {_shown(video.total)}", *(f"{a} {v:.3f}" for a, v in video.aspects.items())]
+        lines += wrap_text("  ".join(scores), width, "  ")
         scored = sorted((q for q in video.questions if q.reward is not None), key=lambda q: q.reward)
-        for q in scored[:worst]:
-            p = "—" if q.p_expected is None else f"{q.p_expected:.2f}"
-            lines.append(f"  {q.reward:9.3f}  p={p}  {q.id}  (expected {q.expected!r})")
-    for comparison in report.comparisons:
-        base = "—" if comparison.base_total is None else f"{comparison.base_total:.3f}"
-        current = "—" if comparison.current_total is None else f"{comparison.current_total:.3f}"
-        lines.append(
-            f"{comparison.name}: step {comparison.base_step} {base} -> step {comparison.current_step} {current}"
-        )
+        rows = [(q.id, q.expected, _shown(q.p_expected), f"{q.reward:.3f}") for q in scored[:worst]]
+        if rows:
+            headers = ("lowest-reward question", "expected", "p(expected)", "reward")
+            lines += format_table(headers, rows, numeric=(2, 3), width=width)
+    if report.comparisons:
+        rows = [
+            (c.name, str(c.base_step), _shown(c.base_total), str(c.current_step), _shown(c.current_total))
+            for c in report.comparisons
+        ]
+        lines += [
+            "",
+            *format_table(("sample", "step", "total", "step", "total"), rows, numeric=(1, 2, 3, 4), width=width),
+        ]
     return "\n".join(lines)
+
+
+def _shown(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -329,12 +341,16 @@ def report_for_video(
     saliency: SaliencyOptions | None = None,
     explain: bool = True,
     max_frames: int | None = 16,
+    frame_policy: Mapping[str, Any] | None = None,
 ) -> Report:
-    """Report for one video file (mp4/gif/folder of frames); the critic sees at most ``max_frames`` evenly spaced
-    frames (as ``drf score`` does), since a long video would not fit a critic's context."""
+    """Report for one video file (mp4/gif/folder of frames); the critic sees the frames ``frame_policy``
+    (``FramesConfig`` fields: the selection a critic was trained on) picks, at most ``max_frames`` of them evenly
+    spaced (as ``drf score`` does), since a long video would not fit a critic's context."""
     path = Path(path)
     frames = read_video(path)
-    kept = images.pick_frames(frames.shape[0], max_frames) if max_frames else list(range(frames.shape[0]))
+    picked = frames_from_config(FramesConfig(**frame_policy), frames.shape[0]) if frame_policy else None
+    kept = list(range(frames.shape[0])) if picked is None else picked
+    kept = [kept[i] for i in images.pick_frames(len(kept), max_frames)] if max_frames else kept
     view = inspect_video(critic, frames[kept], question_set, title=path.name, aspect_weights=aspect_weights,
                          saliency=saliency, explain=explain, frame_numbers=kept)  # fmt: skip
     return Report(title=f"drf inspect: {path.name}", source=str(path), notes=list(notes), videos=[view])

@@ -20,7 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("target", metavar="VIDEO_OR_RUN_DIR", help="a video file, a folder of frames, or runs/<name>")
     parser.add_argument("--prompt", default="", help="the video's prompt (videos only; decomposed into questions)")
     parser.add_argument("--questions", metavar="FILE", help="question file (YAML/JSONL) instead of decomposing")
-    parser.add_argument("--critic", metavar="CONFIG", help="YAML with a critic: section (default: the tiny critic)")
+    parser.add_argument(
+        "--critic",
+        metavar="CONFIG",
+        help="YAML with a critic: section (default: a run's own critic; for a video the shipped toy critic when the "
+        "prompt is in the toy world's vocabulary, else the tiny untrained one)",
+    )
     parser.add_argument("--step", type=int, help="run directories: sample step to inspect (default: the latest)")
     parser.add_argument("--out", help="report path (default: report.html, or RUN_DIR/report.html)")
     parser.add_argument("--max-videos", type=int, default=2, help="run directories: samples inspected in depth")
@@ -47,12 +52,15 @@ def _options(args: argparse.Namespace):
                            enabled=not args.no_saliency)  # fmt: skip
 
 
-def _critic(args: argparse.Namespace):
-    from critics.config import critic_config_from_file, default_critic_config
+def _critic(args: argparse.Namespace, prompt: str):
+    """The critic ``drf score`` would pick (``--critic``, else by the prompt), the notes that say which it is and
+    the frame selection it was trained on."""
+    from critics.commands import critic_for
     from drf.report.builder import load_critic_for
 
-    config = critic_config_from_file(args.critic) if args.critic else default_critic_config()
-    return load_critic_for(config)
+    choice = critic_for(prompt, args.critic or "")
+    critic, notes = load_critic_for(choice.config)
+    return critic, [f"scored with {choice.description}", *notes], choice.frames
 
 
 def inspect_command(args: argparse.Namespace) -> int:
@@ -65,18 +73,19 @@ def inspect_command(args: argparse.Namespace) -> int:
         raise InputError(f"{target}: no such file or folder; give a video (mp4/gif/frames folder) or a run directory")
     options = _options(args)
     if RunDir(target).is_run():
-        critic, notes = _critic(args) if args.critic else (None, [])
+        critic, notes, _ = _critic(args, "") if args.critic else (None, [], {})
         report = builder.report_for_run(target, critic=critic, step=args.step, max_videos=args.max_videos,
                                         saliency=options, explain=not args.no_explain)  # fmt: skip
         report.notes = notes + report.notes
         out = Path(args.out) if args.out else RunDir(target).report
     else:
         qset = builder.question_set_for(args.prompt, questions_file=args.questions)
-        critic, notes = _critic(args)
+        critic, notes, frames = _critic(args, qset.prompt)
         report = builder.report_for_video(target, critic=critic, question_set=qset, notes=notes, saliency=options,
-                                          explain=not args.no_explain, max_frames=args.max_frames)  # fmt: skip
+                                          explain=not args.no_explain, max_frames=args.max_frames,
+                                          frame_policy=frames)  # fmt: skip
         out = Path(args.out) if args.out else Path(RunDir.REPORT)
     builder.save_html(builder.build_report(report), out)
     print(builder.summarize(report))
-    print(f"report -> {out}")
+    print(f"\nreport -> {out}")
     return 0

@@ -19,6 +19,19 @@ def test_sample_writes_videos_and_the_resolved_config(tmp_path, capsys) -> None:
     assert "num_steps: 2" in (out / "config.yaml").read_text()
 
 
+def test_sample_from_a_training_config_draws_its_base_model_for_the_given_prompt(tmp_path, capsys) -> None:
+    out = tmp_path / "tour"
+    args = ["sample", "configs/tiny_drf.yaml", "--prompt", "a green sphere", "--out", str(out)]
+    assert main([*args, "--set", "sampling.num_steps=2"]) == 0
+    assert [p.name for p in out.glob("*.gif")] == ["000_a_green_sphere.gif"]
+    assert "sampled 1 video (9x32x32, 2 steps)" in capsys.readouterr().out
+    assert main(args[:2] + ["--out", str(out)]) == 2  # a training config's prompts are a file: --prompt is needed
+    assert "configs/tiny_drf.yaml is a training config" in capsys.readouterr().err
+    output_dir = tmp_path / "runs"
+    assert main([*args[:4], "--set", f"logging.output_dir={output_dir}", "--set", "sampling.num_steps=2"]) == 0
+    assert [p.name for p in output_dir.iterdir()] == ["tiny_drf_samples"]  # never into the run's own directory
+
+
 def test_config_show_prints_overrides_and_rejects_unknown_keys(capsys) -> None:
     assert main(["config", "show", "configs/tiny_sample.yaml", "--set", "sampling.num_steps=3"]) == 0
     assert "num_steps: 3" in capsys.readouterr().out

@@ -20,6 +20,7 @@ from drf.report.builder import (
     summarize,
     write_report,
 )
+from drf.toyworld.assets import toy_critic_path
 from prompts.schema import Question, QuestionSet
 from tests.report.conftest import PROMPTS, RegionCritic, small_question_set
 from tests.report.htmlcheck import parse_html
@@ -213,8 +214,9 @@ def test_cli_inspects_a_video_with_a_question_file(tiny_videos, tmp_path, capsys
             "--max-frames", "5"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "note: the critic is a tiny untrained model" in printed
-    assert loaded_configs[0].tiny  # no --critic: the tiny offline critic, as the note says
+    assert "note: scored with the shipped toy critic" in printed
+    # no --critic and a prompt in the toy world's vocabulary: the shipped toy critic, as the note says
+    assert loaded_configs[0].path == str(toy_critic_path()) and not loaded_configs[0].tiny
     parsed = parse_html(out.read_text())
     for qid in small_question_set(PROMPTS[1]).ids:
         assert qid in parsed.text
@@ -292,3 +294,14 @@ def test_each_named_reward_gets_a_curve_when_a_run_lists_several():
     ]  # fmt: skip
     curves = named_reward_curves(records)
     assert curves == {"reward": {"critic": [(1.0, -0.4), (2.0, -0.3)], "geometry.smoothness": [(1.0, 0.9), (2.0, 0.8)]}}
+
+
+def test_a_video_is_shown_to_the_critic_on_the_frames_its_training_picked(tiny_videos, tiny_critic):
+    qset, options = small_question_set(PROMPTS[1]), SaliencyOptions(enabled=False, frames=16)
+    every_second = {"policy": "every_n", "n": 2}  # what the toy critic's manifest records
+    report = report_for_video(tiny_videos[4][1], critic=tiny_critic, question_set=qset, saliency=options,
+                              explain=False, max_frames=16, frame_policy=every_second)  # fmt: skip
+    assert report.videos[0].frame_indices == [0, 2, 4, 6, 8]  # of the video's 9 frames
+    report = report_for_video(tiny_videos[4][1], critic=tiny_critic, question_set=qset, saliency=options,
+                              explain=False, max_frames=3, frame_policy=every_second)  # fmt: skip
+    assert report.videos[0].frame_indices == [0, 4, 8]  # then at most --max-frames of them, evenly spaced

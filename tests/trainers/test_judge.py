@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -40,7 +41,8 @@ def _record(video: str, prompt: str, reward: float, alignment: float, p: float) 
     return {"video": video, "prompt": prompt, "reward": reward, "aspects": {"alignment": reward}, "oracle": oracle}
 
 
-def test_before_after_pairs_videos_per_prompt_with_standard_errors(tmp_path):
+def test_before_after_pairs_videos_per_prompt_with_standard_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")  # wide enough that no measure's name wraps
     run = RunDir(tmp_path)
     # Two prompts, two seeds each; prompt b's seeds average to the same change as prompt a's.
     before = [_record("0.gif", "a", -1.0, 0.0, 0.5), _record("1.gif", "b", -1.0, 0.5, 0.5),
@@ -52,13 +54,27 @@ def test_before_after_pairs_videos_per_prompt_with_standard_errors(tmp_path):
         run.scores(step).write_text(json.dumps(records))
     lines = before_after(tmp_path, 3)
     assert lines[0].startswith("held-out reward, step 0 -> step 3:")
-    by_name = {line[:38].strip(): line for line in lines[1:]}
-    assert "+0.5000 ± 0.0000" in by_name["critic reward total"] and "2 prompts" in by_name["critic reward total"]
+    assert lines[1].split() == [
+        "held-out",
+        "measure",
+        "step",
+        "0",
+        "step",
+        "3",
+        "change",
+        "±",
+        "SE",
+        "change/SE",
+        "prompts",
+    ]
+    # columns: measure, step 0, step 3, change, its standard error, change/SE (blank when SE is 0), prompts
+    by_name = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line.strip()) for line in lines[3:])}
+    assert by_name["critic reward total"] == ["-1.0000", "-0.5000", "+0.5000", "0.0000", "2"]
     # alignment: prompt a 0 -> 0.5, prompt b 0.5 -> 1.0: +0.5 each, no spread between prompts
-    assert "+0.2500 -> +0.7500 (+0.5000 ± 0.0000" in by_name["oracle alignment score total"]
+    assert by_name["oracle alignment score total"] == ["+0.2500", "+0.7500", "+0.5000", "0.0000", "2"]
     assert "oracle alignment score color" in by_name and "critic reward on oracle color" in by_name
     # gap: critic p 0.5 -> 0.9 against the judge 0.25 -> 0.75 on average
-    assert "+0.2500 -> +0.1500" in by_name["critic-oracle gap total"]
+    assert by_name["critic-oracle gap total"][:2] == ["+0.2500", "+0.1500"]
     assert before_after(tmp_path, 4) == []
 
 
@@ -96,6 +112,6 @@ def test_grpo_command_trains_with_the_toyworld_judge(tmp_path, capsys):
     keys = {"total", "alignment", "alignment_by_aspect", "critic_by_aspect", "critic_p", "critic_p_by_aspect", "scores"}
     assert all(set(video["oracle"]) == keys and video["oracle"]["scores"] for video in scores)
     assert "eval/hacking/alarms" in records[-1] and "eval/hacking/alarms" not in records[0]
-    assert "  oracle total" in printed.split("held-out reward")[1]
+    assert "\noracle total (plain mean)" in printed.split("held-out reward")[1]  # a row of the before/after table
     assert (run / "lora" / "pytorch_lora_weights.safetensors").is_file()
     assert (run / "checkpoints" / "step-2").is_dir()
