@@ -111,7 +111,7 @@ def test_questions_and_templates_render_fit_with_cells_in_their_columns(width, c
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_config_reference_fits_with_cells_in_their_columns(width, capsys, monkeypatch):
-    table = columns(run(capsys, monkeypatch, width, "config", "reference"), width)
+    table = columns(run(capsys, monkeypatch, width, "config", "reference", "--schema", "sample"), width)
     assert table["key"] == joined(key for key, *_ in describe(SampleRunConfig))
     assert table["meaning"] == joined(text for *_, text in describe(SampleRunConfig))
 

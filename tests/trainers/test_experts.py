@@ -230,8 +230,8 @@ def test_one_chosen_expert_trains_in_every_recipe_and_every_draw_lands_on_it(tmp
         assert set().union(*windows) <= set(owned) and all(len(w) == trainer.cfg.grpo.window_size for w in windows)
     else:
         rng = torch.Generator().manual_seed(0)
-        levels = [trainer.noise_level(rng) for _ in range(50)]
-        assert {trainer.generator.expert_at(t * 1000) for t in levels} == {pipe_name}
+        _, timesteps = trainer.noise_levels(rng, 50)
+        assert {trainer.generator.expert_at(float(t)) for t in timesteps.flatten()} == {pipe_name}
 
 
 def test_a_window_larger_than_the_chosen_experts_steps_is_refused_in_one_line(tmp_path):

@@ -97,19 +97,31 @@ GRPO = ("grpo.steps=2", "grpo.checkpoint_every=1", "grpo.per_prompt_stats=true",
 def recorded(trainer):
     # This process's own rewards and advantages, as the recipe computed them, before anything is gathered.
     seen = []
-    score_videos, rollout = trainer.score_videos, trainer.rollout
+    score_videos = trainer.score_videos
 
     def score(videos, *args, **kwargs):
         scored = score_videos(videos, *args, **kwargs)
         seen.append({"videos": videos, "rewards": {k: v.tolist() for k, v in scored.values.items()}})
         return scored
 
-    def roll(*args):
-        result = rollout(*args)  # GRPO: (batch, metrics); NFT: (x0, videos, r, metrics)
-        seen[-1]["advantages"] = (result[2] if trainer.section == "nft" else result[0].advantages).tolist()
-        return result
+    trainer.score_videos = score
+    if trainer.section == "grpo":
+        rollout = trainer.rollout
 
-    trainer.score_videos, trainer.rollout = score, roll
+        def roll(*args):
+            result = rollout(*args)  # (batch, metrics)
+            seen[-1]["advantages"] = result[0].advantages.tolist()
+            return result
+
+        trainer.rollout = roll
+    else:  # NFT samples every micro-batch of a step, then backpropagates each with its optimality r
+        micro_backward = trainer.micro_backward
+
+        def backward(step, micro, x0, videos, r):
+            seen[len(seen) - trainer.cfg.nft.gradient_accumulation + micro]["advantages"] = r.tolist()
+            return micro_backward(step, micro, x0, videos, r)
+
+        trainer.micro_backward = backward
     return seen
 
 
