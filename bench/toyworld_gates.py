@@ -58,13 +58,13 @@ def oracle_gates(scenes: int) -> dict:
     return {name: _summary_line(f"oracle alignment: {name}", values) for name, values in results.items()}
 
 
-def vae_gates(count: int) -> dict:
+def vae_gates(count: int, root: Path | None) -> dict:
     from diffusers import AutoencoderKLWan
 
     from drf.toyworld.assets import toy_generator_path
     from drf.toyworld.train.vae import evaluate_vae
 
-    vae = AutoencoderKLWan.from_pretrained(toy_generator_path() / "vae").eval()
+    vae = AutoencoderKLWan.from_pretrained(toy_generator_path(root) / "vae").eval()
     metrics = evaluate_vae(vae, clips(count, VAE_SEED, "eval"), torch.device("cpu"))
     for key in ("alignment_renders", "alignment_round_trips", "psnr_db", "psnr_objects_db"):
         print(f"vae {key:<30} {metrics[key]}", flush=True)
@@ -139,29 +139,33 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=48)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--critic-renders", type=int, default=300)
+    parser.add_argument("--root", type=Path, default=None,
+                        help="Asset folder of the models to gate (default: the shipped drf/assets/toyworld).")
+    parser.add_argument("--json", type=Path, default=OUT, help="Where the figures go (default: %(default)s).")
     args = parser.parse_args()
-    results = json.loads(OUT.read_text()) if OUT.is_file() else {}
-    parts = {"oracle": lambda: oracle_gates(args.scenes), "vae": lambda: vae_gates(args.vae_clips),
+    out = args.json
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    parts = {"oracle": lambda: oracle_gates(args.scenes), "vae": lambda: vae_gates(args.vae_clips, args.root),
              "t2v": lambda: t2v_gates(args.prompts, args.seeds),
              "critic": lambda: critic_gates(args.critic_renders, args.prompts)}
     for name in args.only.split(","):
         start = time.perf_counter()
         results[name] = parts[name]()
         results[name + "_seconds"] = round(time.perf_counter() - start, 1)
-        OUT.write_text(json.dumps(results, indent=1) + "\n")
+        out.write_text(json.dumps(results, indent=1) + "\n")
         if name in ("vae", "t2v", "critic"):
-            _record_in_manifest(name, results[name])
-    print(f"wrote {OUT}")
+            _record_in_manifest(name, results[name], args.root)
+    print(f"wrote {out}")
 
 
-def _record_in_manifest(model: str, figures: dict) -> None:
+def _record_in_manifest(model: str, figures: dict, root: Path | None) -> None:
     """The gate figures beside the model's own training record (the manifest's file hashes are unaffected)."""
     from drf.toyworld.assets import ASSETS_DIR
     from drf.toyworld.train.manifest import set_fields
 
     seed = {"vae": VAE_SEED, "t2v": T2V_SEED}.get(model, figures.get("eval_seed"))
     gates = {"command": f"python bench/toyworld_gates.py --only {model}", "eval_split_seed": seed, **figures}
-    set_fields(ASSETS_DIR, model, gates=gates)
+    set_fields(root or ASSETS_DIR, model, gates=gates)
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def large_models(device: torch.device, num_frames: int = 33):
         transformer=transformer.eval(),
         vae=vae.eval(),
         text_encoder=text_encoder.eval(),
-        tokenizer=build_tokenizer(384),
+        tokenizer=build_tokenizer(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
     )
     size = dict(height=480, width=832, num_frames=num_frames, max_sequence_length=512)

@@ -1,18 +1,21 @@
 """Tiny offline critics: real VLM architectures at toy size, with a chat tokenizer trained in-process.
 
 Tests, the toy world and benchmarks need critics that load through the same ``from_pretrained`` path as real ones
-without a model hub. The tokenizer is a byte-level BPE (so any English text encodes) whose merges make "Yes"/"No"
-single tokens, plus the family's special tokens and a chat template.
+without a model hub. The tokenizer is a byte-level BPE (so any English text encodes) whose merges make every word of the toy world's
+prompts, questions and answers one token, plus the family's special tokens and a chat template.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
 import torch
 
 from drf.errors import CriticError
+from drf.models.tiny import PROMPT_WORDS
+from prompts.templates import template_files
 
 TINY_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "llava")
 
@@ -37,20 +40,31 @@ LLAVA_CHAT_TEMPLATE = (
 )
 
 _ANSWERS = ("Yes", "No", "yes", "no", "YES", "NO")
-# Words of the toy-world questions and critic prompts; repeated answers make "Yes"/"No" early merges.
-_CORPUS = (
-    "Yes No yes no YES NO Yes. No. yes no Yes No "
-    "Is there a red green blue yellow white black orange purple cube sphere cylinder cone ball box floor sky "
-    "in the video scene? Does the camera pan left right dolly in out orbit around stay static move zoom? "
-    "Is the object moving rolling falling bouncing still? Are there one two three objects? What colour shape is it? "
-    "Answer yes or no. Options: Answer with one option. Then explain your answer in one sentence. "
-    "You are a careful video critic. Answer the question about the video. The frames are sharp smooth consistent "
-    "flicker blur noise physics gravity temporal quality alignment object camera light shadow on under next to above "
+# Words of the critic's own instructions and answers, beyond the questions' (read from the question templates).
+INSTRUCTION_WORDS = tuple(
+    "Answer Options Then You Yes No You are a careful video critic question explain describe in one sentence "
+    "answer with option red yellow green blue".split()
 )
 
 
+def _template_words() -> set[str]:
+    """Every word written in the question templates, also capitalised (a template may capitalise the word that
+    starts its question): the text of any question the rule decomposer asks."""
+    words = {word for path in template_files() for word in re.findall(r"[A-Za-z]+", path.read_text())}
+    return words | {word.capitalize() for word in words}
+
+
+def _word_corpus() -> list[str]:
+    """Every word once after a space and once at a line start, as often as needed for BPE to merge each into a
+    single token: with all words equally frequent, merges go on until every word is whole."""
+    words = sorted(_template_words() | set(INSTRUCTION_WORDS) | set(PROMPT_WORDS) | set(_ANSWERS))
+    return [" " + " ".join(words), *words, " , . ? : "] * 8
+
+
 def build_tokenizer(family: str):
-    """Byte-level BPE chat tokenizer with the family's special tokens; "Yes"/"No" are single tokens."""
+    """Byte-level BPE chat tokenizer with the family's special tokens in which every word of the toy world's prompts,
+    questions and answers is one token (``Ġred``, not ``Ġre d``), so a small critic does not spend its capacity on
+    spelling; other text still encodes byte by byte."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -60,12 +74,12 @@ def build_tokenizer(family: str):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=448,
+        vocab_size=4096,  # an upper bound: the merges stop when every corpus word is whole
         special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator([_CORPUS] * 20 + list(_ANSWERS) * 50, trainer)
+    tok.train_from_iterator(_word_corpus(), trainer)
     tok.add_special_tokens(specials)
     if qwen:
         fast = PreTrainedTokenizerFast(

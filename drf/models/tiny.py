@@ -1,7 +1,7 @@
 """Tiny Wan-architecture components built from config dicts, for tests, benches and the toy world.
 
 No weights can be downloaded here or in CI, so everything that normally comes from the hub is built from a config:
-the transformer, the VAE, a small UMT5 encoder and a SentencePiece tokenizer trained in memory on a fixed corpus.
+the transformer, the VAE, a small UMT5 encoder and a word-level tokenizer over a fixed vocabulary.
 Presets are plain dicts so benches can scale one knob (layers, width) without a new code path. The real loading path
 (``from_pretrained``) is exercised by saving these components with ``save_pretrained`` and loading them back.
 """
@@ -9,7 +9,6 @@ Presets are plain dicts so benches can scale one knob (layers, width) without a 
 from __future__ import annotations
 
 import dataclasses
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,52 +16,39 @@ import torch
 
 from drf.errors import ConfigError
 
-# Words the tiny tokenizer is trained on: the toy-world vocabulary plus common English, so prompts tokenize into
-# real pieces rather than byte fallbacks.
-_CORPUS_WORDS = (
-    "a an the one two three small large big red green blue yellow purple orange cyan white black grey gray "
-    "cube cubes sphere spheres cylinder cylinders ball box object objects floor checkered sky scene video "
-    "left right of in front behind next to on under above near far toward towards away from camera pans pan "
-    "dolly dollies zoom zooms orbit orbits static still moves move rolls roll slides slide while and with is are "
-    "it its this that there here cat dog person car tree house walking running jumping flying water light dark "
-    "bright shadow motion slowly quickly high quality blurry sharp low resolution artifacts flicker"
-).split()
-
-_TOKENIZER_SPECIALS = {"pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1}
-
-
-def _corpus_sentences() -> list[str]:
-    words = _CORPUS_WORDS
-    sentences = [" ".join(words[i : i + 7]) for i in range(0, len(words), 3)]
-    sentences += [f"a {s} {c} {o}" for s in ("small", "large") for c in words[5:18] for o in words[18:28]]
-    return sentences
+# The tiny tokenizer's whole-word pieces: every word of the toy world's prompts (tests/toyworld check the whole grammar)
+# plus common English. A word outside the list falls back to single characters, so any ASCII prompt encodes; a word
+# inside it is one token, so a small text encoder reads "left" as one thing instead of spelling it.
+PROMPT_WORDS = tuple(
+    (
+        "a an the one two three small large big red green blue yellow purple orange cyan white black grey gray "
+        "cube cubes sphere spheres cylinder cylinders ball box object objects floor checkered sky scene video "
+        "left right of in front behind next to on under above near far toward towards away from camera pans pan "
+        "dolly dollies zoom zooms orbit orbits static still moves move rolls roll slides slide while and with is are "
+        "it its this that there here cat dog person car tree house walking running jumping flying water light dark "
+        "bright shadow motion slowly quickly high quality blurry sharp low resolution artifacts flicker"
+    ).split()
+)
+_PUNCTUATION = tuple(",.;:!?'\"()-")
+_CHARACTERS = tuple("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") + _PUNCTUATION
 
 
-def build_tokenizer(vocab_size: int = 384):
-    """A T5 tokenizer whose SentencePiece unigram model is trained in memory on a fixed corpus.
+def build_tokenizer():
+    """A T5 (unigram) tokenizer with one piece per word of ``PROMPT_WORDS`` and per punctuation mark, and single
+    characters as the fallback for other words (anything else is ``<unk>``).
 
-    ``T5Tokenizer(vocab=[(piece, score), ...])`` is used because ``vocab_file=`` is silently ignored by
-    transformers 5; byte fallback keeps any unicode prompt encodable.
+    The vocabulary is written down rather than learned: a unigram model trained on a small corpus split the toy
+    world's own words into letters (``left`` -> ``▁l e f t``). Whole words score 0 and characters -10, so the best
+    segmentation of a listed word is the word itself. ``T5Tokenizer(vocab=[(piece, score), ...])`` is used because
+    ``vocab_file=`` is silently ignored by transformers 5.
     """
-    import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2 as model_pb2
     from transformers import T5Tokenizer
 
-    buffer = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus_sentences()),
-        model_writer=buffer,
-        vocab_size=vocab_size,
-        model_type="unigram",
-        byte_fallback=True,
-        hard_vocab_limit=False,
-        num_threads=1,
-        minloglevel=2,
-        **_TOKENIZER_SPECIALS,
-    )
-    proto = model_pb2.ModelProto()
-    proto.ParseFromString(buffer.getvalue())
-    vocab = [(p.piece, p.score) for p in proto.pieces]
+    specials = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    words = [("\u2581" + word, 0.0) for word in PROMPT_WORDS]
+    fallback = [("\u2581", -5.0)] + [(char, -10.0) for char in _CHARACTERS]
+    punctuation = [(mark, 0.0) for mark in _PUNCTUATION]
+    vocab = specials + words + punctuation + [piece for piece in fallback if piece[0] not in _PUNCTUATION]
     return T5Tokenizer(vocab=vocab, extra_ids=0, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
@@ -201,7 +187,7 @@ def build_tiny_wan_components(name: str = "wan-tiny", seed: int = 0, **transform
         "transformer": transformer.eval(),
         "vae": vae.eval(),
         "text_encoder": text_encoder.eval(),
-        "tokenizer": build_tokenizer(spec.text_encoder["vocab_size"]),
+        "tokenizer": build_tokenizer(),
         "scheduler": FlowMatchEulerDiscreteScheduler(**spec.scheduler),
     }
     if spec.boundary_ratio is not None:

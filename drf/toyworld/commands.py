@@ -11,6 +11,7 @@ renders encoded by the shipped VAE and writes it, with its own manifest, into ``
 from __future__ import annotations
 
 import argparse
+import sys
 
 MODELS = ("vae", "t2v", "critic", "geometry")
 
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     figures.add_argument("--out", default=None, help="Folder to write (default: docs/img of the checkout).")
     figures.add_argument("--root", default=None, help="Asset folder (default: drf/assets/toyworld).")
+    figures.add_argument("--only", default="vae,t2v,probes", help="Figures to write: vae, t2v, probes (comma-separated).")
     figures.add_argument(
         "--run", default=None, help="A finished run (e.g. runs/demo): write only toyworld_demo.png, before vs after."
     )
@@ -171,13 +173,19 @@ def _prompts(args: argparse.Namespace) -> int:
 def _figures(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from drf.toyworld.figures import FIGURE_DIR, demo_figure, write_figures
+    from drf.toyworld.figures import FIGURE_DIR, FIGURES, demo_figure, write_figures
 
     out = Path(args.out) if args.out else FIGURE_DIR
     if args.run:
         paths = [demo_figure(Path(args.run), out / "toyworld_demo.png")]
     else:
-        paths = write_figures(out, Path(args.root) if args.root else None)
+        only = tuple(args.only.split(","))
+        unknown = sorted(set(only) - set(FIGURES))
+        if unknown:
+            print(f"error: --only {args.only}: unknown figure {unknown[0]!r}; choose from {', '.join(FIGURES)}",
+                  file=sys.stderr)
+            return 2
+        paths = write_figures(out, Path(args.root) if args.root else None, only)
     for path in paths:
         print(f"wrote {path}")
     return 0

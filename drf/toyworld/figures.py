@@ -3,6 +3,8 @@
 - ``toyworld_vae.png``: held-out renders above their VAE round trips (every palette colour appears);
 - ``toyworld_t2v.png``: samples of the toy T2V model on held-out prompts, the prompt above each row and the oracle's
   alignment score beside it;
+- ``toyworld_t2v_probes.png``: the T2V run's probes against CPU minutes (loss per noise level, text gain, object
+  present), from its manifest entry or, while it trains, from its resumable state;
 - ``toyworld_demo.png`` (from a finished run, ``--run runs/demo``): the run's first held-out evaluation videos before
   and after fine-tuning (same prompts, same noise), each with the oracle's alignment score.
 
@@ -145,6 +147,74 @@ def demo_figure(run: Path, path: Path, prompts: int = 8) -> Path:
     return _save(grid(rows), path)
 
 
+PROBE_PANEL = (300, 180)  # width, height of one chart panel in pixels
+_SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+
+
+def _line_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str, xs: list[float],
+                series: dict[str, list[float]], y_range: tuple[float, float]) -> None:
+    """One chart: ``series`` (name -> values at ``xs``) as lines in ``box`` (left, top, right, bottom), y axis from
+    ``y_range``, with the title, the axis ends and a legend."""
+    left, top, right, bottom = box
+    font = _font(10)
+    draw.text((left, top - 14), title, fill="black", font=font)
+    draw.rectangle(box, outline="#888888")
+    lo, hi = y_range
+    x_lo, x_hi = min(xs), max(max(xs), min(xs) + 1e-9)
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - x_lo) / (x_hi - x_lo) * (right - left),
+                bottom - (min(max(y, lo), hi) - lo) / (hi - lo) * (bottom - top))
+
+    for i, (name, values) in enumerate(series.items()):
+        color = _SERIES_COLORS[i % len(_SERIES_COLORS)]
+        points = [at(x, y) for x, y in zip(xs, values)]
+        if len(points) > 1:
+            draw.line(points, fill=color, width=2)
+        for p in points:
+            draw.ellipse((p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2), fill=color)
+        draw.text((right + 4, top + 12 * i), name, fill=color, font=font)
+    draw.text((left - 30, top - 2), f"{hi:g}", fill="black", font=font)
+    draw.text((left - 30, bottom - 10), f"{lo:g}", fill="black", font=font)
+    draw.text((left, bottom + 2), f"{x_lo:g}", fill="black", font=font)
+    draw.text((right - 40, bottom + 2), f"{x_hi:g} CPU-min", fill="black", font=font)
+
+
+def probes_figure(probes: list[dict], path: Path) -> Path:
+    """The T2V probes against CPU minutes: loss per sigma bucket, text gain, object present (with the decision
+    lines the recipe sets: text gain 0.4 and object present 0.3 at 20 CPU-minutes)."""
+    if not probes:
+        raise InputError("no T2V probes to draw (the run has not reached its first probe)")
+    xs = [p["cpu_minutes"] for p in probes]
+    w, h = PROBE_PANEL
+    image = Image.new("RGB", (3 * (w + 120) + 40, h + 60), "white")
+    draw = ImageDraw.Draw(image)
+    losses = {f"sigma {k}": [p["loss_by_sigma"][k] for p in probes] for k in probes[0]["loss_by_sigma"]}
+    top_loss = max(max(v) for v in losses.values())
+    panels = (
+        ("loss per noise level (held-out clips)", losses, (0.0, top_loss)),
+        ("text gain (own vs shuffled prompt, sigma 0.7)", {"text gain": [p["text_gain"] for p in probes],
+                                                          "goal 0.4": [0.4] * len(xs)}, (-0.1, 1.0)),
+        ("object present (EMA samples, held-out prompts)", {"object present": [p["object_present"] for p in probes],
+                                                           "goal 0.3": [0.3] * len(xs)}, (0.0, 1.0)),
+    )
+    for i, (title, series, y_range) in enumerate(panels):
+        left = 40 + i * (w + 120)
+        _line_panel(draw, (left, 30, left + w, 30 + h), title, xs, series, y_range)
+    return _save(image, path)
+
+
+def t2v_probes(root: Path | None = None) -> list[dict]:
+    """The T2V probes: from the manifest entry of a finished run, else from the resumable state of a running one."""
+    from drf.toyworld.assets import ASSETS_DIR, TRAIN_STATE_DIR, load_manifest
+
+    root = Path(root or ASSETS_DIR)
+    state = root / TRAIN_STATE_DIR / "t2v.pt"
+    if state.is_file():
+        return torch.load(state, weights_only=False).get("probes", [])
+    return load_manifest(root).get("models", {}).get("t2v", {}).get("probes", [])
+
+
 def _save(image: Image.Image, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +222,15 @@ def _save(image: Image.Image, path: Path) -> Path:
     return path
 
 
-def write_figures(out: Path = FIGURE_DIR, root: Path | None = None) -> list[Path]:
-    """Regenerate every toy-world figure into ``out``."""
+FIGURES = ("vae", "t2v", "probes")
+
+
+def write_figures(out: Path = FIGURE_DIR, root: Path | None = None, only: tuple[str, ...] = FIGURES) -> list[Path]:
+    """Regenerate the toy-world figures named in ``only`` into ``out``."""
     out = Path(out)
-    return [vae_figure(out / "toyworld_vae.png", root=root), t2v_figure(out / "toyworld_t2v.png", root=root)]
+    makers = {
+        "vae": lambda: vae_figure(out / "toyworld_vae.png", root=root),
+        "t2v": lambda: t2v_figure(out / "toyworld_t2v.png", root=root),
+        "probes": lambda: probes_figure(t2v_probes(root), out / "toyworld_t2v_probes.png"),
+    }
+    return [makers[name]() for name in only]

@@ -2,8 +2,9 @@
 
 The wording stays inside the vocabulary the rule decomposer parses (shapes, colours, sizes, counts, object motions,
 left/right relations, camera moves, "on a checkered floor"), so every prompt decomposes into questions
-whose answers are known exactly. Phrasing choices (which relations to state, whether to state a size, which verb) are
-drawn from the scene's seed, so a scene always gets the same prompt.
+whose answers are known exactly. Everything the world varies is stated — shapes, colours, sizes, counts, which object
+stands left of which, the motion and the camera move — so nothing visible is unprompted. Phrasing choices (the
+determiner, the verb) are drawn from the scene's seed, so a scene always gets the same prompt.
 
     "a small red cube left of a blue sphere on a checkered floor, the red cube slides left, the camera pans right"
 """
@@ -39,7 +40,6 @@ class Group:
     shape: str
     color: str
     size: str
-    size_stated: bool
 
     @property
     def count(self) -> int:
@@ -68,19 +68,11 @@ def plan_prompt(scene: Scene) -> PromptPlan:
     by_key: dict[tuple[str, str, str], list[int]] = {}
     for i, o in enumerate(scene.objects):
         by_key.setdefault((o.shape, o.color, o.size), []).append(i)
-    shapes = [key[0] for key in by_key]
-    # Sizes are always stated for shapes that appear in two groups, so "the small sphere" never names two objects.
-    groups = [
-        Group(tuple(ix), *key, size_stated=rng.random() < 0.7 or shapes.count(key[0]) > 1) for key, ix in by_key.items()
-    ]
+    groups = [Group(tuple(ix), *key) for key, ix in by_key.items()]
     rng.shuffle(groups)
     singles = [g.objects[0] for g in groups if g.count == 1]
-    relations: list[tuple[int, str, int]] = []
-    if len(singles) >= 2 and rng.random() < 0.85:
-        relations.append((singles[0], _true_relation(scene, singles[0], singles[1]), singles[1]))
-        if len(singles) == 3 and rng.random() < 0.7:
-            other = rng.choice(singles[:2])
-            relations.append((singles[2], _true_relation(scene, singles[2], other), other))
+    # Two single objects: which stands left is visible, so it is always stated.
+    relations = [(a, _true_relation(scene, a, b), b) for a, b in zip(singles, singles[1:])]
     motion = None
     for i, o in enumerate(scene.objects):
         if o.motion != "none":
@@ -91,8 +83,7 @@ def plan_prompt(scene: Scene) -> PromptPlan:
 def _noun_phrase(group: Group, rng: random.Random) -> str:
     det = _COUNT_WORDS.get(group.count) or ("one" if rng.random() < 0.1 else "a")
     noun = group.shape + ("s" if group.count > 1 else "")
-    size = f"{group.size} " if group.size_stated else ""
-    return f"{det} {size}{group.color} {noun}"
+    return f"{det} {group.size} {group.color} {noun}"
 
 
 def _reference(scene: Scene, index: int) -> str:

@@ -16,14 +16,14 @@ from torch import Tensor
 
 from drf.errors import InputError
 from drf.geometry.camera import camera_rays, intrinsics_from_fov
-from drf.toyworld.scene import COLORS, FLOORS, Scene
+from drf.toyworld.scene import COLORS, FLOOR, Scene
 
 FAR = 100.0  # depth reported for sky pixels (valid = False there)
 LIGHT_DIR = (0.35, 1.0, -0.55)  # towards the light, world axes
 AMBIENT, DIFFUSE = 0.4, 0.6
 SKY_HORIZON = (0.80, 0.84, 0.90)
 SKY_ZENITH = (0.58, 0.68, 0.86)
-CHECKER_SIZE = 1.0  # world units per floor tile
+CHECKER_SIZE = 1.5  # world units per floor tile: about 14 px wide at the objects' depth, readable at 64 px
 _EPS = 1e-6
 
 
@@ -140,7 +140,7 @@ def _trace(
     # Floor: checker, its contrast faded where a pixel covers more than about half a tile (limits aliasing).
     p = o + t_floor.clamp(max=FAR)[..., None] * dirs
     parity = (torch.floor(p[..., 0] / CHECKER_SIZE) + torch.floor(p[..., 2] / CHECKER_SIZE)).remainder(2)[..., None]
-    dark, light = (torch.tensor(c, dtype=dtype) for c in FLOORS[scene.floor])
+    dark, light = (torch.tensor(c, dtype=dtype) for c in FLOOR)
     footprint = t_floor.clamp(max=FAR) * pixel_angle / (-dirs[..., 1] / dirs.norm(dim=-1)).clamp_min(1e-3)
     contrast = (1.5 - 2.0 * footprint / CHECKER_SIZE).clamp(0, 1)[..., None]
     mean = 0.5 * (dark + light)

@@ -34,7 +34,7 @@ COLORS: dict[str, tuple[float, float, float]] = {
     "purple": (0.60, 0.15, 0.85),
 }
 # Half-extent of each primitive: sphere radius, cube half side, cylinder radius (a cylinder is 2 * size tall).
-SIZES: dict[str, float] = {"small": 0.4, "large": 0.75}
+SIZES: dict[str, float] = {"small": 0.5, "large": 0.8}
 OBJECT_MOTIONS = ("none", "left", "right", "toward", "away")
 CAMERA_MOTIONS = ("static", "pan_left", "pan_right", "dolly_in", "dolly_out", "orbit_left", "orbit_right")
 RELATIONS = ("left_of", "right_of", "in_front_of", "behind")
@@ -47,12 +47,9 @@ WORLD_SHAPES = ("cube", "sphere")
 WORLD_COLORS = ("red", "yellow", "green", "blue")
 WORLD_OBJECT_MOTIONS = ("none", "left", "right")
 WORLD_CAMERA_MOTIONS = ("static", "pan_left", "pan_right")
-# Pairs of grey checker colours (saturation <= 0.06 so they never pass for an object colour).
-FLOORS: tuple[tuple[tuple[float, float, float], tuple[float, float, float]], ...] = (
-    ((0.35, 0.35, 0.35), (0.62, 0.62, 0.62)),
-    ((0.42, 0.41, 0.40), (0.70, 0.69, 0.67)),
-    ((0.30, 0.31, 0.32), (0.55, 0.56, 0.57)),
-)
+# The floor's two tile tones (grey: saturation 0 so they never pass for an object colour). One palette: a second
+# one would be visible variation that no caption names.
+FLOOR: tuple[tuple[float, float, float], tuple[float, float, float]] = ((0.35, 0.35, 0.35), (0.62, 0.62, 0.62))
 # (colour, shape) combinations that only appear in the eval split: none, so held-out prompts test new scenes and
 # phrasings of known combinations (a compositional hold-out over 8 combinations would leave too few for training).
 HELD_OUT_COMBOS: frozenset[tuple[str, str]] = frozenset()
@@ -107,13 +104,13 @@ class ObjectSpec:
 
 @dataclass(frozen=True)
 class CameraPath:
-    """A camera move over the video: frame-0 ``eye`` looking at ``target``, then ``motion`` by ``amount``
+    """A camera move over the video: frame-0 ``eye`` looking at ``target`` (by default the world's one start pose), then ``motion`` by ``amount``
     (degrees for pan/orbit, world units for dolly), plus optional seeded hand-held ``jitter`` (world units)."""
 
     motion: str = "static"
-    eye: tuple[float, float, float] = (0.0, 2.0, -5.0)
+    eye: tuple[float, float, float] = (0.0, 1.9, -5.4)  # the world's one start pose
     target: tuple[float, float, float] = (0.0, TARGET_HEIGHT, 0.0)
-    fov_deg: float = 50.0
+    fov_deg: float = 62.0
     amount: float = 0.0
     jitter: float = 0.0
     jitter_seed: int = 0
@@ -163,7 +160,6 @@ class Scene:
 
     objects: tuple[ObjectSpec, ...]
     camera: CameraPath = field(default_factory=CameraPath)
-    floor: int = 0  # index into FLOORS
     seed: int = 0
 
     def object_centers(self, num_frames: int) -> Tensor:
@@ -206,7 +202,7 @@ class Scene:
         )
         cam = data["camera"]
         camera = CameraPath(**{**cam, "eye": tuple(cam["eye"]), "target": tuple(cam["target"])})
-        return cls(objects, camera, floor=data["floor"], seed=data["seed"])
+        return cls(objects, camera, seed=data["seed"])
 
     def description(self) -> str:
         """A canonical text of the scene's content (used to hash it into a split)."""
@@ -226,20 +222,28 @@ def split_of(scene: Scene) -> str:
 # Sampling
 
 
+# World v2: nothing visible varies unless the prompt says so. The camera starts at one pose and is static or pans by
+# one angle; objects stand on three slots across the frame-0 view (one object: the centre; two: left and right, so
+# "left of" fixes the layout) with a small jitter; a slide covers one distance; cubes keep one yaw. What the prompt
+# states (shapes, colours, sizes, count, relation, motion, camera) is all that varies.
+SLOTS = {"left": -1.3, "center": 0.0, "right": 1.3}  # frame-0 camera-right offsets, world units
+SLOT_JITTER = 0.08  # world units, in x and z
+CAMERA_AMOUNTS = {"pan": 7.0, "dolly": 1.5, "orbit": 30.0}  # degrees (pan, orbit) or world units (dolly)
+SLIDE_DISTANCE = 1.0  # world units (0.53 camera heights)
+CUBE_YAW = 0.4  # radians: two faces in view, so a cube never reads as a flat square
+CUBE_YAW_JITTER = 0.05
+WORLD_FRAMES = 9  # frames per clip: a pan or a slide reads in 9 frames, and 9 cost half of 17 in every model
 # Group layouts: counts of identical objects per group (each group has its own colour).
 _GROUP_LAYOUTS = ((1,), (1, 1), (2,))
 _GROUP_WEIGHTS = (0.4, 0.4, 0.2)
-_CAMERA_AMOUNTS = {"pan": (15.0, 22.0), "dolly": (1.2, 1.8), "orbit": (25.0, 35.0)}
 _MOTION_PROB = 0.4
-_JITTER_PROB = 0.3
 _MARGIN_PX_FRACTION = 0.1  # object centres stay this far inside the image at every frame
 
 
-def _camera_amount(rng: random.Random, motion: str) -> float:
-    if motion == "static":
-        return 0.0
-    low, high = _CAMERA_AMOUNTS[motion.split("_")[0]]
-    return rng.uniform(low, high)
+def world_camera(motion: str) -> CameraPath:
+    """The world's camera: the one start pose, then ``motion`` by its one amount."""
+    amount = 0.0 if motion == "static" else CAMERA_AMOUNTS[motion.split("_")[0]]
+    return CameraPath(motion=motion, amount=amount)
 
 
 def _frame0_axes(camera: CameraPath) -> tuple[Tensor, Tensor]:
@@ -309,72 +313,33 @@ class _Layout:
         return True
 
 
-def _draw_scene(
-    rng: random.Random,
-    seed: int,
-    num_frames: int,
-    camera_motions: tuple[str, ...],
-    placement_tries: int = 30,
-    layout_tries: int = 8,
-) -> Scene | None:
-    """Draw the camera, the object kinds and the motion first, then place objects one at a time (each with a few
-    tries), so the rejection of crowded layouts does not skew which cameras, counts and motions appear."""
-    azimuth = math.radians(rng.uniform(-45.0, 45.0))
-    distance = rng.uniform(4.6, 5.6)
-    height = rng.uniform(1.7, 2.0)  # with the distance range, keeps the horizon in view (pitch <= 20 degrees)
-    forward = (math.sin(azimuth), 0.0, math.cos(azimuth))
-    eye = (-distance * forward[0], height, -distance * forward[2])
-    motion = rng.choice(camera_motions)
-    jitter = rng.uniform(0.01, 0.03) if rng.random() < _JITTER_PROB else 0.0
-    camera = CameraPath(
-        motion=motion, eye=eye, target=(0.0, TARGET_HEIGHT, 0.0), amount=_camera_amount(rng, motion),
-        jitter=jitter, jitter_seed=rng.randrange(2**31),
-    )
+def _draw_scene(rng: random.Random, seed: int, num_frames: int, camera_motions: tuple[str, ...]) -> Scene | None:
+    """One draw of camera move, object kinds, slots and motion; None when the objects do not all fit in view (the
+    caller draws again, so what the prompt states is all that varies)."""
+    camera = world_camera(rng.choice(camera_motions))
     right, fwd = _frame0_axes(camera)
     layout = rng.choices(_GROUP_LAYOUTS, weights=_GROUP_WEIGHTS)[0]
     colors = rng.sample(WORLD_COLORS, len(layout))
-    kinds: list[tuple[str, str, str, int]] = []  # (shape, colour, size, group count)
+    kinds: list[tuple[str, str, str]] = []
     for count, color in zip(layout, colors):
-        shape, size = rng.choice(WORLD_SHAPES), rng.choice(tuple(SIZES))
-        kinds += [(shape, color, size, count)] * count
-    mover, direction = None, "none"
-    singles = [i for i, kind in enumerate(kinds) if kind[3] == 1]
-    if singles and rng.random() < _MOTION_PROB:
-        mover, direction = rng.choice(singles), rng.choice(WORLD_OBJECT_MOTIONS[1:])
-    axis = {"left": -right, "right": right, "toward": -fwd, "away": fwd}.get(direction)
-    for _ in range(layout_tries):
-        objects = _place(rng, camera, kinds, mover, direction, axis, num_frames, placement_tries)
-        if objects is not None:
-            return Scene(tuple(objects), camera, floor=rng.randrange(len(FLOORS)), seed=seed)
-    return None
-
-
-def _place(
-    rng: random.Random,
-    camera: CameraPath,
-    kinds: list[tuple[str, str, str, int]],
-    mover: int | None,
-    direction: str,
-    axis: Tensor | None,
-    num_frames: int,
-    tries: int,
-) -> list[ObjectSpec] | None:
-    """Place objects one at a time in the frame-0 ground axes, each with a few tries."""
-    right, fwd = _frame0_axes(camera)
-    layout = _Layout(camera, num_frames)
-    for i, (shape, color, size, _) in enumerate(kinds):
-        for _ in range(tries):
-            pos = rng.uniform(-2.0, 2.0) * right + rng.uniform(-1.8, 2.4) * fwd
-            travel = rng.uniform(1.2, 1.6) * axis if i == mover else torch.zeros(3, dtype=torch.float64)
-            candidate = ObjectSpec(
-                shape, color, size, (float(pos[0]), float(pos[2])), yaw=rng.uniform(0, math.pi / 2),
-                motion=direction if i == mover else "none", travel=(float(travel[0]), float(travel[2])),
-            )
-            if layout.add(candidate):
-                break
-        else:
+        kinds += [(rng.choice(WORLD_SHAPES), color, rng.choice(tuple(SIZES)))] * count
+    slots = ("center",) if len(kinds) == 1 else ("left", "right")
+    counts = [count for count in layout for _ in range(count)]
+    singles = [i for i, count in enumerate(counts) if count == 1]
+    mover = rng.choice(singles) if singles and rng.random() < _MOTION_PROB else None
+    direction = rng.choice(WORLD_OBJECT_MOTIONS[1:]) if mover is not None else "none"
+    placed = _Layout(camera, num_frames)
+    for i, ((shape, color, size), slot) in enumerate(zip(kinds, slots)):
+        jitter = torch.tensor([rng.uniform(-1, 1), rng.uniform(-1, 1)], dtype=torch.float64) * SLOT_JITTER
+        pos = SLOTS[slot] * right + jitter[0] * right + jitter[1] * fwd
+        moves = i == mover
+        travel = SLIDE_DISTANCE * (right if direction == "right" else -right) if moves else torch.zeros(3)
+        yaw = CUBE_YAW + rng.uniform(-1, 1) * CUBE_YAW_JITTER if shape == "cube" else 0.0
+        candidate = ObjectSpec(shape, color, size, (float(pos[0]), float(pos[2])), yaw=yaw,
+                               motion=direction if moves else "none", travel=(float(travel[0]), float(travel[2])))
+        if not placed.add(candidate):
             return None
-    return layout.objects
+    return Scene(tuple(placed.objects), camera, seed=seed)
 
 
 def sample_scene(

@@ -12,7 +12,7 @@ def test_toy_world_prompts_round_trip_through_the_rule_parser():
     scenes = scene_module.sample_scenes(60, seed=1)
     for scene in scenes:
         prompt, plan, slots = grammar.prompt_for(scene), grammar.plan_prompt(scene), parse_prompt(grammar.prompt_for(scene))
-        want = sorted((g.shape, g.color, g.size if g.size_stated else None, g.count) for g in plan.groups)
+        want = sorted((g.shape, g.color, g.size, g.count) for g in plan.groups)
         got = sorted((s.get("shape"), s.get("color"), s.get("size"), s.get("count")) for s in slots["subjects"])
         assert got == want, prompt
         assert slots["camera"] == plan.camera, prompt

@@ -20,7 +20,8 @@ def trained(tmp_path_factory):
     mp.setenv("DRF_TOYWORLD_CACHE", str(cache))
     common = ["--out", str(root), "--device", "cpu", "--steps", "2", "--threads", "1"]
     vae = ["--set", "train_clips=3", "--set", "eval_clips=2", "--set", "stats_clips=2", "--set", "batch=1"]
-    t2v = ["--set", "train_clips=3", "--set", "eval_prompts=2", "--set", "eval_steps=2", "--set", "batch=2"]
+    t2v = ["--set", "train_clips=3", "--set", "eval_prompts=2", "--set", "eval_steps=2", "--set", "batch=2",
+           "--set", "probe_clips=2", "--set", "probe_prompts=1"]  # fmt: skip
     critic = ["--set", "eval_renders=2", "--set", "t2v_eval=1", "--set", "videos_per_step=2",
               "--set", "questions_per_video=2"]  # fmt: skip
     codes = [
@@ -83,47 +84,68 @@ def test_trained_models_load_and_score_through_the_public_paths(trained):
     assert torch.isfinite(out.rewards[out.mask]).all()
 
 
-def test_training_prompt_encoding_equals_the_pipeline_at_full_length():
-    """Training runs the text encoder on a short prefix and zero-pads; it must equal encode_prompt at full length,
-    or the transformer would be trained on embeddings it never sees at sampling time."""
-    from diffusers import WanPipeline
-    from transformers import UMT5Config, UMT5EncoderModel
+def test_latent_object_masks_cover_the_cells_each_latent_frame_encodes():
+    """Latent frame 0 encodes pixel frame 0, latent frame k pixel frames 4k-3..4k, and each latent cell a 4x4 block."""
+    from drf.toyworld.train.t2v import latent_object_masks
 
-    from drf.models.tiny import build_tiny_wan_components, preset
-    from drf.toyworld.train.t2v import encode_train_prompts
-
-    components = build_tiny_wan_components("wan-tiny")
-    components["text_encoder"] = UMT5EncoderModel(UMT5Config(**preset("wan-toyworld").text_encoder))
-    components["transformer"] = None
-    pipe = WanPipeline(**components)
-    prompts = ["a small red cube left of a blue sphere on a checkered floor, the camera pans left", ""]
-    full, _ = pipe.encode_prompt(prompt=prompts, do_classifier_free_guidance=False, max_sequence_length=128)
-    short = encode_train_prompts(pipe, prompts, tokens=40, max_sequence_length=128, device="cpu")
-    torch.testing.assert_close(short, full, rtol=0, atol=0)
+    objects = torch.zeros(1, 9, 64, 64, dtype=torch.bool)
+    objects[0, 0, 5, 9] = True  # frame 0 -> latent frame 0, cell (1, 2)
+    objects[0, 3, 63, 0] = True  # frame 3 -> latent frame 1, cell (15, 0)
+    objects[0, 8, 20, 40] = True  # frame 8 -> latent frame 2, cell (5, 10)
+    cells = latent_object_masks(objects)
+    assert cells.shape == (1, 3, 16, 16)
+    assert cells.nonzero().tolist() == [[0, 0, 1, 2], [0, 1, 15, 0], [0, 2, 5, 10]]
 
 
-def test_mirrored_prompts_describe_the_mirrored_scene():
-    from drf.toyworld.train.t2v import mirror_prompt
+def test_training_sigmas_follow_a_shifted_logit_normal():
+    from drf.toyworld.train.t2v import T2VTrainConfig, training_sigmas
 
-    prompt = "a red cube left of a blue sphere on a checkered floor, the red cube slides right, the camera pans left"
-    assert mirror_prompt(prompt) == (
-        "a red cube right of a blue sphere on a checkered floor, the red cube slides left, the camera pans right"
-    )
+    config = T2VTrainConfig(shift=1.5, logit_mean=0.0, logit_std=1.0)
+    sigmas = training_sigmas(20000, config, torch.Generator().manual_seed(0))
+    # The median of sigmoid(N(0, 1)) is 0.5, shifted: 1.5 * 0.5 / (1 + 0.5 * 0.5) = 0.6.
+    assert float(sigmas.median()) == pytest.approx(0.6, abs=0.01)
+    assert 0.0 < float(sigmas.min()) and float(sigmas.max()) < 1.0
+    # The share below 0.3 (where shapes sharpen): P(u < 0.3 / (1.5 - 0.5 * 0.3)) for u = sigmoid(N(0, 1)).
+    u = 0.3 / (1.5 - 0.5 * 0.3)
+    expected = 0.5 * (1 + math.erf(math.log(u / (1 - u)) / math.sqrt(2)))
+    assert float((sigmas < 0.3).float().mean()) == pytest.approx(expected, abs=0.01)
 
 
-def test_noisy_captions_change_one_colour_word_at_the_given_rate():
-    import random
+def test_an_interrupted_t2v_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """The T2V run resumes with its optimiser, EMA and generators: killed after its last step, rerun with more steps,
+    it ships (EMA) weights equal to an uninterrupted run's."""
+    from safetensors.torch import load_file
 
-    from drf.toyworld.train.t2v import noisy_caption
+    import drf.toyworld.train.t2v as t2v_script
 
-    prompt = "a red cube left of a blue sphere on a checkered floor, the camera pans left"
-    rng = random.Random(0)
-    captions = [noisy_caption(prompt, rng, 0.25) for _ in range(2000)]
-    changed = [c for c in captions if c != prompt]
-    assert 0.2 < len(changed) / len(captions) < 0.3
-    for c in changed:
-        differing = [(a, b) for a, b in zip(prompt.split(), c.split()) if a != b]
-        assert len(differing) == 1 and differing[0][0] in ("red", "blue")
+    monkeypatch.setenv("DRF_TOYWORLD_CACHE", str(tmp_path / "cache"))
+    common = ["--device", "cpu", "--threads", "1", "--set", "checkpoint_minutes=0"]
+    vae = ["--set", "train_clips=2", "--set", "eval_clips=1", "--set", "stats_clips=1", "--set", "batch=1"]
+    assert main(["toyworld", "train", "vae", "--out", str(tmp_path / "a"), "--steps", "1", *common, *vae]) == 0
+    (tmp_path / "b").mkdir()
+    import shutil
+
+    shutil.copytree(tmp_path / "a" / "generator", tmp_path / "b" / "generator")
+    args = [*common, "--set", "train_clips=3", "--set", "eval_prompts=1", "--set", "eval_steps=2", "--set", "batch=2",
+            "--set", "probe_clips=2", "--set", "probe_prompts=1"]  # fmt: skip
+    assert main(["toyworld", "train", "t2v", "--out", str(tmp_path / "a"), "--steps", "3", *args]) == 0
+
+    class Killed(Exception):
+        pass
+
+    def crash(*_args, **_kwargs):
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(t2v_script, "evaluate_t2v", crash)
+        with pytest.raises(Killed):
+            main(["toyworld", "train", "t2v", "--out", str(tmp_path / "b"), "--steps", "2", *args])
+    assert (tmp_path / "b" / ".train" / "t2v.pt").is_file()
+    assert main(["toyworld", "train", "t2v", "--out", str(tmp_path / "b"), "--steps", "3", *args]) == 0
+    for part in ("transformer/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+        weights = [load_file(tmp_path / r / "generator" / part) for r in "ab"]
+        for key in weights[0]:
+            torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
 
 
 def test_an_interrupted_vae_run_resumes_to_the_same_weights(tmp_path, monkeypatch):

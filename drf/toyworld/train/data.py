@@ -1,9 +1,8 @@
 """Rendered toy-world clips as training tensors, cached on disk so each training script renders them only once.
 
 The cache keeps only what training needs (uint8 frames, the union of the objects' masks, prompts, scenes as JSON) —
-depth and poses would make a few thousand clips several hundred MB. It is keyed by the sampling parameters only; each file records a digest of the
-sampler, renderer and grammar sources it was made with, and a mismatch is reported (delete the cache to re-render)
-rather than silently re-rendering in the middle of a training run. Clips are rendered without supersampling: at
+depth and poses would make a few thousand clips several hundred MB. It is keyed by the sampling parameters and a
+digest of the sampler, renderer and grammar sources, so clips of an earlier world are never read back as this one's. Clips are rendered without supersampling: at
 64x64 the anti-aliasing costs four times the rendering for a difference the toy models cannot reproduce anyway.
 """
 
@@ -23,7 +22,7 @@ from drf.toyworld import render as render_module
 from drf.toyworld import scene as scene_module
 from drf.toyworld.grammar import prompt_for
 from drf.toyworld.render import render
-from drf.toyworld.scene import Scene, sample_scenes
+from drf.toyworld.scene import WORLD_FRAMES, Scene, sample_scenes
 
 CACHE_ENV = "DRF_TOYWORLD_CACHE"
 
@@ -62,20 +61,18 @@ def clips(
     count: int,
     seed: int,
     split: str,
-    num_frames: int = 17,
+    num_frames: int = WORLD_FRAMES,
     size: int = 64,
     supersample: int = 1,
     use_cache: bool = True,
 ) -> Clips:
     """``count`` clips of ``split`` drawn from ``seed`` (deterministic), rendered once and then read from the cache."""
-    stem = f"clips-{split}-{seed}-"
+    stem = f"clips-{_source_digest()}-{split}-{seed}-"
     suffix = f"-{num_frames}x{size}-ss{supersample}.pt"
     path = cache_dir() / f"{stem}{count}{suffix}"
     cached = _cached_superset(stem, suffix, count) if use_cache else None
     data = torch.load(cached, weights_only=True) if cached is not None else {}
-    if "objects" in data:  # caches written before object masks were kept are rendered again
-        if data.get("source") != _source_digest():
-            print(f"note: {cached} was rendered by other scene/render/grammar sources; delete it to re-render")
+    if data:
         scenes = [Scene.from_dict(json.loads(s)) for s in data["scenes"][:count]]
         return Clips(data["video"][:count], data["objects"][:count], list(data["prompts"][:count]), scenes)
     scenes = sample_scenes(count, seed=seed, split=split, num_frames=num_frames)
@@ -85,12 +82,12 @@ def clips(
         tmp = path.with_suffix(".tmp")
         scenes_json = [json.dumps(s.to_dict()) for s in result.scenes]
         payload = {"video": result.video, "objects": result.objects, "prompts": result.prompts, "scenes": scenes_json}
-        torch.save({**payload, "source": _source_digest()}, tmp)
+        torch.save(payload, tmp)
         tmp.replace(path)
     return result
 
 
-def render_clips(scenes: list[Scene], num_frames: int = 17, size: int = 64, supersample: int = 1) -> Clips:
+def render_clips(scenes: list[Scene], num_frames: int = WORLD_FRAMES, size: int = 64, supersample: int = 1) -> Clips:
     """Render ``scenes`` into training tensors (no cache)."""
     videos, objects = [], []
     for scene in scenes:

@@ -78,8 +78,8 @@ class TrainState:
     """The resumable part of a training run, saved to ``path`` every ``every_minutes`` (atomic replace).
 
     ``modules`` and ``optimizer`` are saved through their state dicts; ``generator`` is the data/noise generator;
-    ``curve`` holds [step, loss, seconds] rows; ``cpu_offset`` and ``clock.offset`` carry the CPU and wall time of
-    earlier runs, so a resumed run reports the totals.
+    ``curve`` holds [step, loss, seconds] rows and ``probes`` one dict per probe; ``cpu_offset`` and ``clock.offset``
+    carry the CPU and wall time of earlier runs, so a resumed run reports the totals.
     """
 
     path: Path
@@ -90,6 +90,7 @@ class TrainState:
     every_minutes: float = 3.0
     step: int = 0
     curve: list[list[float]] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)
     cpu_offset: float = 0.0
     _last_save: float = field(default_factory=time.perf_counter)
 
@@ -104,13 +105,18 @@ class TrainState:
         self.generator.set_state(state["generator"])
         random.setstate(state["random"])
         torch.set_rng_state(state["torch"])
-        self.step, self.curve = state["step"], state["curve"]
+        self.step, self.curve, self.probes = state["step"], state["curve"], state.get("probes", [])
         self.clock.offset, self.cpu_offset = state["seconds"], state["cpu_seconds"] - cpu_seconds()
         log(f"resumed {self.path} at step {self.step} ({self.clock.elapsed:.0f}s trained)")
         return True
 
     def cpu_total(self) -> float:
         return cpu_seconds() + self.cpu_offset
+
+    def probe_due(self, every_minutes: float) -> bool:
+        """Whether ``every_minutes`` of CPU time have passed since the last probe (true before the first)."""
+        last = self.probes[-1]["cpu_minutes"] if self.probes else -every_minutes
+        return self.cpu_total() / 60 - last >= every_minutes
 
     def save_if_due(self, force: bool = False) -> None:
         if not force and time.perf_counter() - self._last_save < 60 * self.every_minutes:
@@ -123,6 +129,7 @@ class TrainState:
             "torch": torch.get_rng_state(),
             "step": self.step,
             "curve": self.curve,
+            "probes": self.probes,
             "seconds": self.clock.elapsed,
             "cpu_seconds": self.cpu_total(),
         }
