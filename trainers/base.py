@@ -85,7 +85,9 @@ class Trainer:
             if cfg.model.lora:
                 if train_cfg.trainable != "lora":
                     raise ConfigError(f"model.lora starts a LoRA run; set {self.section}.trainable: lora")
-                load_adapter_weights(self.transformer, cfg.model.lora)
+                load_adapter_weights(
+                    self.transformer, cfg.model.lora, self.generator.lora_files, self.generator.expert_labels
+                )
             if train_cfg.gradient_checkpointing:
                 self.transformer.enable_gradient_checkpointing()
             plugin = fsdp_plugin(acc)
