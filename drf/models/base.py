@@ -154,6 +154,8 @@ class VideoGenerator(Protocol):
 
     def trainable_module(self, experts: Sequence[str] = ("transformer",)) -> nn.Module: ...
 
+    def denoisers(self) -> list[nn.Module]: ...
+
     def save_lora(self, out_dir: str | Path) -> Path: ...
 
     def load_lora(self, path: str | Path) -> None: ...
@@ -192,13 +194,16 @@ class Family:
             raise invalid(
                 "tiny", f"is {cfg.tiny!r}; the {self.name} presets are {', '.join(sorted(self.tiny_presets))}"
             )
-        step = self.frame_step
+        step, multiple = self.frame_step, self.size_multiple
         if cfg.num_frames < 1 or (cfg.num_frames - 1) % step:
-            raise invalid("num_frames", f"must be {step}n+1 (got {cfg.num_frames}); try {nearest_valid(cfg.num_frames, step, 1)}")  # fmt: skip
+            fix = nearest_valid(cfg.num_frames, step, 1)
+            raise invalid("num_frames", f"must be {step}n+1 (got {cfg.num_frames}); try {fix}")
         for key in ("height", "width"):
             size = getattr(cfg, key)
-            if size < self.size_multiple or size % self.size_multiple:
-                raise invalid(key, f"must be a multiple of {self.size_multiple} (got {size}); try {nearest_valid(size, self.size_multiple, 0)}")  # fmt: skip
+            if size < multiple or size % multiple:
+                raise invalid(
+                    key, f"must be a multiple of {multiple} (got {size}); try {nearest_valid(size, multiple, 0)}"
+                )
         if cfg.scheduler not in self.schedulers:
             raise invalid("scheduler", f"is {cfg.scheduler!r}; {self.name} takes {' | '.join(self.schedulers)}")
         if cfg.decode_checkpointing not in self.decode_checkpointing:
