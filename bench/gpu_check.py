@@ -1,13 +1,14 @@
-"""The real-scale check for one GPU: a DRF step at 480x832 with 33 and 81 frames, K = 1, LoRA r=32, bf16, with
-random weights at Wan2.1-T2V-1.3B and Qwen2.5-VL-3B sizes (``bench/train_step.py --large``'s models; nothing is
-downloaded). Every frame is decoded with gradient (the per-latent-frame checkpointed decode) and scored.
+"""The real-scale check for one GPU: a DRF step with 33 and 81 frames, K = 1, LoRA r=32, bf16, with random weights
+at Wan2.1-T2V-1.3B (480x832) or LTX-Video 2B (``--family ltx``, 480x704) size and a Qwen2.5-VL-3B-sized critic
+(``bench/train_step.py``'s large models; nothing is downloaded). Every frame is decoded with gradient (Wan: the
+per-latent-frame checkpointed decode; LTX: the decoder's block checkpointing) and scored.
 
 Prints, per clip length: peak memory and seconds of each phase of the step (sampling, decode, rewards, backward),
 then the transformer's achieved TFLOP/s in a backward pass (a forward + backward of one guided denoiser call at the
 clip's latent size, FLOPs counted by ``torch.utils.flop_counter``, base weights frozen as in LoRA training) against
 the chip's dense bf16 ceiling. Ends with the headline: peak(81) / peak(33). About 5 minutes on one H200.
 
-    python bench/gpu_check.py [--frames 33 81] [--steps 1] [--peak-tflops 989]
+    python bench/gpu_check.py [--family wan|ltx] [--frames 33 81] [--steps 1] [--peak-tflops 989]
     python bench/gpu_check.py --smoke      # the same code on CPU at a tiny size, to check the script runs
 """
 
@@ -56,23 +57,24 @@ def transformer_backward_tflops(gen, device: torch.device, repeats: int = 3) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, nargs="+", default=[33, 81], help="clip lengths (4n+1)")
+    parser.add_argument("--family", choices=("wan", "ltx"), default="wan", help="generator family to size")
+    parser.add_argument("--frames", type=int, nargs="+", default=[33, 81], help="clip lengths (wan 4n+1, ltx 8n+1)")
     parser.add_argument("--steps", type=int, default=1, help="timed micro-steps per clip length (after a warm-up)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="the chip's dense bf16 TFLOP/s (H100/H200)")
     parser.add_argument("--smoke", action="store_true", help="tiny models on CPU: checks the script, not the chip")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type != "cuda" and not args.smoke:
-        print("needs a CUDA GPU (random 1.3B + 3B models at 480x832); --smoke runs the same code on CPU, tiny")
+        print("needs a CUDA GPU (random real-size generator + 3B critic); --smoke runs the same code on CPU, tiny")
         return
     peaks = {}
     for frames in args.frames:
         if args.smoke:
-            gen, critic, model = small_models(device)
+            gen, critic, model = small_models(device, args.family)
         else:
-            gen, critic, model = large_models(device, num_frames=frames)
-        print(f"# {frames if not args.smoke else model['num_frames']} frames at {model['height']}x{model['width']} "
-              f"on {device}, K=1, LoRA, every frame decoded with gradient")  # fmt: skip
+            gen, critic, model = large_models(device, num_frames=frames, family=args.family)
+        print(f"# {args.family}: {frames if not args.smoke else model['num_frames']} frames at {model['height']}x"
+              f"{model['width']} on {device}, K=1, LoRA, every frame decoded with gradient")  # fmt: skip
         meter = measure(gen, critic, model, 1, args.steps, not args.smoke, device, True, "all")
         for phase in PHASES:
             print(f"{frames} frames {phase:9s} time_s={meter.seconds[phase]:.3f} peak_mb={meter.peak_mb[phase]:.0f}")

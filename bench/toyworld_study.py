@@ -53,12 +53,14 @@ COLUMNS = (
 
 
 def build_trainer(method: str, seed: int, out_dir: Path, overrides: list[str]) -> Any:
+    from drf.cli import load_commands
     from drf.commands import resolve_schema
     from drf.config import load_config
     from trainers.commands import recipe_of
     from trainers.plugins import resolve
     from trainers.recipes import RECIPES
 
+    load_commands()  # registers the toy world's judge, which the toyworld configs name
     path, extra = METHODS[method]
     schema = resolve_schema(str(ROOT / path))
     section = recipe_of(schema, path)

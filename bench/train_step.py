@@ -83,72 +83,117 @@ class PhaseMeter:
 # models
 
 
-def small_models(device: torch.device):
-    """wan-small generator (17x64x64) and the tiny Qwen2-VL critic."""
+def small_models(device: torch.device, family: str = "wan"):
+    """A small generator (wan: wan-small at 17x64x64; ltx: ltx-tiny at 17x64x96) and the tiny Qwen2-VL critic."""
     from critics.config import CriticConfig
     from critics.registry import load_critic
-    from drf.models.tiny import build_tiny_wan_components
-    from drf.models.wan import WanGenerator
+    from drf.models.registry import ModelConfig, load_generator
 
-    gen = WanGenerator.from_components(
-        build_tiny_wan_components("wan-small"), height=64, width=64, num_frames=17, max_sequence_length=32
+    model = (
+        dict(family="wan", tiny="wan-small", height=64, width=64, num_frames=17, max_sequence_length=32)
+        if family == "wan"
+        else dict(family="ltx", tiny="ltx-tiny", height=64, width=96, num_frames=17, max_sequence_length=32)
     )
-    gen.pipe.to(device)
+    gen = load_generator(ModelConfig(**model), device=device)
     critic = load_critic(CriticConfig(family="qwen2_vl", tiny=True, device=str(device)))
-    return gen, critic, dict(tiny="wan-small", height=64, width=64, num_frames=17, max_sequence_length=32)
+    return gen, critic, model
 
 
-def large_models(device: torch.device, num_frames: int = 33):
-    """Random weights at Wan2.1-T2V-1.3B and Qwen2.5-VL-3B sizes (bf16), 480x832, ``num_frames`` frames.
+def _bf16_keeping_fp32_modules(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in bf16 except the modules it keeps in fp32, as ``from_pretrained(torch_dtype=bf16)`` loads it."""
+    model.to(torch.bfloat16)
+    keep = set(model._keep_in_fp32_modules or ())
+    for name, param in model.named_parameters():
+        if keep & set(name.split(".")):
+            param.data = param.data.float()
+    return model
 
-    The text encoder only has to emit 4096-wide embeddings (it is outside the gradient path), so it is a one-layer
-    UMT5 of that width rather than a 4.7B-parameter UMT5-XXL.
-    """
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, UMT5Config, UMT5EncoderModel
 
-    from critics.config import CriticConfig
-    from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
-    from critics.tiny import build_tokenizer as build_chat_tokenizer
-    from critics.tiny import qwen_vision_token_ids
+def _pipeline_parts(transformer, vae, text_encoder, scheduler) -> dict:
+    """A pipeline's keyword components, in eval mode, with the tiny tokenizer (only the embeddings' width matters)."""
     from drf.models.tiny import build_tokenizer
+
+    return dict(
+        transformer=transformer.eval(),
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=build_tokenizer(),
+        scheduler=scheduler,
+    )
+
+
+def large_wan(device: torch.device, num_frames: int):
+    """Random weights at Wan2.1-T2V-1.3B size (bf16, VAE fp32) at 480x832 -> (generator, model config dict)."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
     from drf.models.wan import WanGenerator
 
     with torch.device(device):
-        transformer = WanTransformer3DModel(
-            patch_size=(1, 2, 2),
-            num_attention_heads=12,
-            attention_head_dim=128,
-            in_channels=16,
-            out_channels=16,
-            text_dim=4096,
-            freq_dim=256,
-            ffn_dim=8960,
-            num_layers=30,
-            cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads",
-            eps=1e-6,
-        ).to(torch.bfloat16)
-        keep = set(transformer._keep_in_fp32_modules)  # as from_pretrained(torch_dtype=bf16) keeps them
-        for name, param in transformer.named_parameters():
-            if keep & set(name.split(".")):
-                param.data = param.data.float()
+        transformer = _bf16_keeping_fp32_modules(
+            WanTransformer3DModel(
+                patch_size=(1, 2, 2),
+                num_attention_heads=12,
+                attention_head_dim=128,
+                in_channels=16,
+                out_channels=16,
+                text_dim=4096,
+                freq_dim=256,
+                ffn_dim=8960,
+                num_layers=30,
+                cross_attn_norm=True,
+                qk_norm="rms_norm_across_heads",
+                eps=1e-6,
+            )
+        )
         vae = AutoencoderKLWan(
             base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, temperal_downsample=[False, True, True]
         )
         text_encoder = UMT5EncoderModel(
             UMT5Config(vocab_size=384, d_model=4096, d_kv=64, d_ff=256, num_layers=1, num_heads=4)
         ).to(torch.bfloat16)
-    components = dict(
-        transformer=transformer.eval(),
-        vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
-        tokenizer=build_tokenizer(),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-    )
+    components = _pipeline_parts(transformer, vae, text_encoder, FlowMatchEulerDiscreteScheduler(shift=3.0))
     size = dict(height=480, width=832, num_frames=num_frames, max_sequence_length=512)
     gen = WanGenerator.from_components(components, scheduler="euler", shift=3.0, **size)
+    return gen, dict(family="wan", path="random-1.3b", dtype="bfloat16", scheduler="euler", shift=3.0, **size)
 
+
+def large_ltx(device: torch.device, num_frames: int):
+    """Random weights at LTX-Video 2B size (0.9.0 layout: 28 layers of 32x64 heads, 128-channel VAE with 32x/8x
+    compression; bf16, VAE fp32) at 480x704 -> (generator, model config dict)."""
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    from drf.models.ltx import LTXGenerator
+    from drf.models.tiny import LTX_PRESETS
+
+    with torch.device(device):
+        transformer = _bf16_keeping_fp32_modules(LTXVideoTransformer3DModel())  # diffusers' defaults: the 2B model
+        vae = AutoencoderKLLTXVideo()  # diffusers' defaults: LTX-Video 0.9.0's VAE
+        text_encoder = T5EncoderModel(
+            T5Config(vocab_size=384, d_model=4096, d_kv=64, d_ff=256, num_layers=1, num_heads=4)
+        ).to(torch.bfloat16)
+    scheduler = FlowMatchEulerDiscreteScheduler(**LTX_PRESETS["ltx-tiny"].scheduler)  # LTX-Video 0.9's settings
+    components = _pipeline_parts(transformer, vae, text_encoder, scheduler)
+    size = dict(height=480, width=704, num_frames=num_frames, max_sequence_length=128)
+    gen = LTXGenerator.from_components(components, scheduler="euler", **size)
+    return gen, dict(family="ltx", path="random-ltx-2b", dtype="bfloat16", scheduler="euler", **size)
+
+
+def large_models(device: torch.device, num_frames: int = 33, family: str = "wan"):
+    """A real-size random generator (``large_wan`` or ``large_ltx``) and a Qwen2.5-VL-3B-sized critic (bf16).
+
+    The text encoder only has to emit 4096-wide embeddings (it is outside the gradient path), so it is a one-layer
+    (U)T5 of that width rather than a 4.7B-parameter (U)T5-XXL.
+    """
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from critics.config import CriticConfig
+    from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
+    from critics.tiny import build_tokenizer as build_chat_tokenizer
+    from critics.tiny import qwen_vision_token_ids
+
+    gen, model_cfg = (large_wan if family == "wan" else large_ltx)(device, num_frames)
     tokenizer = build_chat_tokenizer("qwen2_5_vl")
     ids = qwen_vision_token_ids(tokenizer)
     config = Qwen2_5_VLConfig(
@@ -182,7 +227,6 @@ def large_models(device: torch.device, num_frames: int = 33):
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16).eval()
     critic_cfg = CriticConfig(family="qwen2_5_vl", tiny=True, dtype="bfloat16", device=str(device))
     critic = QwenVLCritic(model, tokenizer, critic_cfg, QWEN_FAMILIES["qwen2_5_vl"])
-    model_cfg = dict(path="random-1.3b", dtype="bfloat16", scheduler="euler", shift=3.0, **size)
     return gen, critic, model_cfg
 
 

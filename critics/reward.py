@@ -8,7 +8,9 @@ from typing import Any
 import torch
 
 from critics.base import Critic
-from drf.rewards import RewardOutput
+from drf.rewards import BuiltInReward, RewardOutput, register_reward
+
+CRITIC = "critic"
 
 
 class CriticReward:
@@ -19,7 +21,7 @@ class CriticReward:
     it one reward per video.
     """
 
-    name = "critic"
+    name = CRITIC
     reads = "frames"
     differentiable = True
 
@@ -30,3 +32,10 @@ class CriticReward:
         self, frames: torch.Tensor, prompts: Sequence[str], question_sets: Sequence[Any] = (), **context: Any
     ) -> RewardOutput:
         return RewardOutput.from_critic(self.critic.score(frames.float(), question_sets), question_sets)
+
+
+register_reward(
+    CRITIC,
+    BuiltInReward("frames", True, lambda entry, context, where: CriticReward(context.critic), needs_critic=True,
+                  help="the VLM critic's answers, aggregated per aspect (questions.aspect_weights)"),
+)  # fmt: skip

@@ -26,6 +26,20 @@ COMMAND_MODULES = (
 )
 
 
+def load_commands() -> list:
+    """The command modules that are installed, imported: loading them also registers what the applications offer
+    the trainers (the toy world's judge, the HTML report). A script that builds trainers itself calls this first."""
+    modules = []
+    for name in COMMAND_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as err:
+            if err.name is not None and name.startswith(err.name):
+                continue
+            raise
+    return modules
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drf",
@@ -35,13 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="show the libraries' loading bars and start-up messages too"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name is not None and name.startswith(err.name):
-                continue
-            raise
+    for module in load_commands():
         module.register(subparsers)
     return parser
 

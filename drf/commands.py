@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from trainers.plugins import resolve
@@ -91,6 +92,8 @@ def config_reference(args: argparse.Namespace) -> int:
     # table can be redirected into a document as it is.
     print(f"schema {args.schema} ({what}); others: --schema {others}",
           file=sys.stderr if args.format == "markdown" else sys.stdout)  # fmt: skip
+    if "rewards" in {f.name for f in fields(schema)}:
+        rows += reward_rows()
     if args.format == "markdown":
         print("| key | type | default | meaning |\n|---|---|---|---|")
         for key, kind, default, text in rows:
@@ -102,6 +105,17 @@ def config_reference(args: argparse.Namespace) -> int:
     for line in format_table(("key", "type", "default", "meaning"), rows):
         print(line)
     return 0
+
+
+def reward_rows() -> list[tuple[str, str, str, str]]:
+    """One reference row per registered built-in reward (``drf.rewards.REWARDS``)."""
+    from drf.rewards import REWARDS
+
+    return [
+        (f"rewards: {{name: {name}}}", "built-in reward", "", f"{reward.help}; reads {reward.reads}, "
+         f"{'differentiable' if reward.differentiable else 'not differentiable'}")
+        for name, reward in REWARDS.items()
+    ]  # fmt: skip
 
 
 def sample_command(args: argparse.Namespace) -> int:

@@ -1,10 +1,12 @@
 """The run's ``rewards:`` list: which rewards score a video, with what weight, and how to load a user's own.
 
 Every recipe reads the same list. DRF maximises the weighted sum of the (differentiable) rewards; GRPO and
-DiffusionNFT turn each named reward into a group-relative advantage and weight those. Built in: ``critic`` (the VLM
-critic's aggregated answer log-probabilities, per-aspect weights in ``questions.aspect_weights``) and
-``geometry.smoothness | reprojection | trajectory | dynamic_degree`` (read from the final latents by a latent geometry
-model). A user's scorer is ``python: package.module:callable`` with ``fn(inputs, prompts, **context) -> [B]``::
+DiffusionNFT turn each named reward into a group-relative advantage and weight those. Built-in rewards are those in
+``drf.rewards.REWARDS``, registered beside their code: ``critic`` (``critics.reward``: the VLM critic's aggregated
+answer log-probabilities, per-aspect weights in ``questions.aspect_weights``) and ``geometry.smoothness |
+reprojection | trajectory | dynamic_degree`` (``drf.geometry.latent_rewards``: read from the final latents by a latent
+geometry model); ``drf config reference`` lists them. A user's scorer is ``python: package.module:callable`` with
+``fn(inputs, prompts, **context) -> [B]``::
 
     rewards:
       - {name: critic, weight: 1.0}
@@ -24,11 +26,8 @@ from typing import Any, Literal
 
 from drf.errors import ConfigError, invalid
 from drf.geometry.rewards import GeometryRewardConfig
-from drf.rewards import NamedReward
+from drf.rewards import REWARDS, NamedReward
 
-CRITIC = "critic"
-GEOMETRY = ("geometry.smoothness", "geometry.reprojection", "geometry.trajectory", "geometry.dynamic_degree")
-BUILT_IN = {CRITIC: ("frames", True), **{name: ("latents", True) for name in GEOMETRY}}  # name: (reads, differentiable)
 _CALLABLE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
@@ -37,8 +36,8 @@ class RewardConfig:
     """One entry of ``rewards:``."""
 
     name: str = field(
-        metadata={"help": f"Reward name: {', '.join(BUILT_IN)}, or any name for a python reward (logged as "
-                  "reward/<name>)."}
+        metadata={"help": "Reward name: a built-in reward (critic, geometry.*; drf config reference lists them), or "
+                  "any name for a python reward (logged as reward/<name>)."}
     )  # fmt: skip
     weight: float = field(
         default=1.0, metadata={"help": "Weight in the sum of rewards (DRF) or of advantages (GRPO, NFT); 0 logs only."}
@@ -72,17 +71,22 @@ class RewardConfig:
 
     @property
     def reads_what(self) -> str:
-        return BUILT_IN[self.name][0] if not self.python else (self.reads or "frames")
+        return REWARDS[self.name].reads if not self.python else (self.reads or "frames")
 
     @property
     def is_differentiable(self) -> bool:
-        return BUILT_IN[self.name][1] if not self.python else bool(self.differentiable)
+        return REWARDS[self.name].differentiable if not self.python else bool(self.differentiable)
+
+    @property
+    def needs_critic(self) -> bool:
+        """Whether this entry scores with the run's critic (its ``critic:`` section)."""
+        return not self.python and REWARDS[self.name].needs_critic
 
     def validate(self) -> None:
         if not math.isfinite(self.weight) or self.weight < 0:
             raise invalid("weight", f"must be finite and >= 0 (got {self.weight})")
         if self.python:
-            if self.name in BUILT_IN:
+            if self.name in REWARDS:
                 raise invalid("name", f"{self.name!r} is a built-in reward; give your python reward its own name")
             if not self.name or "/" in self.name:
                 raise invalid("name", f"must be a non-empty name without '/' (got {self.name!r})")
@@ -90,20 +94,21 @@ class RewardConfig:
                 raise invalid("python", f"is {self.python!r}; write package.module:callable")
             self.refuse_geometry_knobs()
             return
-        if self.name not in BUILT_IN:
-            close = difflib.get_close_matches(self.name, list(BUILT_IN), n=1)
+        if self.name not in REWARDS:
+            close = difflib.get_close_matches(self.name, list(REWARDS), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise invalid("name", f"{self.name!r} is not a built-in reward ({', '.join(BUILT_IN)}); {hint}for your "
+            raise invalid("name", f"{self.name!r} is not a built-in reward ({', '.join(REWARDS)}); {hint}for your "
                           "own scorer add python: package.module:callable")  # fmt: skip
-        reads, differentiable = BUILT_IN[self.name]
+        reads, differentiable = REWARDS[self.name].reads, REWARDS[self.name].differentiable
         if self.reads not in (None, reads):
             raise invalid("reads", f"{self.name} reads {reads}; leave reads out for built-in rewards")
         if self.differentiable not in (None, differentiable):
             raise invalid("differentiable", f"{self.name} is {'' if differentiable else 'not '}differentiable; "
                           "leave it out for built-in rewards")  # fmt: skip
-        if self.name in GEOMETRY and not self.model:
-            raise invalid("model", f"{self.name} needs a latent geometry model: 'toyworld' or a directory")
-        if self.name not in GEOMETRY:
+        needs_model = REWARDS[self.name].model
+        if needs_model and not self.model:
+            raise invalid("model", f"{self.name} needs {needs_model}")
+        if not needs_model:
             self.refuse_geometry_knobs()
 
     def refuse_geometry_knobs(self) -> None:
@@ -115,8 +120,8 @@ class RewardConfig:
 
 
 def lists_critic(rewards: list[RewardConfig]) -> bool:
-    """Whether the list scores with the critic (the only reward that needs a ``critic:`` section)."""
-    return any(r.name == CRITIC for r in rewards)
+    """Whether the list scores with the critic (a reward that needs the run's ``critic:`` section)."""
+    return any(r.needs_critic for r in rewards)
 
 
 def check_reward_list(rewards: list[RewardConfig]) -> None:

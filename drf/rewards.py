@@ -291,3 +291,40 @@ class NamedReward:
             aspects=[[self.aspect or self.name] for _ in range(batch)],
             weights=torch.full((batch, 1), float(self.weight), device=values.device),
         )
+
+
+@dataclass
+class BuildContext:
+    """What a run hands a built-in reward's builder: its loaded ``critic`` (None when no reward lists it), the
+    ``device``, ``camera_of(prompt)`` (the camera move a prompt names) and a ``cache`` the builders of one run share
+    (e.g. one geometry model for all geometry.* rewards)."""
+
+    critic: Any
+    device: Any
+    camera_of: Callable[[str], str | None]
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuiltInReward:
+    """A reward a run names in ``rewards:`` without code of its own: what it reads (``frames`` | ``latents``), whether
+    gradients pass it and ``build(entry, context, where) -> Reward`` (``where``: the entry's config key, e.g.
+    ``rewards[1]``, for errors). ``needs_critic``: the run loads its ``critic:``
+    section for it; ``model``: what the entry's ``model:`` must name, for a reward that reads one ("" for none)."""
+
+    reads: str
+    differentiable: bool
+    build: Callable[[Any, BuildContext, str], Reward]
+    needs_critic: bool = False
+    model: str = ""
+    help: str = ""
+
+
+# name -> BuiltInReward; filled by the modules that define them (critics.reward, drf.geometry.latent_rewards), so a
+# new built-in reward is one register_reward call beside its code.
+REWARDS: dict[str, BuiltInReward] = {}
+
+
+def register_reward(name: str, reward: BuiltInReward) -> None:
+    """Make ``{name: <name>}`` a valid ``rewards:`` entry built by ``reward.build``."""
+    REWARDS[name] = reward

@@ -4,7 +4,7 @@ Steps outside the window run the denoiser under ``torch.no_grad()``; steps insid
 in activation checkpointing when asked, so memory is that of about one denoiser call whatever the window size. The
 scheduler update itself always stays on the autograd tape when its input needs grad, so a gap between windowed
 steps passes gradient through the latent (the identity path) while treating that step's velocity as a constant.
-With no window the chain is ``WanPipeline``'s own loop, step for step.
+With no window the chain is the family's pipeline loop (``WanPipeline``, ``LTXPipeline``), step for step.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it (drf.r
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from drf.cli import load_commands  # noqa: E402
+
 torch.set_num_threads(1)
+load_commands()  # the applications register the toy world's judge and the HTML report, as the CLI does
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ A function-local import of a project module is allowed in a CLI module (its hand
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,3 +139,54 @@ def test_the_layer_check_sees_function_local_imports(tmp_path):
     modules = {"drf.mod": path, "trainers.base": path}
     assert imports("drf.mod", path, modules) == [("trainers.base", 2, True)]
     assert layer_of("trainers.base") > layer_of("drf.mod")
+
+
+# The modules of drf.models a trainer may import: the protocol and the registry. A family's adapter module
+# (drf.models.wan, drf.models.ltx, ...) reaches a trainer only through them.
+FAMILY_NEUTRAL = ("drf.models.base", "drf.models.registry")
+
+
+def test_trainers_import_no_model_family_module():
+    named = [
+        f"{module} imports {target} at line {line}; use drf.models.base / drf.models.registry"
+        for module, edges in graph().items()
+        if module.startswith("trainers")
+        for target, line, _ in edges
+        if target.startswith("drf.models.") and target not in FAMILY_NEUTRAL
+    ]
+    assert not named, "\n".join(named)
+
+
+IMPORT_PATH = re.compile(r"^([A-Za-z_][\w.]*):([A-Za-z_]\w*)$")
+
+
+def import_paths(path: Path, modules: dict[str, Path]) -> list[tuple[str, int]]:
+    """``(project module, line)`` for each string constant in ``path`` of the form ``"module:attribute"``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            match = IMPORT_PATH.match(node.value)
+            target = _resolve(match.group(1), modules) if match else None
+            if target is not None:
+                found.append((target, node.lineno))
+    return found
+
+
+def test_no_import_path_string_names_a_higher_layer():
+    """A "module:attr" string resolved at run time is an import the layer walk would not see."""
+    modules = project_modules()
+    upward = [
+        f"{modules[module].relative_to(ROOT)}:{line}: names {target} ({LAYERS[layer_of(target)]}) by string"
+        for module, path in modules.items()
+        for target, line in import_paths(path, modules)
+        if layer_of(target) > layer_of(module)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_string_check_sees_an_upward_import_path(tmp_path):
+    path = tmp_path / "mod.py"
+    path.write_text('HOOK = "drf.report.builder:write_report"\n')
+    modules = {"trainers.mod": path, "drf.report.builder": path}
+    assert import_paths(path, modules) == [("drf.report.builder", 1)]
+    assert layer_of("drf.report.builder") > layer_of("trainers.mod")

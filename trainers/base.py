@@ -40,7 +40,7 @@ from trainers.evaluation import sample_and_score, write_scores
 from trainers.monitor import hacking_alarms
 from trainers.optim import build_ema, build_lr_scheduler, build_optimizer, ema_weights
 from trainers.paired import summary as paired_summary
-from trainers.plugins import REPORT_WRITER, load_judge, resolve
+from trainers.plugins import REPORTERS, load_judge, resolve
 from trainers.rewards import Scored, build_rewards
 from trainers.run import batch_arithmetic, critic_config_for, prepare_run, removed_on_failure, run_dir_of
 from trainers.weights import (
@@ -85,7 +85,9 @@ class Trainer:
             if cfg.model.lora:
                 if train_cfg.trainable != "lora":
                     raise ConfigError(f"model.lora starts a LoRA run; set {self.section}.trainable: lora")
-                load_adapter_weights(self.transformer, cfg.model.lora)
+                load_adapter_weights(
+                    self.transformer, cfg.model.lora, self.generator.lora_files, self.generator.expert_labels
+                )
             if train_cfg.gradient_checkpointing:
                 self.transformer.enable_gradient_checkpointing()
             plugin = fsdp_plugin(acc)
@@ -435,7 +437,8 @@ class Trainer:
         if d.export:
             self.export()
         if cfg.logging.report and acc.is_main_process:
-            print(f"report: {resolve(REPORT_WRITER)(self.run_dir, critic=self.critic, max_videos=1)}")
+            for write in REPORTERS.values():
+                print(f"report: {resolve(write)(self.run_dir, critic=self.critic, max_videos=1)}")
         acc.wait_for_everyone()
         if acc.is_main_process:
             print(f"done: {self.run_dir}")

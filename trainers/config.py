@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from critics.config import CriticConfig
+from critics.reward import CRITIC
 from drf.errors import invalid
+from drf.geometry import latent_rewards  # noqa: F401  (registers the geometry.* rewards a rewards: list may name)
 from drf.grad_window import GradWindowConfig
 from drf.logging import LoggingConfig
 from drf.models.registry import ModelConfig
-from drf.reward_config import CRITIC, RewardConfig, check_reward_list, lists_critic
+from drf.reward_config import RewardConfig, check_reward_list, lists_critic
 from drf.runtime import RuntimeConfig
 from drf.sampling import SamplingConfig
 from prompts.config import QuestionsConfig
@@ -149,7 +151,7 @@ class RunConfig:
     rewards: list[RewardConfig] = field(
         default_factory=lambda: [RewardConfig(name=CRITIC)],
         metadata={"help": "What scores a video: a list of {name, weight, ...} entries, read by every recipe "
-                  "(drf.reward_config: critic, geometry.*, python: package.module:callable)."},
+                  "(built-in ones as drf config reference lists them, or python: package.module:callable)."},
     )  # fmt: skip
     questions: QuestionsConfig = field(
         default_factory=QuestionsConfig, metadata={"help": "How prompts become question sets."}

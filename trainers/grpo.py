@@ -27,7 +27,6 @@ import torch
 from drf.errors import ConfigError, invalid
 from drf.frames import frames_from_config
 from drf.grad_window import mix_window
-from drf.models.base import Cond
 from drf.sampling import sample_sde, sde_step
 from drf.stats import metric_means
 from trainers.advantages import group_advantages
@@ -363,8 +362,7 @@ class GRPOTrainer(Trainer):
         gradient; means over those videos."""
         g = self.cfg.grpo
         x = transition.latents[rows]
-        c = batch.cond
-        cond = Cond(c.embeds[rows], None if c.negative_embeds is None else c.negative_embeds[rows], c.guidance_scale)
+        cond = batch.cond.select(rows)
 
         def step_under_model() -> Any:
             with self._autocast():

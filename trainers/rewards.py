@@ -11,9 +11,8 @@ import torch
 
 from critics.reward import CriticReward
 from drf.errors import ConfigError
-from drf.geometry.latent_rewards import geometry_reward, load_geometry_model
-from drf.reward_config import CRITIC, GEOMETRY, RewardConfig, python_reward
-from drf.rewards import Reward, RewardOutput, aggregate, reward_metrics
+from drf.reward_config import RewardConfig, python_reward
+from drf.rewards import REWARDS, BuildContext, Reward, RewardOutput, aggregate, reward_metrics
 from prompts.parse import parse_prompt
 
 
@@ -75,7 +74,7 @@ class RewardSet:
             if inputs is None:
                 raise ValueError(f"reward {cfg.name!r} reads frames and none were decoded")
             out = reward(inputs, prompts, question_sets=question_sets, memo=memo)
-            if cfg.name == CRITIC:
+            if isinstance(reward, CriticReward):
                 total, per_aspect = aggregate(out, self.aspect_weights)
                 critic = out
                 detail = reward_metrics(out, per_aspect, total)
@@ -92,18 +91,12 @@ class RewardSet:
 
 def build_rewards(rewards: list[RewardConfig], critic: Any, aspect_weights: dict[str, float] | None, device: Any) -> RewardSet:
     """The run's ``rewards:`` as ``Reward`` objects (``critic``: the loaded critic, or None when none is listed)."""
-    models: dict[str, Any] = {}
+    context = BuildContext(critic=critic, device=device, camera_of=camera_motion_of)
     entries: list[tuple[RewardConfig, Reward]] = []
     for i, cfg in enumerate(rewards):
         if cfg.python:
             reward: Reward = python_reward(cfg, f"rewards[{i}].python")
-        elif cfg.name == CRITIC:
-            reward = CriticReward(critic)
-        elif cfg.name in GEOMETRY:
-            if cfg.model not in models:
-                models[cfg.model] = load_geometry_model(cfg.model, device, f"rewards[{i}].model")
-            reward = geometry_reward(cfg.name.split(".", 1)[1], models[cfg.model], camera_motion_of, cfg.geometry)
-        else:  # RewardConfig.validate refuses every other name
-            raise ValueError(f"rewards[{i}]: unknown reward {cfg.name!r}")
+        else:  # RewardConfig.validate refuses a name that is not registered
+            reward = REWARDS[cfg.name].build(cfg, context, f"rewards[{i}]")
         entries.append((cfg, reward))
     return RewardSet(entries, aspect_weights)

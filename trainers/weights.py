@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from drf.errors import ConfigError
-from drf.models.wan import EXPERTS, LORA_WEIGHTS, LORA_WEIGHTS_2, Experts
+from drf.models.base import Experts
 from trainers.config import TrainerConfig
 
 
@@ -62,41 +62,46 @@ def choose_experts(generator: Any, setting: str, touched: set[str]) -> list[str]
     """The experts (pipeline names) a run trains under ``model.train_experts``; ``touched``: those that run the steps
     the recipe trains. A one-line ConfigError when the choice cannot train anything or names a missing expert."""
     names = generator.expert_names()
+    labels = generator.expert_labels  # model.train_experts value -> pipeline name
     if len(names) == 1:
         if setting != "auto":
-            raise ConfigError(f"model.train_experts is {setting!r} but this model has one transformer (no Wan 2.2 "
-                              "second expert); leave it auto")  # fmt: skip
+            raise ConfigError(f"model.train_experts is {setting!r} but this model has one transformer (no second "
+                              "expert); leave it auto")  # fmt: skip
         return names
-    wanted = touched if setting == "auto" else set(names) if setting == "both" else {EXPERTS[setting]}
+    wanted = touched if setting == "auto" else set(names) if setting == "both" else {labels[setting]}
     if not wanted & touched:
-        runs = " and ".join(_expert_label(n) for n in names if n in touched)
+        runs = " and ".join(_expert_label(labels, n) for n in names if n in touched)
         raise ConfigError(f"model.train_experts is {setting!r} but the steps this recipe trains run on the {runs} "
                           "expert only, so nothing would learn; set it to auto or move the window")  # fmt: skip
     return [n for n in names if n in wanted]
 
 
-def _expert_label(name: str) -> str:
-    return next(label for label, pipe_name in EXPERTS.items() if pipe_name == name)
+def _expert_label(labels: Mapping[str, str], name: str) -> str:
+    return next(label for label, pipe_name in labels.items() if pipe_name == name)
 
 
-def load_adapter_weights(transformer: nn.Module, path: str | Path) -> None:
+def load_adapter_weights(
+    transformer: nn.Module, path: str | Path, files: Mapping[str, str], labels: Mapping[str, str]
+) -> None:
     """Copy a LoRA written by ``save_lora`` (a run's ``lora/``, or its safetensors file) into the adapter a LoRA run
     trains, so the run starts where that one ended; rank and targets must match (``model.lora`` otherwise errs).
-    With both Wan 2.2 experts trained, each expert's file of the directory goes into its own adapter."""
+    ``files``: the generator's ``lora_files`` (pipeline name -> file in the folder); with several experts trained,
+    each expert's file goes into its own adapter (``labels``: the generator's ``expert_labels``, for messages)."""
     if isinstance(transformer, Experts):
         for name, module in transformer.items():
-            weights = LORA_WEIGHTS if name == "transformer" else LORA_WEIGHTS_2
+            weights = files[name]
             if not (Path(path) / weights).is_file():
-                raise ConfigError(f"model.lora {str(path)!r}: no {weights} there for the {_expert_label(name)} "
+                raise ConfigError(f"model.lora {str(path)!r}: no {weights} there for the {_expert_label(labels, name)} "
                                   "expert; give a run's lora/ folder from a run that trained it")  # fmt: skip
-            load_adapter_weights(module, Path(path) / weights)
+            load_adapter_weights(module, Path(path) / weights, files, labels)
         return
     from peft.utils import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    file = Path(path) / LORA_WEIGHTS if Path(path).is_dir() else Path(path)
+    weights = files["transformer"]
+    file = Path(path) / weights if Path(path).is_dir() else Path(path)
     if not file.is_file():
-        raise ConfigError(f"model.lora {str(path)!r}: no {LORA_WEIGHTS} there; give a run's lora/ folder")
+        raise ConfigError(f"model.lora {str(path)!r}: no {weights} there; give a run's lora/ folder")
     state = {k.removeprefix("transformer."): v for k, v in load_file(str(file)).items()}
     own = {k: v.shape for k, v in transformer.state_dict().items() if "lora_" in k}
     for key, value in state.items():

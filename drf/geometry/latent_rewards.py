@@ -18,7 +18,7 @@ from torch import Tensor
 from drf.geometry.lgm import LatentGeometryModel
 from drf.geometry.output import GeometryOutput
 from drf.geometry.rewards import GeometryRewardConfig, dynamic_degree, reprojection, smoothness, trajectory_score
-from drf.rewards import NamedReward
+from drf.rewards import BuildContext, BuiltInReward, NamedReward, register_reward
 
 KINDS = ("smoothness", "reprojection", "trajectory", "dynamic_degree")
 
@@ -61,3 +61,22 @@ def load_geometry_model(
     """A frozen latent geometry model: a shipped one by name ("toyworld"), a ``save_pretrained`` directory or a hub
     id (``key``: the config key that named it, for errors)."""
     return LatentGeometryModel.from_pretrained(name, device=device, key=key).requires_grad_(False)
+
+
+def _builder(kind: str) -> Callable[[Any, BuildContext, str], NamedReward]:
+    def build(entry: Any, context: BuildContext, where: str) -> NamedReward:
+        key = ("geometry model", entry.model)
+        if key not in context.cache:
+            context.cache[key] = load_geometry_model(entry.model, context.device, f"{where}.model")
+        return geometry_reward(kind, context.cache[key], context.camera_of, entry.geometry)
+
+    return build
+
+
+for _kind in KINDS:
+    register_reward(
+        f"geometry.{_kind}",
+        BuiltInReward("latents", True, _builder(_kind), model="a latent geometry model: 'toyworld' or a directory",
+                      help="read from the final latents by a latent geometry model (model: toyworld, a directory or "
+                      "a hub id; knobs under geometry:)"),
+    )  # fmt: skip

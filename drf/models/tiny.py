@@ -1,7 +1,8 @@
-"""Tiny Wan-architecture components built from config dicts, for tests, benches and the toy world.
+"""Tiny components of every model family built from config dicts, for tests, benches and the toy world.
 
 No weights can be downloaded here or in CI, so everything that normally comes from the hub is built from a config:
-the transformer, the VAE, a small UMT5 encoder and a word-level tokenizer over a fixed vocabulary.
+the transformer, the VAE, a small (U)T5 encoder and a word-level tokenizer over a fixed vocabulary.
+Presets are keyed by family: ``PRESETS`` (Wan) and ``LTX_PRESETS``, each registered with its family's ``Family``.
 Presets are plain dicts so benches can scale one knob (layers, width) without a new code path. The real loading path
 (``from_pretrained``) is exercised by saving these components with ``save_pretrained`` and loading them back.
 """
@@ -203,3 +204,77 @@ def save_tiny_wan(directory: str, name: str = "wan-tiny", seed: int = 0) -> str:
 
     WanPipeline(**build_tiny_wan_components(name, seed)).save_pretrained(directory)
     return directory
+
+
+@dataclass(frozen=True)
+class TinyLTXPreset:
+    """Config dicts for one tiny LTX-Video model. The VAE keeps LTX-Video's own compression (32x in space through a
+    4x4 patch and three 2x stages, 8x in time), so tiny runs obey the real family's 8n+1 frames and multiples of 32."""
+
+    transformer: dict[str, Any]
+    vae: dict[str, Any]
+    text_encoder: dict[str, Any]
+    # LTX-Video 0.9's scheduler: sigmas shifted by the video's token count (mu), as LTXPipeline does.
+    scheduler: dict[str, Any] = field(
+        default_factory=lambda: dict(
+            use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05, base_image_seq_len=1024,
+            max_image_seq_len=4096, shift_terminal=0.1,
+        )
+    )  # fmt: skip
+
+
+LTX_PRESETS: dict[str, TinyLTXPreset] = {
+    # diffusers' own LTX test sizes (4 heads x 8 dims, 8 latent channels), two layers, LTX-Video's compression.
+    "ltx-tiny": TinyLTXPreset(
+        transformer=dict(
+            in_channels=8,
+            out_channels=8,
+            patch_size=1,
+            patch_size_t=1,
+            num_attention_heads=4,
+            attention_head_dim=8,
+            cross_attention_dim=32,
+            num_layers=2,
+            caption_channels=32,
+        ),
+        vae=dict(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=8,
+            block_out_channels=(8, 8, 8, 8),
+            decoder_block_out_channels=(8, 8, 8, 8),
+            layers_per_block=(1, 1, 1, 1, 1),
+            decoder_layers_per_block=(1, 1, 1, 1, 1),
+            spatio_temporal_scaling=(True, True, True, False),
+            decoder_spatio_temporal_scaling=(True, True, True, False),
+            patch_size=4,
+            patch_size_t=1,
+            encoder_causal=True,
+            decoder_causal=False,
+        ),
+        text_encoder=_TEXT_ENCODER,  # T5 v1.1 layout (gated-gelu), as LTX-Video's T5-XXL
+    ),
+}
+
+
+def build_tiny_ltx_components(name: str = "ltx-tiny", seed: int = 0) -> dict[str, Any]:
+    """Randomly initialised components (seeded) in the keyword layout of ``LTXPipeline(**components)``."""
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    if name not in LTX_PRESETS:
+        raise ConfigError(f"unknown tiny LTX preset {name!r}; available: {', '.join(sorted(LTX_PRESETS))}")
+    spec = LTX_PRESETS[name]
+    torch.manual_seed(seed)
+    transformer = LTXVideoTransformer3DModel(**spec.transformer)
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKLLTXVideo(**spec.vae)
+    torch.manual_seed(seed + 2)
+    text_encoder = T5EncoderModel(T5Config(**spec.text_encoder))
+    return {
+        "transformer": transformer.eval(),
+        "vae": vae.eval(),
+        "text_encoder": text_encoder.eval(),
+        "tokenizer": build_tokenizer(),
+        "scheduler": FlowMatchEulerDiscreteScheduler(**spec.scheduler),
+    }

@@ -15,12 +15,11 @@ import torch
 from torch import nn
 
 from drf.errors import ConfigError, ModelLoadError
-from drf.hub import check_model_location
-from drf.models.base import Cond, LatentLayout
-from drf.models.tiny import build_tiny_wan_components
+from drf.models.base import Cond, Experts, Family, LatentLayout
+from drf.models.shared import build_from_config, load_pipeline, set_attention_backend, write_lora
+from drf.models.tiny import PRESETS, build_tiny_wan_components
 from drf.models.wan_decode import checkpointed_decode
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SCHEDULERS = ("euler", "unipc")
 
 
@@ -43,33 +42,11 @@ def build_scheduler(name: str, shift: float):
     raise ConfigError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
 
 
-class Experts(nn.ModuleDict):
-    """Both denoisers of a two-expert model (Wan 2.2 A14B) trained together, by pipeline name; offers the methods a
-    trainer calls on one diffusers transformer (adapters, gradient checkpointing, saving) by calling each expert's."""
-
-    def add_adapter(self, config: Any) -> None:
-        for module in self.values():
-            module.add_adapter(config)
-
-    def disable_adapters(self) -> None:
-        for module in self.values():
-            module.disable_adapters()
-
-    def enable_adapters(self) -> None:
-        for module in self.values():
-            module.enable_adapters()
-
-    def enable_gradient_checkpointing(self) -> None:
-        for module in self.values():
-            module.enable_gradient_checkpointing()
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        for name, module in self.items():
-            module.save_pretrained(Path(directory) / name)
-
-
 class WanGenerator:
     """Wan text-to-video model; Wan 2.2's two experts are switched by ``boundary_ratio`` exactly as diffusers does."""
+
+    expert_labels = EXPERTS
+    lora_files = {"transformer": LORA_WEIGHTS, "transformer_2": LORA_WEIGHTS_2}
 
     def __init__(
         self,
@@ -111,14 +88,7 @@ class WanGenerator:
         """Load a diffusers Wan pipeline from a hub id or a local directory (the VAE stays in float32)."""
         from diffusers import AutoencoderKLWan, WanPipeline
 
-        torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
-        expanded = str(check_model_location(path, "model.path", "model_index.json"))
-        try:
-            vae = AutoencoderKLWan.from_pretrained(expanded, subfolder="vae", dtype=torch.float32)
-            pipe = WanPipeline.from_pretrained(expanded, vae=vae, dtype=torch_dtype)
-        except (OSError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelLoadError(f"could not load Wan pipeline from {path!r}: {first}") from None
+        pipe = load_pipeline(WanPipeline, AutoencoderKLWan, path, dtype, "Wan")
         return cls(pipe.to(device), **kwargs)
 
     @classmethod
@@ -130,47 +100,11 @@ class WanGenerator:
     @classmethod
     def from_config(cls, cfg: Any, device: str | torch.device = "cpu") -> WanGenerator:
         """Build from a ``drf.config.ModelConfig`` (tiny preset or ``path``)."""
-        kwargs = dict(
-            height=cfg.height,
-            width=cfg.width,
-            num_frames=cfg.num_frames,
-            scheduler=cfg.scheduler,
-            shift=cfg.shift,
-            negative_prompt=cfg.negative_prompt,
-            max_sequence_length=cfg.max_sequence_length,
-            decode_checkpointing=cfg.decode_checkpointing,
-        )
-        if cfg.tiny:
-            gen = cls.from_components(build_tiny_wan_components(cfg.tiny), **kwargs)
-            gen.pipe.to(device)
-            if cfg.dtype != "float32":
-                for module in (*gen._transformers(), gen.pipe.text_encoder):
-                    module.to(DTYPES[cfg.dtype])
-        else:
-            gen = cls.from_pretrained(cfg.path, dtype=cfg.dtype, device=device, **kwargs)
-        if cfg.attention_backend:
-            gen.set_attention_backend(cfg.attention_backend)
-        return gen
+        return build_from_config(cls, cfg, device, build_tiny_wan_components, shift=cfg.shift)
 
     def set_attention_backend(self, backend: str) -> None:
-        """Switch the transformer's attention kernel (e.g. ``xformers``, ``flash``); fails early with the fix."""
-        if backend == "xformers":
-            try:
-                import xformers  # noqa: F401
-            except ImportError:
-                raise ConfigError(
-                    "model.attention_backend 'xformers' needs the xformers extra: pip install 'drf[xformers]'"
-                ) from None
-            if self.device.type != "cuda":
-                raise ConfigError(
-                    "model.attention_backend 'xformers' runs on CUDA only; unset it (or use 'native') on "
-                    f"{self.device.type}"
-                )
-        for model in self._transformers():
-            try:
-                model.set_attention_backend(backend)
-            except (ValueError, RuntimeError, ImportError) as err:
-                raise ConfigError(f"model.attention_backend {backend!r} is not usable here: {err}") from None
+        """Switch the transformers' attention kernel (e.g. ``xformers``, ``flash``); fails early with the fix."""
+        set_attention_backend(self.denoisers(), self.device, backend)
 
     # ----------------------------------------------------------------------------------------- protocol
     @property
@@ -181,7 +115,7 @@ class WanGenerator:
     def dtype(self) -> torch.dtype:
         return self.pipe.transformer.dtype
 
-    def _transformers(self) -> list[nn.Module]:
+    def denoisers(self) -> list[nn.Module]:
         return [m for m in (self.pipe.transformer, self.pipe.transformer_2) if m is not None]
 
     def expert_names(self) -> list[str]:
@@ -297,23 +231,14 @@ class WanGenerator:
         ``weights``: each expert's (``"transformer"``, ``"transformer_2"``) LoRA tensors whole, by parameter name, to
         write instead of the modules' own; a sharded run gathers them, since its modules hold 1/N of each."""
         from diffusers import WanPipeline
-        from peft.utils import get_peft_model_state_dict
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name, filename in (("transformer", LORA_WEIGHTS), ("transformer_2", LORA_WEIGHTS_2)):
+        for name, filename in self.lora_files.items():
             module = getattr(self.pipe, name, None)
             if module is None or not getattr(module, "peft_config", None):
                 continue
-            given = (weights or {}).get(name)
-            state = get_peft_model_state_dict(module, state_dict=None if given is None else dict(given))
-            state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-            WanPipeline.save_lora_weights(
-                out_dir,
-                transformer_lora_layers=state,
-                weight_name=filename,
-                transformer_lora_adapter_metadata=module.peft_config["default"].to_dict(),
-            )
+            write_lora(WanPipeline, module, out_dir, filename, (weights or {}).get(name))
         return out_dir
 
     def load_lora(self, path: str | Path) -> None:
@@ -334,3 +259,14 @@ class WanGenerator:
     def to_pipeline(self) -> Any:
         """The underlying ``WanPipeline`` (shares modules), e.g. to export LoRA or compare outputs."""
         return self.pipe
+
+
+FAMILY = Family(
+    name="wan",
+    build=WanGenerator.from_config,
+    frame_step=4,
+    size_multiple=16,
+    schedulers=SCHEDULERS,
+    tiny_presets=PRESETS,
+    expert_labels=(*EXPERTS, "both"),
+)

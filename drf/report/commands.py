@@ -1,13 +1,18 @@
 """``drf inspect``: a self-contained HTML report (and a terminal summary) for a video or a run directory.
 
 This is the one place in ``drf`` that composes critics and prompts, and it does so inside the handler, so ``drf``
-itself never imports them. Only argparse is imported at load time.
+itself never imports them. Only argparse and the trainers' plugin registry are imported at load time.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from trainers.plugins import register_reporter
+
+# Every run ends with its HTML report (logging.report), written by the builder (imported only then).
+register_reporter("report", "drf.report.builder:write_report")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

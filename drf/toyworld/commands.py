@@ -13,7 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from trainers.plugins import register_judge
+
 MODELS = ("vae", "t2v", "critic", "geometry")
+
+# `<recipe>.judge: toyworld`: the pixel oracle scores every evaluation video (resolved only when a run uses it).
+register_judge("toyworld", "drf.toyworld.oracle:score")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -32,6 +32,25 @@ def test_sample_from_a_training_config_draws_its_base_model_for_the_given_prompt
     assert [p.name for p in output_dir.iterdir()] == ["tiny_drf_samples"]  # never into the run's own directory
 
 
+def _sets(*settings: str) -> list[str]:
+    return [arg for setting in settings for arg in ("--set", setting)]
+
+
+def test_sample_runs_the_ltx_family_from_the_same_config(tmp_path) -> None:
+    out = tmp_path / "ltx"
+    ltx = _sets("model.family=ltx", "model.tiny=ltx-tiny", "model.height=32", "model.width=64", "model.num_frames=17")
+    assert main(["sample", "configs/tiny_sample.yaml", "--out", str(out), *ltx, *_sets("sampling.num_steps=2")]) == 0
+    videos = sorted(out.glob("*.gif"))
+    assert len(videos) == 2 and read_video(videos[0]).shape == (17, 3, 32, 64)
+
+
+def test_sample_rejects_a_size_the_family_cannot_make_in_one_line(tmp_path, capsys) -> None:
+    ltx = _sets("model.family=ltx", "model.tiny=ltx-tiny", "model.num_frames=9", "model.height=48")
+    assert main(["sample", "configs/tiny_sample.yaml", "--out", str(tmp_path), *ltx]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.height must be a multiple of 32 (got 48); try 32 or 64" in err
+
+
 def test_config_show_prints_overrides_and_rejects_unknown_keys(capsys) -> None:
     assert main(["config", "show", "configs/tiny_sample.yaml", "--set", "sampling.num_steps=3"]) == 0
     assert "num_steps: 3" in capsys.readouterr().out

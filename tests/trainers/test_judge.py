@@ -115,3 +115,14 @@ def test_grpo_command_trains_with_the_toyworld_judge(tmp_path, capsys):
     assert "\noracle total (plain mean)" in printed.split("held-out reward")[1]  # a row of the before/after table
     assert (run / "lora" / "pytorch_lora_weights.safetensors").is_file()
     assert (run / "checkpoints" / "step-2").is_dir()
+
+
+def test_the_applications_register_the_judge_and_the_report_when_their_commands_load():
+    from drf.cli import load_commands
+    from trainers.plugins import JUDGES, REPORTERS, resolve
+
+    load_commands()
+    from drf.report.builder import write_report
+    from drf.toyworld.oracle import score
+
+    assert resolve(JUDGES["toyworld"]) is score and resolve(REPORTERS["report"]) is write_report

@@ -206,3 +206,27 @@ def test_a_geometry_entrys_calibrated_knobs_reach_its_reward():
     wider = degree("{name: geometry.dynamic_degree, model: toyworld, geometry: {dynamic_scale: 0.3}}")
     assert 0 < default.min() and default.max() < 1
     torch.testing.assert_close(1 - wider, (1 - default) ** (0.1 / 0.3), rtol=1e-4, atol=1e-6)
+
+
+def test_a_new_built_in_reward_is_one_registration(tmp_path, capsys):
+    """Registered once, a reward is valid in rewards:, listed by errors and drf config reference, built and trained."""
+    from drf.cli import main
+    from drf.rewards import REWARDS, BuiltInReward, NamedReward, register_reward
+
+    def build(entry, context, where):
+        return NamedReward("redness", lambda frames, prompts, **_: frames[:, :, 0].mean(dim=(1, 2, 3)), reads="frames",
+                           differentiable=True)  # fmt: skip
+
+    register_reward("redness", BuiltInReward("frames", True, build, help="mean red channel"))
+    try:
+        with pytest.raises(ConfigError, match=r"is not a built-in reward \(critic, geometry\..*, redness\)"):
+            load_config(TINY_CONFIG, DRFRunConfig, ["rewards=[{name: redish}]"])
+        assert main(["config", "reference", "--schema", "drf"]) == 0
+        assert "rewards: {name: redness}" in capsys.readouterr().out
+        cfg = config_without_critic(tmp_path, "[{name: redness}]", DRFRunConfig, TINY_CONFIG, "drf.steps=1",
+                                    "logging.sample_every=0", "drf.export=false")  # fmt: skip
+        trainer = make_trainer(cfg)
+        trainer.train()
+        assert "reward/redness" in read_metrics(trainer.run_dir)[-1]
+    finally:
+        del REWARDS["redness"]
