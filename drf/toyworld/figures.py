@@ -26,7 +26,7 @@ from drf.errors import InputError
 from drf.report.images import pick_frames
 from drf.run_dir import RunDir
 from drf.toyworld import oracle
-from drf.toyworld.assets import load_toy_generator, toy_generator_path
+from drf.toyworld.assets import ASSETS_DIR, TRAIN_STATE_DIR, load_manifest, load_toy_generator, toy_generator_path
 from drf.toyworld.scene import WORLD_COLORS
 from drf.toyworld.train.data import Clips, clips
 from drf.toyworld.train.t2v import T2VTrainConfig, sample_videos
@@ -206,8 +206,6 @@ def probes_figure(probes: list[dict], path: Path) -> Path:
 
 def t2v_probes(root: Path | None = None) -> list[dict]:
     """The T2V probes: from the manifest entry of a finished run, else from the resumable state of a running one."""
-    from drf.toyworld.assets import ASSETS_DIR, TRAIN_STATE_DIR, load_manifest
-
     root = Path(root or ASSETS_DIR)
     state = root / TRAIN_STATE_DIR / "t2v.pt"
     if state.is_file():
