@@ -61,10 +61,10 @@ def oracle_gates(scenes: int) -> dict:
 def vae_gates(count: int, root: Path | None) -> dict:
     from diffusers import AutoencoderKLWan
 
-    from drf.toyworld.assets import toy_generator_path
+    from drf.toyworld.assets import toy_vae_path
     from drf.toyworld.train.vae import evaluate_vae
 
-    vae = AutoencoderKLWan.from_pretrained(toy_generator_path(root) / "vae").eval()
+    vae = AutoencoderKLWan.from_pretrained(toy_vae_path(root)).eval()
     metrics = evaluate_vae(vae, clips(count, VAE_SEED, "eval"), torch.device("cpu"))
     for key in ("alignment_renders", "alignment_round_trips", "psnr_db", "psnr_objects_db"):
         print(f"vae {key:<30} {metrics[key]}", flush=True)

@@ -41,6 +41,11 @@ def toy_generator_path(root: Path | None = None) -> Path:
     return _existing(GENERATOR_DIR, "model_index.json", "text-to-video model", root)
 
 
+def toy_vae_path(root: Path | None = None) -> Path:
+    """The toy VAE directory (``AutoencoderKLWan.from_pretrained``); it exists before a T2V model is trained on it."""
+    return _existing(f"{GENERATOR_DIR}/vae", "config.json", "VAE", root)
+
+
 def toy_critic_path(root: Path | None = None) -> Path:
     """The shipped toy critic directory (``critic.family: qwen2_vl``, ``critic.path`` = this)."""
     return _existing(CRITIC_DIR, "config.json", "critic", root)

@@ -26,7 +26,7 @@ from drf.errors import InputError
 from drf.report.images import pick_frames
 from drf.run_dir import RunDir
 from drf.toyworld import oracle
-from drf.toyworld.assets import ASSETS_DIR, TRAIN_STATE_DIR, load_manifest, load_toy_generator, toy_generator_path
+from drf.toyworld.assets import ASSETS_DIR, TRAIN_STATE_DIR, load_manifest, load_toy_generator, toy_vae_path
 from drf.toyworld.scene import WORLD_COLORS
 from drf.toyworld.train.data import Clips, clips
 from drf.toyworld.train.t2v import T2VTrainConfig, sample_videos
@@ -99,7 +99,7 @@ def vae_figure(path: Path, scenes: int = 6, root: Path | None = None) -> Path:
     """Renders above their VAE round trips for ``scenes`` held-out scenes."""
     from diffusers import AutoencoderKLWan
 
-    vae = AutoencoderKLWan.from_pretrained(toy_generator_path(root) / "vae").eval()
+    vae = AutoencoderKLWan.from_pretrained(toy_vae_path(root)).eval()
     pool, chosen = _eval_clips_covering_colors(scenes, FIGURE_SEED)
     rows = []
     for i in chosen:
