@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "critics.commands",
     "trainers.commands",
     "drf.report.commands",
+    "drf.plan.commands",
 )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("drf", "prompts", "critics", "trainers")
-APPLICATIONS = ("drf.report", "drf.toyworld")
+APPLICATIONS = ("drf.report", "drf.toyworld", "drf.plan")
 CLI_MODULES = ("cli", "commands", "__main__")
 LAYERS = {1: "drf core", 2: "prompts", 3: "critics", 4: "trainers", 5: "applications"}
 

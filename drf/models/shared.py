@@ -17,13 +17,9 @@ from drf.hub import check_model_location
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def build_from_config(
-    cls: Any, cfg: Any, device: str | torch.device, build_tiny: Callable[[str], dict[str, Any]], **family_kwargs: Any
-) -> Any:
-    """An adapter ``cls`` built from a ``drf.models.registry.ModelConfig``: from ``build_tiny(cfg.tiny)``'s components
-    (cast to ``cfg.dtype`` except the VAE) or ``cls.from_pretrained(cfg.path)``; ``family_kwargs`` go to ``cls``
-    besides the settings every family takes."""
-    kwargs = dict(
+def generator_options(cfg: Any, **family_kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments an adapter's constructor takes from a ``ModelConfig`` (all but the pipeline)."""
+    return dict(
         height=cfg.height,
         width=cfg.width,
         num_frames=cfg.num_frames,
@@ -33,6 +29,15 @@ def build_from_config(
         decode_checkpointing=cfg.decode_checkpointing,
         **family_kwargs,
     )
+
+
+def build_from_config(
+    cls: Any, cfg: Any, device: str | torch.device, build_tiny: Callable[[str], dict[str, Any]], **family_kwargs: Any
+) -> Any:
+    """An adapter ``cls`` built from a ``drf.models.registry.ModelConfig``: from ``build_tiny(cfg.tiny)``'s components
+    (cast to ``cfg.dtype`` except the VAE) or ``cls.from_pretrained(cfg.path)``; ``family_kwargs`` go to ``cls``
+    besides the settings every family takes."""
+    kwargs = generator_options(cfg, **family_kwargs)
     if cfg.tiny:
         gen = cls.from_components(build_tiny(cfg.tiny), **kwargs)
         gen.pipe.to(device)
