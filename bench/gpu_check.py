@@ -4,7 +4,8 @@ at Wan2.1-T2V-1.3B (480x832) or LTX-Video 2B (``--family ltx``, 480x704) size an
 per-latent-frame checkpointed decode; LTX: the decoder's block checkpointing) and scored.
 
 Prints, per clip length: peak memory and seconds of each phase of the step (sampling, decode, rewards, backward),
-then the transformer's achieved TFLOP/s in a backward pass (a forward + backward of one guided denoiser call at the
+for Wan the same step's peak as ``drf plan`` plans it above what the step finds allocated (as measured: the
+allocator's peak less what was allocated before the step), then the transformer's achieved TFLOP/s in a backward pass (a forward + backward of one guided denoiser call at the
 clip's latent size, FLOPs counted by ``torch.utils.flop_counter``, base weights frozen as in LoRA training) against
 the chip's dense bf16 ceiling. Ends with the headline: peak(81) / peak(33). About 5 minutes on one H200.
 
@@ -23,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.train_step import PHASES, large_models, measure, small_models  # noqa: E402
+from bench.train_step import PHASES, large_models, measure, run_config, small_models  # noqa: E402
 
 
 def transformer_backward_tflops(gen, device: torch.device, repeats: int = 3) -> tuple[float, float]:
@@ -55,6 +56,27 @@ def transformer_backward_tflops(gen, device: torch.device, repeats: int = 3) -> 
     return flops / 1e12, flops / seconds / 1e12
 
 
+def planned_above_held_mb(model: dict, large: bool) -> float:
+    """``drf plan``'s peak of the measured micro-step above what is held before it (weights, LoRA, optimiser state),
+    with the shipped configs of the models ``large_models`` builds at random (Wan2.1 1.3B, Qwen2.5-VL 3B)."""
+    import dataclasses
+    import tempfile
+
+    from drf.plan.step import plan_step
+    from drf.plan.tracker import OPTIMIZER
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = run_config(Path(tmp), model, 1, large, True, "all")
+        if large:
+            model_cfg = dataclasses.replace(cfg.model, path="Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
+            critic = dataclasses.replace(cfg.critic, tiny=False, path="Qwen/Qwen2.5-VL-3B-Instruct", dtype="bfloat16")
+            cfg = dataclasses.replace(cfg, model=model_cfg, critic=critic)
+        cfg = dataclasses.replace(cfg, drf=dataclasses.replace(cfg.drf, gradient_accumulation=1))
+        plan = plan_step(cfg)
+    held = sum(plan.static.values())
+    return max(p.bytes - held - p.by_kind.get(OPTIMIZER, 0) for p in plan.phases.values()) / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", choices=("wan", "ltx"), default="wan", help="generator family to size")
@@ -75,12 +97,20 @@ def main() -> None:
             gen, critic, model = large_models(device, num_frames=frames, family=args.family)
         print(f"# {args.family}: {frames if not args.smoke else model['num_frames']} frames at {model['height']}x"
               f"{model['width']} on {device}, K=1, LoRA, every frame decoded with gradient")  # fmt: skip
+        held = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
         meter = measure(gen, critic, model, 1, args.steps, not args.smoke, device, True, "all")
         for phase in PHASES:
             print(f"{frames} frames {phase:9s} time_s={meter.seconds[phase]:.3f} peak_mb={meter.peak_mb[phase]:.0f}")
         peaks[frames] = max(meter.peak_mb.values())
         total = sum(meter.seconds[p] for p in PHASES)
         print(f"{frames} frames total     time_s={total:.3f} peak_mb={peaks[frames]:.0f}")
+        if args.family == "wan":
+            planned = planned_above_held_mb(model, not args.smoke)
+            above = peaks[frames] - held
+            measured = (
+                f"measured {above:.0f} MB, planned/measured {planned / above:.3f}" if held else "measured on a GPU"
+            )
+            print(f"{frames} frames drf plan: {planned:.0f} MB above the weights; {measured}")
         tflop, rate = transformer_backward_tflops(gen, device)
         print(f"{frames} frames transformer forward+backward: {tflop:.3g} TFLOP, {rate:.3g} TFLOP/s = "
               f"{rate / args.peak_tflops:.1%} of {args.peak_tflops:.0f}")  # fmt: skip

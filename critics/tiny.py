@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -54,17 +55,17 @@ def _template_words() -> set[str]:
     return words | {word.capitalize() for word in words}
 
 
-def _word_corpus() -> list[str]:
+def _word_corpus(extra_words: Iterable[str] = ()) -> list[str]:
     """Every word once after a space and once at a line start, as often as needed for BPE to merge each into a
     single token: with all words equally frequent, merges go on until every word is whole."""
-    words = sorted(_template_words() | set(INSTRUCTION_WORDS) | set(PROMPT_WORDS) | set(_ANSWERS))
+    words = sorted(_template_words() | set(INSTRUCTION_WORDS) | set(PROMPT_WORDS) | set(_ANSWERS) | set(extra_words))
     return [" " + " ".join(words), *words, " , . ? : "] * 8
 
 
-def build_tokenizer(family: str):
+def build_tokenizer(family: str, extra_words: Iterable[str] = ()):
     """Byte-level BPE chat tokenizer with the family's special tokens in which every word of the toy world's prompts,
     questions and answers is one token (``Ġred``, not ``Ġre d``), so a small critic does not spend its capacity on
-    spelling; other text still encodes byte by byte."""
+    spelling; other text still encodes byte by byte. ``extra_words`` become single tokens too."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -79,7 +80,7 @@ def build_tokenizer(family: str):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_word_corpus(), trainer)
+    tok.train_from_iterator(_word_corpus(extra_words), trainer)
     tok.add_special_tokens(specials)
     if qwen:
         fast = PreTrainedTokenizerFast(

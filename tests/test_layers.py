@@ -6,7 +6,7 @@ The order, lowest first (README "How it fits together" draws the same picture):
 2. ``prompts``: question sets
 3. ``critics``: VLM critics
 4. ``trainers``: the recipes
-5. applications: ``drf.report``, ``drf.toyworld`` and every CLI module (``drf.cli``, ``*.commands``)
+5. applications: ``drf.report``, ``drf.toyworld``, ``drf.plan`` and every CLI module (``drf.cli``, ``*.commands``)
 
 A function-local import of a project module is allowed in a CLI module (its handlers import what they run, so that
 ``drf --help`` stays fast) and elsewhere only with a ``# lazy: <why>`` comment on its line or the line above.

@@ -8,13 +8,16 @@ critic), then each parameter and buffer is swapped for a fake CPU tensor of the 
 
 Wan's tokenizer is the offline tiny one (``drf.models.tiny``): Wan pads every prompt to ``max_sequence_length``
 tokens, so its text encoder sees the same shapes whatever the tokenizer. A critic in a local directory brings its own
-tokenizer; a hub id's gets the offline chat tokenizer (``critics.tiny``), which splits the questions' few dozen words
-into somewhat more tokens than Qwen's own, next to hundreds of visual tokens per frame.
+tokenizer; a hub id's gets the offline chat tokenizer (``critics.tiny``), in which every word of the question templates
+and of the run's prompts is one token, about as Qwen's tokenizer makes them: the critic's rows of question tokens,
+each through every layer, are a large part of its activations.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,9 +158,9 @@ def _with_latent_stats(vae: dict[str, Any]) -> dict[str, Any]:
 QUANTIZED_SCALE = {"4bit": (0.5 + 4 / 64) / 2, "8bit": 1 / 2}
 
 
-def _critic_model_and_tokenizer(cfg: CriticConfig) -> tuple[nn.Module, Any]:
-    """A tiny critic for real; a local directory's config and tokenizer; a hub id's shipped config with the tiny
-    chat tokenizer (its placeholder token ids written into the config)."""
+def _critic_model_and_tokenizer(cfg: CriticConfig, words: Sequence[str]) -> tuple[nn.Module, Any]:
+    """A tiny critic for real; a local directory's config and tokenizer; a hub id's shipped config with the offline
+    chat tokenizer, ``words`` among its whole-word tokens (its placeholder token ids written into the config)."""
     import transformers
 
     if cfg.tiny:
@@ -173,18 +176,25 @@ def _critic_model_and_tokenizer(cfg: CriticConfig) -> tuple[nn.Module, Any]:
         config = getattr(transformers, QWEN_FAMILIES[cfg.family].config_class)(
             **_shipped(cfg.path, "critic.path")["config"]
         )
-        tokenizer = build_chat_tokenizer(cfg.family)
+        tokenizer = build_chat_tokenizer(cfg.family, words)
         for name, value in qwen_vision_token_ids(tokenizer).items():
             setattr(config, name, value)
     with torch.device("meta"):
         return getattr(transformers, MODEL_CLASSES[cfg.family])(config), tokenizer
 
 
-def fake_critic(cfg: CriticConfig, mode: FakeTensorMode) -> QwenVLCritic:
-    """The ``critic:`` section's Qwen-VL critic with fake weights."""
+def prompt_words(prompts_file: str | Path) -> list[str]:
+    """The words of a run's prompts file (its questions repeat them)."""
+    path = Path(prompts_file)
+    return re.findall(r"[A-Za-z]+", path.read_text(encoding="utf-8")) if path.is_file() else []
+
+
+def fake_critic(cfg: CriticConfig, mode: FakeTensorMode, words: Sequence[str] = ()) -> QwenVLCritic:
+    """The ``critic:`` section's Qwen-VL critic with fake weights; ``words``: the run's prompt words
+    (``prompt_words``), whole tokens of a hub id's stand-in tokenizer."""
     if cfg.family not in QWEN_FAMILIES:
         raise ConfigError(f"critic.family {cfg.family!r}: drf plan builds the qwen2_vl and qwen2_5_vl critics")
-    model, tokenizer = _critic_model_and_tokenizer(cfg)
+    model, tokenizer = _critic_model_and_tokenizer(cfg, words)
     model.to(getattr(torch, cfg.dtype)).eval().requires_grad_(False)
     fake_module(model, mode)
     return QwenVLCritic(model, tokenizer, cfg, QWEN_FAMILIES[cfg.family], OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from drf.plan.models import QUANTIZED_SCALE, fake_critic, fake_generator, quantized_linears
+from drf.plan.models import QUANTIZED_SCALE, fake_critic, fake_generator, prompt_words, quantized_linears
 from drf.plan.tracker import ACTIVATIONS, GRADIENTS, OPTIMIZER, PhasePeak, StepTracker
 from drf.reward_config import lists_critic
 from trainers.plugins import resolve
@@ -103,7 +103,7 @@ def build_trainer(cfg: Any, mode: FakeTensorMode, run_root: str) -> Any:
     fake."""
     recipe = recipe_of(cfg)
     generator = fake_generator(cfg.model, mode)
-    critic = fake_critic(cfg.critic, mode) if lists_critic(cfg.rewards) else None
+    critic = fake_critic(cfg.critic, mode, prompt_words(cfg.prompts)) if lists_critic(cfg.rewards) else None
     trainer_class = resolve(RECIPES[recipe].trainer)
     return trainer_class(_throwaway(cfg, run_root), generator=generator, critic=critic)
 
