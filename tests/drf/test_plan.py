@@ -229,3 +229,25 @@ def test_config_without_recipe_is_refused(capsys):
     code = main(["plan", str(ROOT / "configs/tiny_sample.yaml")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "no recipe section to plan" in err and len(err.splitlines()) == 1
+
+
+def test_suggest_plans_each_change_until_three_fit(tiny_plan):
+    """Each candidate is planned with its overrides; FSDP2 divides the base plan; planning stops at three that fit."""
+    import dataclasses
+
+    from drf.plan.advice import suggest
+    from drf.plan.tracker import PhasePeak
+
+    cfg, plan = tiny_plan
+    asked = []
+
+    def replan(overrides):
+        asked.append(overrides)
+        size = plan.peak.bytes // 2 if "critic.quantization=4bit" in overrides else plan.peak.bytes * 2
+        return dataclasses.replace(plan, peak=PhasePeak(size, {ACTIVATIONS: size}))
+
+    found = list(suggest(cfg, plan, plan.peak.bytes - 1, replan))
+    assert asked[0] == ("model.decode_checkpointing=segments",)
+    fitting = [s.change.what for s in found if s.plan.peak.bytes <= plan.peak.bytes - 1]
+    assert fitting[0] == "4-bit critic" and len(fitting) <= 3
+    assert all(s.plan.peak.bytes > plan.peak.bytes - 1 for s in found if s.change.what not in fitting)
