@@ -43,6 +43,7 @@ CONFIGS = {
 
 
 def _config(path: str, overrides: list[str], out_dir: str):
+    import drf.toyworld.commands  # noqa: F401  (registers the toy world's judge, as the CLI does)
     from drf.commands import resolve_schema
     from drf.config import load_config
 

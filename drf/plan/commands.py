@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "plan",
         help="plan a training step's GPU memory from the config alone (no weights, no GPU)",
         description="Run one optimiser step of the config's recipe on fake tensors and print its peak memory by "
-        "kind and phase, whether it fits the GPU, and otherwise the cheapest changes that would fit.",
+        "kind and phase, whether it fits the GPU, and otherwise the cheapest changes that would fit (exit status 1 "
+        "when it does not fit).",
     )
     add_config_args(parser)
     where = parser.add_mutually_exclusive_group()
