@@ -359,8 +359,9 @@ class Trainer:
 
     def hacking_check(self, step: int) -> dict[str, float]:
         """Compare this evaluation with the previous one (same prompts, same noise): print a one-line warning for each
-        aspect whose critic reward rose while the judge fell by more than its standard error, and return the count
-        (``eval/hacking/alarms``) and the aspects (``eval/hacking/<aspect>``) as metrics."""
+        aspect whose critic reward rose by more than its standard error while the judge fell by more than two of its
+        own (``trainers.monitor``), and return the count (``eval/hacking/alarms``) and the aspects
+        (``eval/hacking/<aspect>``) as metrics."""
         run = RunDir(self.run_dir)
         earlier = [at for at in run.sample_steps() if at < step]
         if not earlier:
