@@ -45,7 +45,7 @@ class RewardConfig:
     python: str = field(
         default="",
         metadata={"help": "package.module:callable of your own reward: fn(inputs, prompts, **context) -> [B] "
-                  "tensor; context holds question_sets."},
+                  "tensor; context holds question_sets and seeds (each video's noise seed)."},
     )  # fmt: skip
     reads: Literal["frames", "latents"] | None = field(
         default=None,
@@ -117,6 +117,21 @@ class RewardConfig:
             raise invalid("model", "is read by geometry.* rewards only")
         if self.geometry != GeometryRewardConfig():
             raise invalid("geometry", "is read by geometry.* rewards only")
+
+
+def total_label(names: list[str]) -> str:
+    """How tables and reports name a run's total reward, from its ``rewards:`` names in order: ``critic reward
+    total`` when the critic alone is the reward, the one reward's own name (``red``), else ``reward total (a + b)``."""
+    if names == [CRITIC]:
+        return "critic reward total"
+    if len(names) == 1:
+        return names[0]
+    return f"reward total ({' + '.join(names)})"
+
+
+def reward_label(name: str) -> str:
+    """A row or caption for one entry of ``rewards:``: ``critic reward`` for the critic, else its own name."""
+    return "critic reward" if name == CRITIC else name
 
 
 def lists_critic(rewards: list[RewardConfig]) -> bool:
