@@ -168,7 +168,7 @@ class DRFTrainer(Trainer):
             with self._autocast():
                 rollout = sample(self.chain, cond, window, latents=noise)
         decode_context = self._autocast() if d.autocast_decode else None
-        scored = self.score_videos(prompts, rollout.latents, picked, timer, decode_context)
+        scored = self.score_videos(prompts, rollout.latents, picked, timer, seeds, decode_context)
         loss = -scored.total.mean()
         metrics = scored.metrics
         if d.kl_weight > 0:
