@@ -119,21 +119,6 @@ class RewardConfig:
             raise invalid("geometry", "is read by geometry.* rewards only")
 
 
-def total_label(names: list[str]) -> str:
-    """How tables and reports name a run's total reward, from its ``rewards:`` names in order: ``critic reward
-    total`` when the critic alone is the reward, the one reward's own name (``red``), else ``reward total (a + b)``."""
-    if names == [CRITIC]:
-        return "critic reward total"
-    if len(names) == 1:
-        return names[0]
-    return f"reward total ({' + '.join(names)})"
-
-
-def reward_label(name: str) -> str:
-    """A row or caption for one entry of ``rewards:``: ``critic reward`` for the critic, else its own name."""
-    return "critic reward" if name == CRITIC else name
-
-
 def lists_critic(rewards: list[RewardConfig]) -> bool:
     """Whether the list scores with the critic (a reward that needs the run's ``critic:`` section)."""
     return any(r.needs_critic for r in rewards)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from drf.reward_config import reward_label, total_label
+from critics.reward import CRITIC
 from drf.stats import mean_and_se
 
 Record = dict[str, Any]
@@ -85,6 +85,21 @@ def _gap(aspect: str | None) -> Callable[[Record], float | None]:
     return read
 
 
+def total_label(names: list[str]) -> str:
+    """How tables and reports name a run's total reward, from its ``rewards:`` names in order: ``critic reward
+    total`` when the critic alone is the reward, the one reward's own name (``red``), else ``reward total (a + b)``."""
+    if names == [CRITIC]:
+        return "critic reward total"
+    if len(names) == 1:
+        return names[0]
+    return f"reward total ({' + '.join(names)})"
+
+
+def reward_label(name: str) -> str:
+    """A row or caption for one entry of ``rewards:``: ``critic reward`` for the critic, else its own name."""
+    return "critic reward" if name == CRITIC else name
+
+
 def reward_names(records: Sequence[Record]) -> list[str]:
     """The run's rewards, in the order of its ``rewards:`` list, as its records name them (``by_reward``)."""
     names: dict[str, None] = {}
@@ -99,7 +114,7 @@ def summary(before: Sequence[Record], after: Sequence[Record]) -> list[Change]:
     its plain mean and alignment score, the critic's reward over the judge's aspects and the critic-judge gap (total
     and per judge aspect)."""
     pairs = paired(before, after)
-    names = reward_names([now for _, now in pairs]) or ["critic"]  # records written before by_reward: the critic's
+    names = reward_names([now for _, now in pairs]) or [CRITIC]  # records written before by_reward: the critic's
     found = [change(total_label(names), pairs, _at("reward"))]
     if len(names) > 1:
         found += [change(reward_label(name), pairs, _at("by_reward", name)) for name in names]

@@ -23,6 +23,7 @@ import torch
 
 from critics import registry as critic_registry
 from critics.config import CriticConfig, default_critic_config
+from critics.reward import CRITIC
 from critics.scorecard import explanation_shown
 from drf.config import load_section
 from drf.errors import InputError
@@ -39,7 +40,6 @@ from drf.report.rundir import (
 )
 from drf.report.saliency import saliency_maps
 from drf.report.svg import line_chart
-from drf.reward_config import CRITIC, total_label
 from drf.rewards import RewardOutput, aggregate
 from drf.run_dir import RunDir, sample_videos
 from drf.table import format_table, wrap_text
@@ -48,6 +48,7 @@ from prompts.cache import QuestionCache
 from prompts.config import QuestionsConfig
 from prompts.files import load_question_file, normalize_prompt
 from prompts.registry import decompose
+from trainers.paired import total_label
 
 TEMPLATE = "report.html.j2"
 
