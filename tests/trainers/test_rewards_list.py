@@ -227,9 +227,11 @@ def test_a_geometry_entrys_calibrated_knobs_reach_its_reward():
     torch.testing.assert_close(1 - wider, (1 - default) ** (0.1 / 0.3), rtol=1e-4, atol=1e-6)
 
 
-def test_a_new_built_in_reward_is_one_registration(tmp_path, capsys):
+def test_a_new_built_in_reward_is_one_registration(tmp_path, capsys, monkeypatch):
     """Registered once, a reward is valid in rewards:, listed by errors and drf config reference, built and trained."""
     from drf.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")  # the reference table wraps to the terminal: wide enough not to split a row
     from drf.rewards import REWARDS, BuiltInReward, NamedReward, register_reward
 
     def build(entry, context, where):
