@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from critics.augment import AugmentConfig
 from drf.config import load_section
 from drf.errors import ConfigError, InputError
 
@@ -111,6 +112,11 @@ class CriticConfig:
         default=2.0,
         metadata={"help": "Frame rate the frames represent; Qwen2.5-VL spaces temporal positions by it."},
     )
+    augment: AugmentConfig = field(
+        default_factory=AugmentConfig,
+        metadata={"help": "Training and evaluation rewards as the mean over random crops, blurs and noise of each "
+                  "video (off by default); see docs/trainer.md."},
+    )  # fmt: skip
 
     def validate(self) -> None:
         choices = {

@@ -45,7 +45,7 @@ class RewardConfig:
     python: str = field(
         default="",
         metadata={"help": "package.module:callable of your own reward: fn(inputs, prompts, **context) -> [B] "
-                  "tensor; context holds question_sets."},
+                  "tensor; context holds question_sets and seeds (each video's noise seed)."},
     )  # fmt: skip
     reads: Literal["frames", "latents"] | None = field(
         default=None,

@@ -295,14 +295,16 @@ class NamedReward:
 
 @dataclass
 class BuildContext:
-    """What a run hands a built-in reward's builder: its loaded ``critic`` (None when no reward lists it), the
-    ``device``, ``camera_of(prompt)`` (the camera move a prompt names) and a ``cache`` the builders of one run share
-    (e.g. one geometry model for all geometry.* rewards)."""
+    """What a run hands a built-in reward's builder: its loaded ``critic`` (None when no reward lists it) and the
+    critic's random views (``critic.augment``, None for none), the ``device``, ``camera_of(prompt)`` (the camera move
+    a prompt names) and a ``cache`` the builders of one run share (e.g. one geometry model for all geometry.*
+    rewards)."""
 
     critic: Any
     device: Any
     camera_of: Callable[[str], str | None]
     cache: dict[Any, Any] = field(default_factory=dict)
+    critic_augment: Any = None
 
 
 @dataclass(frozen=True)

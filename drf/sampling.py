@@ -4,7 +4,8 @@ Steps outside the window run the denoiser under ``torch.no_grad()``; steps insid
 in activation checkpointing when asked, so memory is that of about one denoiser call whatever the window size. The
 scheduler update itself always stays on the autograd tape when its input needs grad, so a gap between windowed
 steps passes gradient through the latent (the identity path) while treating that step's velocity as a constant.
-With no window the chain is the family's pipeline loop (``WanPipeline``, ``LTXPipeline``), step for step.
+With no window the chain is the family's pipeline loop (``WanPipeline``, ``LTXPipeline``), step for step. An x0 window
+(``GradWindow.predict_x0``) ends the chain at its step with the predicted clean latent instead.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from drf.models.base import Cond, VideoGenerator
 
 @dataclass
 class Rollout:
-    """The result of one chain: final ``latents [B,C,F,h,w]`` (with grad when the window is non-empty).
+    """The result of one chain: final ``latents [B,C,F,h,w]`` (with grad when the window is non-empty), or for an x0
+    window the clean latent predicted at its step.
 
     ``trajectory`` holds the detached latent entering each step plus the final one, when asked for (GRPO and
     inspection need it; plain DRF does not).
@@ -54,7 +56,8 @@ def sample(
     rng: torch.Generator | None = None,
     keep_trajectory: bool = False,
 ) -> Rollout:
-    """Run ``window.num_steps`` ODE steps from ``latents`` (or fresh noise drawn with ``rng``)."""
+    """Run ``window.num_steps`` ODE steps from ``latents`` (or fresh noise drawn with ``rng``); an x0 window stops at
+    its step ``i`` and returns x0 = x_i - sigma_i * v_i, the one denoiser call there carrying the gradient."""
     scheduler = generator.scheduler(window.num_steps)
     x = latents if latents is not None else generator.init_latents(len(cond), rng)
     trajectory: list[torch.Tensor] = []
@@ -66,6 +69,10 @@ def sample(
         else:
             with torch.no_grad():
                 v = generator.velocity(x, t, cond)
+        if window.predict_x0 and i in window:
+            # In float32 and back to the velocity's dtype, as the scheduler's own step does.
+            x = (x.float() - scheduler.sigmas[i].to(x.device) * v.float()).to(v.dtype)
+            break
         x = scheduler.step(v, t, x, return_dict=False)[0]
     if keep_trajectory:
         trajectory.append(x.detach())

@@ -103,7 +103,8 @@ class Trainer:
             if critic is None and lists_critic(cfg.rewards):
                 critic = load_critic(critic_config_for(cfg.critic, acc, self.run_dir))
             self.critic = critic
-            self.rewards = build_rewards(cfg.rewards, critic, cfg.questions.aspect_weights, acc.device)
+            augment = cfg.critic.augment if cfg.critic is not None else None  # no critic: section, no critic reward
+            self.rewards = build_rewards(cfg.rewards, critic, cfg.questions.aspect_weights, acc.device, augment)
             self.judge = load_judge(train_cfg.judge)
             self.setup_recipe()
 
@@ -184,16 +185,19 @@ class Trainer:
         return self.accelerator.autocast()
 
     def score_videos(
-        self, videos: list[str], latents: torch.Tensor, picked: Any, timer: Any, decode_context: Any = None
+        self, videos: list[str], latents: torch.Tensor, picked: Any, timer: Any, seeds: list[int],
+        decode_context: Any = None,
     ) -> Scored:
         """The run's rewards of final ``latents`` (one row per video prompt), decoding frames ``picked`` only when a
-        reward reads frames; gradients flow where the chain and the rewards carry them."""
+        reward reads frames; gradients flow where the chain and the rewards carry them. ``seeds``: one per video,
+        a pure function of (seed, step, micro-batch, video), for rewards that draw at random."""
         frames = None
         if self.rewards.reads_frames:
             with timer("decode"), decode_context or contextlib.nullcontext():
                 frames = self.generator.decode(latents, picked).float()  # [B,T,3,H,W] in [0,1]
         with timer("rewards"):
-            return self.rewards.score(videos, [self.question_sets[p] for p in videos], latents=latents, frames=frames)
+            question_sets = [self.question_sets[p] for p in videos]
+            return self.rewards.score(videos, question_sets, latents=latents, frames=frames, seeds=seeds)
 
     def _describe(self) -> list[str]:
         cfg, d = self.cfg, self.train_cfg
@@ -359,8 +363,9 @@ class Trainer:
 
     def hacking_check(self, step: int) -> dict[str, float]:
         """Compare this evaluation with the previous one (same prompts, same noise): print a one-line warning for each
-        aspect whose critic reward rose while the judge fell by more than its standard error, and return the count
-        (``eval/hacking/alarms``) and the aspects (``eval/hacking/<aspect>``) as metrics."""
+        aspect whose critic reward rose by more than its standard error while the judge fell by more than two of its
+        own (``trainers.monitor``), and return the count (``eval/hacking/alarms``) and the aspects
+        (``eval/hacking/<aspect>``) as metrics."""
         run = RunDir(self.run_dir)
         earlier = [at for at in run.sample_steps() if at < step]
         if not earlier:
@@ -446,7 +451,8 @@ class Trainer:
 
 
 def before_after(run_dir: Path, step: int) -> list[str]:
-    """Held-out critic reward of the base model (step 0) against the trained one, total and per aspect, then the
+    """Held-out reward of the base model (step 0) against the trained one, named by the run's rewards (each one when
+    there are several, the critic's per aspect), then the
     judge's alignment score, the critic's reward over the judge's aspects and the critic-judge gap, each as a change
     paired per prompt with its standard error ([] without both evaluations)."""
     run = RunDir(run_dir)

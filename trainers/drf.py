@@ -2,12 +2,12 @@
 
 One optimiser step, per micro-batch of prompts: draw each video's initial noise from its own stream, seeded by (seed,
 step, micro-batch, the video's place in the global batch), so one process with the whole batch and N processes with
-1/N each draw the same noise; run the sampling chain with gradient only inside the window (last-K or random-K); decode the
-chosen frames (only when a reward reads frames); score them with the run's ``rewards:`` (all differentiable: the critic
+1/N each draw the same noise; run the sampling chain with gradient only inside the window (last-K, random-K, or the
+one-step x0 window, which stops at a random step and scores the clean latent predicted there); decode the chosen frames (only when a reward reads frames); score them with the run's ``rewards:`` (all differentiable: the critic
 on each prompt's question set, geometry rewards on the latents, a user's own); loss = -(weighted sum of rewards)
 + kl_weight * KL + l2_weight * L2. KL is the squared distance between the adapted and the frozen base model's velocity at the windowed steps
 (the base is the same transformer with its LoRA switched off); L2 is the squared distance between the final latents
-and the base model's sample from the same noise. Gradients are summed over micro-batches, averaged over processes,
+and the base model's sample from the same noise through the same window (for x0, its prediction at the same step). Gradients are summed over micro-batches, averaged over processes,
 checked for NaN/Inf (a bad step is skipped without touching weights or optimiser state), clipped and applied.
 
 Everything is a function of (seed, step), so a run resumed from a checkpoint continues bit for bit.
@@ -24,7 +24,7 @@ import torch
 
 from drf.errors import ConfigError, invalid
 from drf.frames import frames_from_config
-from drf.grad_window import GradWindow, window_from_config
+from drf.grad_window import window_from_config, x0_pool
 from drf.sampling import sample
 from drf.stats import metric_means
 from trainers.base import Trainer, finite_all
@@ -47,7 +47,8 @@ class DRFConfig(TrainerConfig):
     l2_weight: float = field(
         default=0.0,
         metadata={"help": "Weight of the mean squared difference between the final latents and the base model's "
-                  "sample from the same noise (one extra gradient-free rollout); lora only."},
+                  "sample from the same noise (one extra gradient-free rollout; with the x0 window the base's x0 at "
+                  "the same step); lora only."},
     )  # fmt: skip
 
     autocast_decode: bool = field(
@@ -121,6 +122,8 @@ class DRFTrainer(Trainer):
 
     def trained_steps(self) -> set[int]:
         w, n = self.cfg.sampling.grad_window, self.cfg.sampling.num_steps
+        if w.kind == "x0":
+            return set(x0_pool(w, n))
         return set(range(n)) if w.kind == "random_k" else set(window_from_config(w, n).steps)
 
     def setup_recipe(self) -> None:
@@ -130,17 +133,22 @@ class DRFTrainer(Trainer):
             raise ConfigError(f"sampling.grad_window.k is {w.k} but the trained expert ({', '.join(self.experts)}) "
                               f"runs only sampling steps {self.expert_steps}; set k <= {len(self.expert_steps)}, or "
                               "model.train_experts: both")  # fmt: skip
+        if w.kind == "x0":
+            x0_pool(w, self.cfg.sampling.num_steps, self.expert_steps)  # a pool with nothing to train fails here
         self.chain = PenaltyProbe(self.generator, self.transformer, record=self.cfg.drf.kl_weight > 0)
 
     def window_description(self) -> str:
-        w = self.cfg.sampling.grad_window
+        w, n = self.cfg.sampling.grad_window, self.cfg.sampling.num_steps
+        checkpointing = f"(checkpointing {'on' if w.checkpointing else 'off'})"
+        if w.kind == "x0":
+            pool = x0_pool(w, n, self.expert_steps)
+            among = "any step" if len(pool) == n else f"steps {pool}"
+            return (f"{n} sampling steps, gradient through x0: one step per micro-batch drawn from {among}, the chain "
+                    f"stops there and its predicted clean latent is decoded and scored {checkpointing}")  # fmt: skip
         steps = f"steps {sorted(w.steps)}" if w.kind == "steps" else f"k={w.k}"
         if w.kind == "random_k" and self.frozen_expert():
             steps += f" among steps {self.expert_steps} (the trained expert's)"
-        return (
-            f"{self.cfg.sampling.num_steps} sampling steps, gradient through {w.kind} {steps} "
-            f"(checkpointing {'on' if w.checkpointing else 'off'})"
-        )
+        return f"{n} sampling steps, gradient through {w.kind} {steps} {checkpointing}"
 
     # ------------------------------------------------------------------------------------------------ one step
     def micro_step(self, step: int, micro: int, timer: Any) -> tuple[torch.Tensor, dict[str, float]]:
@@ -160,7 +168,7 @@ class DRFTrainer(Trainer):
             with self._autocast():
                 rollout = sample(self.chain, cond, window, latents=noise)
         decode_context = self._autocast() if d.autocast_decode else None
-        scored = self.score_videos(prompts, rollout.latents, picked, timer, decode_context)
+        scored = self.score_videos(prompts, rollout.latents, picked, timer, seeds, decode_context)
         loss = -scored.total.mean()
         metrics = scored.metrics
         if d.kl_weight > 0:
@@ -169,7 +177,7 @@ class DRFTrainer(Trainer):
             metrics["kl"] = float(kl.detach())
         if d.l2_weight > 0:
             with timer("sampling"), torch.no_grad(), adapters_disabled(self.transformer), self._autocast():
-                base = sample(self.generator, cond, GradWindow.none(cfg.sampling.num_steps), latents=noise).latents
+                base = sample(self.generator, cond, window, latents=noise).latents  # without grad: the window's output
             l2 = (rollout.latents.float() - base.float()).pow(2).mean()
             loss = loss + d.l2_weight * l2
             metrics["l2"] = float(l2.detach())

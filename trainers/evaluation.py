@@ -116,7 +116,7 @@ def sample_and_score(
             continue
         picked = frames_from_config(sampling.frames, frames.shape[1], index)
         scored = frames if picked is None else frames[:, picked]
-        result = rewards.score([prompt], [qset], latents=latents, frames=scored.float())
+        result = rewards.score([prompt], [qset], latents=latents, frames=scored.float(), seeds=[stream_seed(seed, index)])
         metrics = result.metrics
         path = write_video(out_dir / video_filename(index, prompt, video_format), frames[0].float().cpu(), fps=fps)
         records.append(

@@ -306,7 +306,8 @@ class GRPOTrainer(Trainer):
                     self.generator, cond, self.window(step, self.window_span()), kind=g.sde_kind,
                     noise_level=g.noise_level, latents=noise, rng=rng,
                 )  # fmt: skip
-        scored = self.score_videos(videos, rollout.latents, picked, timer)
+        seeds = [stream_seed(cfg.seed, step, micro, acc.process_index, i) for i in range(len(videos))]
+        scored = self.score_videos(videos, rollout.latents, picked, timer, seeds)
         advantages, rewards, combined = self.advantages(scored.values, prompts)
         return RolloutBatch(cond, rollout.transitions, advantages, rewards, combined), scored.metrics
 

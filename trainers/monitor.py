@@ -2,9 +2,11 @@
 
 Two evaluations of a run sample the same prompts from the same noise, so their videos pair up by file name. For each
 of the judge's aspects the monitor takes, per video, the change of the critic's mean reward over that aspect's
-questions and the change of the judge's score, and raises an alarm when the critic's mean change is positive while
-the judge's mean change is negative by more than its standard error (over the paired videos). A critic that the
-generator has learned to please without pleasing the judge shows exactly this pattern.
+questions and the change of the judge's score, and raises an alarm when the critic's mean change is a rise larger than
+its own standard error while the judge's mean change is a fall larger than twice its standard error (both over the
+paired videos). A critic that the generator has learned to please without pleasing the judge shows exactly this
+pattern; asking both changes to stand out of their noise keeps the monitor quiet between two evaluations of a nearly
+unchanged model, where a judge whose verdict flips with small changes of the picture falls by one standard error often.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import Any
 from drf.stats import mean_and_se
 from trainers.paired import paired
 
+CRITIC_RISE_SE = 1.0  # the critic's rise must exceed this many of its standard errors
+JUDGE_FALL_SE = 2.0  # and the judge's fall this many of its own
+
 
 @dataclass(frozen=True)
 class HackingAlarm:
@@ -25,6 +30,7 @@ class HackingAlarm:
     step_from: int
     step_to: int
     critic_change: float
+    critic_se: float
     judge_change: float
     judge_se: float
     videos: int
@@ -32,8 +38,8 @@ class HackingAlarm:
     def message(self) -> str:
         return (
             f"warning: possible reward hacking on '{self.aspect}', steps {self.step_from} -> {self.step_to}: critic "
-            f"reward {self.critic_change:+.3f} while the judge fell {self.judge_change:+.3f} (standard error "
-            f"{self.judge_se:.3f}, {self.videos} videos)"
+            f"reward {self.critic_change:+.3f} (standard error {self.critic_se:.3f}) while the judge fell "
+            f"{self.judge_change:+.3f} (standard error {self.judge_se:.3f}), {self.videos} videos"
         )
 
 
@@ -59,8 +65,9 @@ def hacking_alarms(
                 judge.append(values[3][aspect] - values[2][aspect])
         if not critic:
             continue
-        critic_change, _ = mean_and_se(critic)
+        critic_change, critic_se = mean_and_se(critic)
         judge_change, judge_se = mean_and_se(judge)
-        if critic_change > 0 and judge_change < 0 and -judge_change > judge_se:
-            alarms.append(HackingAlarm(aspect, step_from, step_to, critic_change, judge_change, judge_se, len(critic)))
+        if critic_change > CRITIC_RISE_SE * critic_se and -judge_change > JUDGE_FALL_SE * judge_se:
+            alarms.append(HackingAlarm(aspect, step_from, step_to, critic_change, critic_se, judge_change, judge_se,
+                                       len(critic)))  # fmt: skip
     return alarms

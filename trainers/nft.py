@@ -323,7 +323,8 @@ class NFTTrainer(Trainer):
         with timer("sampling"), self.old.active(), self._autocast():
             cond = self.generator.encode_prompts(prompts, n.rollout_guidance).repeat_interleave(n.group_size)
             x0 = sample(self.generator, cond, GradWindow.none(cfg.sampling.num_steps), rng=rng).latents.float()
-        scored = self.score_videos(videos, x0, picked, timer)
+        seeds = [stream_seed(cfg.seed, step, micro, acc.process_index, i) for i in range(len(videos))]
+        scored = self.score_videos(videos, x0, picked, timer, seeds)
         grids = {name: v.detach().float().cpu().reshape(len(prompts), -1) for name, v in scored.values.items()}
         return x0, videos, grids, scored.metrics
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from critics.reward import CRITIC
 from drf.stats import mean_and_se
 
 Record = dict[str, Any]
@@ -84,11 +85,39 @@ def _gap(aspect: str | None) -> Callable[[Record], float | None]:
     return read
 
 
+def total_label(names: list[str]) -> str:
+    """How tables and reports name a run's total reward, from its ``rewards:`` names in order: ``critic reward
+    total`` when the critic alone is the reward, the one reward's own name (``red``), else ``reward total (a + b)``."""
+    if names == [CRITIC]:
+        return "critic reward total"
+    if len(names) == 1:
+        return names[0]
+    return f"reward total ({' + '.join(names)})"
+
+
+def reward_label(name: str) -> str:
+    """A row or caption for one entry of ``rewards:``: ``critic reward`` for the critic, else its own name."""
+    return "critic reward" if name == CRITIC else name
+
+
+def reward_names(records: Sequence[Record]) -> list[str]:
+    """The run's rewards, in the order of its ``rewards:`` list, as its records name them (``by_reward``)."""
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record.get("by_reward") or {}))
+    return list(names)
+
+
 def summary(before: Sequence[Record], after: Sequence[Record]) -> list[Change]:
-    """Critic reward (total, per critic aspect), then with a judge its plain mean and alignment score, the critic's
-    reward over the judge's aspects and the critic-judge gap (total and per judge aspect)."""
+    """The total reward, named by the run's rewards (``critic reward total``, ``red``, ``reward total (critic +
+    geometry.smoothness)``), each reward when there are several, the critic's per-aspect rewards, then with a judge
+    its plain mean and alignment score, the critic's reward over the judge's aspects and the critic-judge gap (total
+    and per judge aspect)."""
     pairs = paired(before, after)
-    found = [change("critic reward total", pairs, _at("reward"))]
+    names = reward_names([now for _, now in pairs]) or [CRITIC]  # records written before by_reward: the critic's
+    found = [change(total_label(names), pairs, _at("reward"))]
+    if len(names) > 1:
+        found += [change(reward_label(name), pairs, _at("by_reward", name)) for name in names]
     critic_aspects = sorted({a for _, now in pairs for a in now.get("aspects", {})})
     found += [change(f"critic reward {a}", pairs, _at("aspects", a)) for a in critic_aspects]
     judged = [(then, now) for then, now in pairs if then.get("oracle") and now.get("oracle")]

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from critics.augment import AugmentConfig
 from critics.reward import CriticReward
 from drf.errors import ConfigError
 from drf.reward_config import RewardConfig, python_reward
@@ -63,8 +64,10 @@ class RewardSet:
         *,
         latents: torch.Tensor,
         frames: torch.Tensor | None = None,
+        seeds: list[int] | None = None,
     ) -> Scored:
-        """Score videos ``prompts`` from their final ``latents`` and (when a reward reads them) decoded ``frames``."""
+        """Score videos ``prompts`` from their final ``latents`` and (when a reward reads them) decoded ``frames``;
+        ``seeds``: each video's noise seed, from which a reward with randomness (the critic's augmentations) draws."""
         values: dict[str, torch.Tensor] = {}
         metrics: dict[str, float] = {}
         critic = None
@@ -73,7 +76,7 @@ class RewardSet:
             inputs = latents if reward.reads == "latents" else frames
             if inputs is None:
                 raise ValueError(f"reward {cfg.name!r} reads frames and none were decoded")
-            out = reward(inputs, prompts, question_sets=question_sets, memo=memo)
+            out = reward(inputs, prompts, question_sets=question_sets, memo=memo, seeds=seeds)
             if isinstance(reward, CriticReward):
                 total, per_aspect = aggregate(out, self.aspect_weights)
                 critic = out
@@ -89,9 +92,16 @@ class RewardSet:
         return Scored(values, weighted, metrics, critic)
 
 
-def build_rewards(rewards: list[RewardConfig], critic: Any, aspect_weights: dict[str, float] | None, device: Any) -> RewardSet:
-    """The run's ``rewards:`` as ``Reward`` objects (``critic``: the loaded critic, or None when none is listed)."""
-    context = BuildContext(critic=critic, device=device, camera_of=camera_motion_of)
+def build_rewards(
+    rewards: list[RewardConfig],
+    critic: Any,
+    aspect_weights: dict[str, float] | None,
+    device: Any,
+    augment: AugmentConfig | None = None,
+) -> RewardSet:
+    """The run's ``rewards:`` as ``Reward`` objects (``critic``: the loaded critic, or None when none is listed;
+    ``augment``: the critic's random views, ``critic.augment``)."""
+    context = BuildContext(critic=critic, device=device, camera_of=camera_motion_of, critic_augment=augment)
     entries: list[tuple[RewardConfig, Reward]] = []
     for i, cfg in enumerate(rewards):
         if cfg.python:

@@ -23,6 +23,7 @@ import torch
 
 from critics import registry as critic_registry
 from critics.config import CriticConfig, default_critic_config
+from critics.reward import CRITIC
 from critics.scorecard import explanation_shown
 from drf.config import load_section
 from drf.errors import InputError
@@ -47,6 +48,7 @@ from prompts.cache import QuestionCache
 from prompts.config import QuestionsConfig
 from prompts.files import load_question_file, normalize_prompt
 from prompts.registry import decompose
+from trainers.paired import total_label
 
 TEMPLATE = "report.html.j2"
 
@@ -117,6 +119,7 @@ class Report:
     videos: list[VideoView] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
+    reward_label: str = "total"  # what a run's total reward is called: its rewards' names (drf.reward_config)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
 
@@ -356,14 +359,25 @@ def report_for_video(
     return Report(title=f"drf inspect: {path.name}", source=str(path), notes=list(notes), videos=[view])
 
 
-def _curve_charts(run_dir: Path) -> list[Chart]:
+def run_reward_label(config: dict[str, Any]) -> str:
+    """The total reward's name from a run's resolved config (``rewards:`` names; a config without the list scored
+    with the critic alone)."""
+    rewards = config.get("rewards") if isinstance(config.get("rewards"), list) else []
+    names = [r["name"] for r in rewards if isinstance(r, dict) and isinstance(r.get("name"), str)]
+    return total_label(names or [CRITIC])
+
+
+def _curve_charts(run_dir: Path, label: str) -> list[Chart]:
     path = RunDir(run_dir).metrics
     if not path.is_file():
         return []
     charts = []
     records = read_metrics(path)
     for prefix, series in reward_curves(records).items():
-        title = f"{prefix}: total and per aspect"
+        if prefix.split("/")[-1] == "reward":  # the run's rewards (not the judge's alignment curves)
+            title = f"{prefix}: {label}" + (" and per critic aspect" if len(series) > 1 else "")
+        else:
+            title = f"{prefix}: total and per aspect"
         charts.append(Chart(title=title, svg=line_chart(series, title=title)))
     for prefix, series in named_reward_curves(records).items():
         title = f"{prefix}: each reward"
@@ -430,10 +444,12 @@ def report_for_run(
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: not a directory; give a run directory (runs/<name>) or a video file")
     config = read_config(run_dir)
+    label = run_reward_label(config)
     report = Report(
         title=f"drf inspect: run {run_dir.name}",
         source=str(run_dir),
-        charts=_curve_charts(run_dir) + _judge_charts(run_dir),
+        charts=_curve_charts(run_dir, label) + _judge_charts(run_dir),
+        reward_label=label,
     )
     steps = RunDir(run_dir).sample_steps()
     if step is not None and step not in steps:

@@ -155,7 +155,8 @@ def test_run_report_has_reward_curves_per_aspect(run_report):
     parsed = parse_html(html)
     # reward/..., eval/reward/..., the judge's eval/oracle/alignment/... and critic vs judge on the judge's aspect
     assert parsed.tags.count("svg") == 4
-    assert "reward: total and per aspect" in parsed.text and "eval/reward: total and per aspect" in parsed.text
+    assert "reward: critic reward total and per critic aspect" in parsed.text
+    assert "eval/reward: critic reward total" in parsed.text  # logged without aspects
     assert "eval/oracle/alignment: total and per aspect" in parsed.text
     for name in ("total", "alignment", "quality"):
         assert name in parsed.text
@@ -168,8 +169,8 @@ def test_run_report_has_reward_curves_per_aspect(run_report):
 def test_run_report_compares_base_and_current_samples_with_their_scores(run_report):
     _, html = run_report
     text = parse_html(html).text
-    assert "step 0 (base) · total -1.000" in text
-    assert "step 4 (current) · total -0.800" in text
+    assert "step 0 (base) · critic reward total -1.000" in text
+    assert "step 4 (current) · critic reward total -0.800" in text
     assert "(+0.200)" in text
     assert "judge alignment 0.250" in text and "judge alignment 0.650" in text  # the judge beside the critic
     # The run scores every second frame, so the inspection shows the frames the critic saw in training.
@@ -271,8 +272,20 @@ def test_max_videos_zero_reports_curves_and_comparisons_without_loading_the_crit
     (run / "config.yaml").write_text("critic:\n  family: qwen2_5_vl\n  path: /nowhere/7b-critic\n")
     html = write_report(run, max_videos=0).read_text()
     text = parse_html(html).text
-    assert "Base vs current samples" in text and "reward: total and per aspect" in text
+    assert "Base vs current samples" in text and "reward: critic reward total and per critic aspect" in text
     assert "align.object" not in text
+
+
+def test_a_run_whose_reward_is_not_the_critic_names_its_rewards(tiny_run_dir, tmp_path):
+    """Curves and before/after captions say which rewards the run trained on, not "critic reward"."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    (run / "config.yaml").write_text("rewards:\n- {name: red, python: 'my:red', differentiable: true}\n"
+                                     "- {name: geometry.smoothness, model: toyworld}\n")  # fmt: skip
+    text = parse_html(write_report(run, max_videos=0).read_text()).text
+    assert "reward: reward total (red + geometry.smoothness)" in text
+    assert "(base) · reward total (red + geometry.smoothness)" in text
+    assert "critic reward" not in text
 
 
 def test_a_run_without_samples_still_gets_a_report_that_says_so(tmp_path):

@@ -84,6 +84,7 @@ def test_an_old_grpo_reward_key_fails_showing_the_rewards_list(tmp_path, key):
     ("overrides", "message"),
     [
         (["sampling.grad_window.k=3"], "sampling.grad_window.*read by DRF only"),
+        (["sampling.grad_window.kind=x0"], "sampling.grad_window.*read by DRF only"),
         (["model.scheduler=unipc"], "model.scheduler.*not supported by GRPO"),
         (["grpo.sde_kind=cps", "grpo.sde_last_step=true"], "sde_last_step.*cps"),
         (["sampling.num_steps=4", "grpo.window_size=4"], "window_size.*<= 3.*sde_last_step"),

@@ -126,3 +126,40 @@ def test_the_applications_register_the_judge_and_the_report_when_their_commands_
     from drf.toyworld.oracle import score
 
     assert resolve(JUDGES["toyworld"]) is score and resolve(REPORTERS["report"]) is write_report
+
+
+def _rows(run_dir, before: list[dict], after: list[dict]) -> dict[str, list[str]]:
+    run = RunDir(run_dir)
+    for step, records in ((0, before), (3, after)):
+        run.samples(step).mkdir(parents=True)
+        run.scores(step).write_text(json.dumps(records))
+    lines = before_after(run_dir, 3)
+    return {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line.strip()) for line in lines[3:])}
+
+
+def _named(video: str, prompt: str, by_reward: dict[str, float]) -> dict:
+    """A scores.json record as sample_and_score writes it without a critic or judge: the weighted total (weights 1
+    here) and each reward by name."""
+    return {"video": video, "prompt": prompt, "reward": sum(by_reward.values()), "by_reward": by_reward,
+            "aspects": {}, "questions": {}}  # fmt: skip
+
+
+def test_before_after_names_a_reward_that_is_not_the_critic(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    before = [_named("0.gif", "a", {"red": 0.1}), _named("1.gif", "b", {"red": 0.2})]
+    after = [_named("0.gif", "a", {"red": 0.5}), _named("1.gif", "b", {"red": 0.4})]
+    rows = _rows(tmp_path, before, after)
+    assert rows["red"][:3] == ["+0.1500", "+0.4500", "+0.3000"]
+    assert not any("critic" in name for name in rows)
+
+
+def test_before_after_names_the_total_and_each_of_several_rewards(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    both = ("critic", "geometry.smoothness")
+    before = [_named(f"{i}.gif", p, dict(zip(both, (-1.0, 0.5)))) for i, p in enumerate("ab")]
+    after = [_named(f"{i}.gif", p, dict(zip(both, (-0.5, 0.25)))) for i, p in enumerate("ab")]
+    rows = _rows(tmp_path, before, after)
+    assert rows["reward total (critic + geometry.smoothness)"][:3] == ["-0.5000", "-0.2500", "+0.2500"]
+    assert rows["critic reward"][:3] == ["-1.0000", "-0.5000", "+0.5000"]
+    assert rows["geometry.smoothness"][:3] == ["+0.5000", "+0.2500", "-0.2500"]
+    assert "critic reward total" not in rows

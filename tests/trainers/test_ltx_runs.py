@@ -90,3 +90,11 @@ def test_a_resumed_ltx_run_ends_bit_for_bit_like_an_uninterrupted_one(recipe, tm
     assert expected.keys() == got.keys() and expected
     for name in expected:
         assert torch.equal(expected[name], got[name]), name
+
+
+def test_drf_trains_ltx_through_the_one_step_x0_window(tmp_path):
+    x0 = ("sampling.grad_window.kind=x0", "sampling.grad_window.k=1")
+    trainer = ltx_trainer("drf", tmp_path, "drf.steps=2", "drf.learning_rate=0.05", "drf.export=false", *x0)
+    before = _trained(trainer)
+    trainer.train()
+    assert any(not torch.equal(before[n], p) for n, p in _trained(trainer).items()), "no LoRA weight moved"

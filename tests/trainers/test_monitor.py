@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from trainers.evaluation import by_judge_aspect
 from trainers.monitor import hacking_alarms
 
@@ -22,6 +26,42 @@ def test_fires_when_the_critic_rises_while_the_judge_falls_beyond_its_standard_e
     assert alarm.critic_change > 0 and alarm.judge_change == -0.75 and alarm.videos == 4
     message = alarm.message()
     assert "'color'" in message and "steps 10 -> 20" in message and "\n" not in message
+
+
+def _changes(mean: float, se: float) -> list[float]:
+    """Four paired changes with this mean and standard error: mean +- d alternating has sample standard deviation
+    d*sqrt(4/3), so a standard error of that over sqrt(4), i.e. d/sqrt(3)."""
+    d = se * math.sqrt(3)
+    return [mean + d, mean - d, mean + d, mean - d]
+
+
+def _evaluations(critic_changes: list[float], judge_changes: list[float]) -> tuple[list[dict], list[dict]]:
+    n = len(critic_changes)
+    before = _records([-1.0] * n, [0.5] * n)
+    after = _records([-1.0 + c for c in critic_changes], [0.5 + j for j in judge_changes])
+    return before, after
+
+
+@pytest.mark.parametrize(
+    ("critic_rise", "judge_fall", "fires"),
+    [
+        (0.101, 0.201, True),  # critic rise just over its 1 SE (0.1), judge fall just over 2 SE (0.2)
+        (0.099, 0.5, False),  # critic rise just under its own SE: noise, even with the judge far down
+        (0.5, 0.199, False),  # judge fall just under 2 SE: noise, even with the critic far up
+        (0.101, 0.15, False),  # judge fall over 1 SE but under 2 SE (the old rule fired here)
+    ],
+)
+def test_fires_only_when_the_critic_rise_exceeds_its_se_and_the_judge_fall_exceeds_two_se(
+    critic_rise: float, judge_fall: float, fires: bool
+):
+    before, after = _evaluations(_changes(critic_rise, 0.1), _changes(-judge_fall, 0.1))
+    alarms = hacking_alarms(before, after, 0, 10)
+    assert bool(alarms) is fires
+    if fires:
+        alarm = alarms[0]
+        assert alarm.critic_se == pytest.approx(0.1) and alarm.judge_se == pytest.approx(0.1)
+        assert alarm.critic_change == pytest.approx(critic_rise) and alarm.judge_change == pytest.approx(-judge_fall)
+        assert "standard error 0.100" in alarm.message()
 
 
 def test_quiet_when_critic_and_judge_rise_together():

@@ -335,6 +335,7 @@ def test_nft_run_resumes_bit_for_bit_with_its_old_policy(tmp_path):
         ("nft.old_decay=0.9", "old_decay_max: c, old_decay_rate: 1"),
         ("nft.timesteps_per_step=2", "timestep_fraction"),
         ("sampling.grad_window.k=2", "read by DRF"),
+        ("sampling.grad_window.kind=x0", "read by DRF"),
     ],
 )
 def test_bad_settings_are_one_line_errors(tmp_path, override, message):

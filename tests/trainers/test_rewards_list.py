@@ -4,6 +4,7 @@ rewards that never decode, per-reward advantages in GRPO, geometry rewards with 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -159,6 +160,24 @@ def test_geometry_rewards_pass_gradients_to_the_latents_and_share_one_forward():
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0, kind
 
 
+def test_the_critics_augmentation_reaches_its_reward_and_draws_from_each_videos_noise_seed(run_cfg):
+    """critic.augment builds the critic reward with it, and every reward is handed each video's noise seed (the one
+    stream_noise drew its latents from), so random views are a pure function of (seed, step, micro-batch, video)."""
+    from tests.trainers import example_rewards
+    from trainers.data import stream_seed
+
+    recorder = "{name: seeds, weight: 0, python: 'tests.trainers.example_rewards:seed_recorder', differentiable: true}"
+    cfg = run_cfg("name=aug", f"rewards=[{{name: critic}}, {recorder}]", "critic.augment.n=2", "drf.steps=1",
+                  "logging.sample_every=0", "drf.export=false", "drf.checkpoint_every=0")  # fmt: skip
+    trainer = make_trainer(cfg)
+    critic_reward = next(reward for c, reward in trainer.rewards.entries if c.name == "critic")
+    assert critic_reward.augment.n == 2
+    example_rewards.SEEDS_SEEN.clear()
+    trainer.train()
+    assert example_rewards.SEEDS_SEEN == [[stream_seed(cfg.seed, 0, micro, 0)] for micro in range(2)]
+    assert all(map(math.isfinite, read_metrics(trainer.run_dir)[-1].values()))
+
+
 def test_batched_evaluation_scores_each_video_as_alone(tmp_path):
     """Eval videos sampled 3 at a time start from the same noise as one at a time: same scores, same frames."""
     from trainers.evaluation import sample_and_score
@@ -208,9 +227,11 @@ def test_a_geometry_entrys_calibrated_knobs_reach_its_reward():
     torch.testing.assert_close(1 - wider, (1 - default) ** (0.1 / 0.3), rtol=1e-4, atol=1e-6)
 
 
-def test_a_new_built_in_reward_is_one_registration(tmp_path, capsys):
+def test_a_new_built_in_reward_is_one_registration(tmp_path, capsys, monkeypatch):
     """Registered once, a reward is valid in rewards:, listed by errors and drf config reference, built and trained."""
     from drf.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")  # the reference table wraps to the terminal: wide enough not to split a row
     from drf.rewards import REWARDS, BuiltInReward, NamedReward, register_reward
 
     def build(entry, context, where):
