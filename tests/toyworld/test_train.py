@@ -4,6 +4,7 @@ each writes a loadable model, a manifest entry that verifies, and finite metrics
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -111,72 +112,62 @@ def test_training_sigmas_follow_a_shifted_logit_normal():
     assert float((sigmas < 0.3).float().mean()) == pytest.approx(expected, abs=0.01)
 
 
+def _straight_and_resumed(tmp_path, monkeypatch, model: str, args: list[str], evaluation) -> None:
+    """Train ``model`` for 3 steps into ``a``; into ``b``, 2 steps killed after the last one (``evaluation``, the
+    function that runs after training, raises) and then the same command with 3 steps, which must resume."""
+
+    class Killed(Exception):
+        pass
+
+    def crash(*_args, **_kwargs):
+        raise Killed
+
+    assert main(["toyworld", "train", model, "--out", str(tmp_path / "a"), "--steps", "3", *args]) == 0
+    with monkeypatch.context() as m:
+        m.setattr(*evaluation, crash)
+        with pytest.raises(Killed):
+            main(["toyworld", "train", model, "--out", str(tmp_path / "b"), "--steps", "2", *args])
+    assert (tmp_path / "b" / ".train" / f"{model}.pt").is_file()
+    assert main(["toyworld", "train", model, "--out", str(tmp_path / "b"), "--steps", "3", *args]) == 0
+    assert not (tmp_path / "b" / ".train" / f"{model}.pt").exists()
+
+
+def _assert_same_weights(tmp_path, part: str) -> None:
+    from safetensors.torch import load_file
+
+    weights = [load_file(tmp_path / run / "generator" / part) for run in "ab"]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
+
+
 def test_an_interrupted_t2v_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     """The T2V run resumes with its optimiser, EMA and generators: killed after its last step, rerun with more steps,
     it ships (EMA) weights equal to an uninterrupted run's."""
-    from safetensors.torch import load_file
-
     import drf.toyworld.train.t2v as t2v_script
 
     monkeypatch.setenv("DRF_TOYWORLD_CACHE", str(tmp_path / "cache"))
     common = ["--device", "cpu", "--threads", "1", "--set", "checkpoint_minutes=0"]
     vae = ["--set", "train_clips=2", "--set", "eval_clips=1", "--set", "stats_clips=1", "--set", "batch=1"]
     assert main(["toyworld", "train", "vae", "--out", str(tmp_path / "a"), "--steps", "1", *common, *vae]) == 0
-    (tmp_path / "b").mkdir()
-    import shutil
-
     shutil.copytree(tmp_path / "a" / "generator", tmp_path / "b" / "generator")
     args = [*common, "--set", "train_clips=3", "--set", "eval_prompts=1", "--set", "eval_steps=2", "--set", "batch=2",
             "--set", "probe_clips=2", "--set", "probe_prompts=1"]  # fmt: skip
-    assert main(["toyworld", "train", "t2v", "--out", str(tmp_path / "a"), "--steps", "3", *args]) == 0
-
-    class Killed(Exception):
-        pass
-
-    def crash(*_args, **_kwargs):
-        raise Killed
-
-    with monkeypatch.context() as m:
-        m.setattr(t2v_script, "evaluate_t2v", crash)
-        with pytest.raises(Killed):
-            main(["toyworld", "train", "t2v", "--out", str(tmp_path / "b"), "--steps", "2", *args])
-    assert (tmp_path / "b" / ".train" / "t2v.pt").is_file()
-    assert main(["toyworld", "train", "t2v", "--out", str(tmp_path / "b"), "--steps", "3", *args]) == 0
+    _straight_and_resumed(tmp_path, monkeypatch, "t2v", args, (t2v_script, "evaluate_t2v"))
     for part in ("transformer/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
-        weights = [load_file(tmp_path / r / "generator" / part) for r in "ab"]
-        for key in weights[0]:
-            torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
+        _assert_same_weights(tmp_path, part)
 
 
 def test_an_interrupted_vae_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     """A run killed after its last training step (here: the evaluation raises) leaves its state behind; rerunning
     with more steps resumes from it and ends bit for bit where an uninterrupted run ends."""
-    from safetensors.torch import load_file
-
     import drf.toyworld.train.vae as vae_script
 
     monkeypatch.setenv("DRF_TOYWORLD_CACHE", str(tmp_path / "cache"))
     args = ["--device", "cpu", "--threads", "1", "--set", "train_clips=3", "--set", "eval_clips=1",
             "--set", "stats_clips=1", "--set", "batch=1", "--set", "checkpoint_minutes=0"]  # fmt: skip
-    assert main(["toyworld", "train", "vae", "--out", str(tmp_path / "a"), "--steps", "3", *args]) == 0
-
-    class Killed(Exception):
-        pass
-
-    def crash(*_args, **_kwargs):
-        raise Killed
-
-    with monkeypatch.context() as m:
-        m.setattr(vae_script, "evaluate_vae", crash)
-        with pytest.raises(Killed):
-            main(["toyworld", "train", "vae", "--out", str(tmp_path / "b"), "--steps", "2", *args])
-    assert (tmp_path / "b" / ".train" / "vae.pt").is_file()
-    assert main(["toyworld", "train", "vae", "--out", str(tmp_path / "b"), "--steps", "3", *args]) == 0
-    weights = [load_file(tmp_path / r / "generator" / "vae" / "diffusion_pytorch_model.safetensors") for r in "ab"]
-    assert weights[0].keys() == weights[1].keys()
-    for key in weights[0]:
-        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
-    assert not (tmp_path / "b" / ".train" / "vae.pt").exists()
+    _straight_and_resumed(tmp_path, monkeypatch, "vae", args, (vae_script, "evaluate_vae"))
+    _assert_same_weights(tmp_path, "vae/diffusion_pytorch_model.safetensors")
 
 
 @pytest.mark.parametrize(
