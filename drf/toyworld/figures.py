@@ -14,6 +14,7 @@ Frames are drawn at twice their size with nearest-neighbour scaling, so what a p
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,10 +190,11 @@ def probes_figure(probes: list[dict], path: Path) -> Path:
     w, h = PROBE_PANEL
     image = Image.new("RGB", (3 * (w + 120) + 40, h + 60), "white")
     draw = ImageDraw.Draw(image)
-    losses = {f"sigma {k}": [p["loss_by_sigma"][k] for p in probes] for k in probes[0]["loss_by_sigma"]}
-    top_loss = max(max(v) for v in losses.values())
+    # Log scale: the untrained loss is ten times the trained one, and the buckets part only once it falls.
+    losses = {f"sigma {k}": [math.log10(p["loss_by_sigma"][k]) for p in probes] for k in probes[0]["loss_by_sigma"]}
+    low, high = min(min(v) for v in losses.values()), max(max(v) for v in losses.values())
     panels = (
-        ("loss per noise level (held-out clips)", losses, (0.0, top_loss)),
+        ("log10 loss per noise level (held-out clips)", losses, (math.floor(low * 10) / 10, math.ceil(high * 10) / 10)),
         ("text gain (own vs shuffled prompt, sigma 0.7)", {"text gain": [p["text_gain"] for p in probes],
                                                           "goal 0.4": [0.4] * len(xs)}, (-0.1, 1.0)),
         ("object present (EMA samples, held-out prompts)", {"object present": [p["object_present"] for p in probes],
