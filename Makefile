@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -m "not distributed" tests
 
 # The multi-process tests (FSDP2, hybrid sharding over two simulated machines, resuming on other numbers of
-# processes): several torchrun launches of tiny runs each, 15-20 minutes on 2 cores. CI runs both targets.
+# processes): torchrun launches of tiny runs, about 40 minutes on a busy 2-core machine. CI runs both targets.
 test-distributed: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m distributed tests
 
