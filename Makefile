@@ -9,7 +9,7 @@ STAMP := $(VENV)/.drf-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test test-distributed bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ demo: $(STAMP)
 	$(VENV)/bin/drf train configs/toyworld_drf.yaml --set name=demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not distributed" tests
+
+# The multi-process tests (FSDP2, hybrid sharding over two simulated machines, resuming on other numbers of
+# processes): torchrun launches of tiny runs, about 40 minutes on a busy 2-core machine. CI runs both targets.
+test-distributed: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m distributed tests
 
 bench: $(STAMP)
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -18,8 +18,10 @@ Multi-process (accelerate): call ``save_checkpoint``/``load_checkpoint`` on ever
 from all processes. Data parallel: weights and optimizer state are replicated, so the main process writes them.
 Sharded (FSDP2, the trainable module's parameters are DTensors): instead of ``trainable.safetensors``,
 ``optimizer.pt``, ``ema.pt`` and the stateful objects' files, every process writes its own shards of all of them into
-``sharded/`` with ``torch.distributed.checkpoint`` (which can also reshard them for a different number of processes);
-the main process writes the rest and renames the directory as above.
+``sharded/`` with ``torch.distributed.checkpoint``; the main process writes the rest and renames the directory as
+above. ``torch.distributed.checkpoint`` reshards on load, so a sharded checkpoint resumes on any number of processes,
+sharded (another mesh, hybrid or not) or whole (one process, data parallel). A run resumed on a number of processes
+other than the saved one restores on process r the RNG streams saved by process r mod the saved number.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def is_good(path: Path) -> bool:
     """Whether a checkpoint was saved after a finite step with finite weights (``state.json``'s ``good``; older
     checkpoints without the flag count as good)."""
     try:
-        return bool(json.loads((path / STATE_FILE).read_text(encoding="utf-8")).get("good", True))
+        return bool(read_state(path).get("good", True))
     except (OSError, ValueError):
         return False
 
@@ -157,19 +159,28 @@ def _capture_rng(generators: Mapping[str, torch.Generator] | None) -> dict[str, 
     return state
 
 
-def _restore_rng(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None, where: Path) -> None:
+def _restore_rng(
+    state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None, where: Path, same_layout: bool
+) -> None:
+    """``same_layout``: resumed by as many processes as saved it; otherwise the CUDA streams of the devices both
+    layouts have are restored (a machine with fewer GPUs than the saved one's is then no error)."""
     random.setstate(state["python"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         saved = state["cuda"]
-        if len(saved) != torch.cuda.device_count():
+        if not same_layout:
+            saved = saved[: torch.cuda.device_count()]
+            for device, cuda_state in enumerate(saved):
+                torch.cuda.set_rng_state(cuda_state, device)
+        elif len(saved) != torch.cuda.device_count():
             raise InputError(
                 f"{where}: saved CUDA RNG for {len(saved)} devices but {torch.cuda.device_count()} are visible; "
                 "resume with the same devices"
             )
-        torch.cuda.set_rng_state_all(saved)
+        else:
+            torch.cuda.set_rng_state_all(saved)
     for name, gen in (generators or {}).items():
         if name not in state["generators"]:
             raise InputError(
@@ -439,11 +450,15 @@ def load_checkpoint(
         raise InputError(f"{path}: not a complete checkpoint (no {COMPLETE_MARKER} marker); see --resume latest")
     module = trainable_module_or_setter if isinstance(trainable_module_or_setter, torch.nn.Module) else None
     objects = {"ema": ema, **(stateful or {})}
-    sharded_here = module is not None and is_sharded(module)
-    if sharded_here != (path / SHARDED_DIR).is_dir():
-        saved_as = "sharded (an FSDP launch)" if not sharded_here else "unsharded (one process or data parallel)"
-        raise InputError(f"{path}: saved {saved_as}; resume it the way it was launched")
-    if sharded_here:
+    saved_sharded = (path / SHARDED_DIR).is_dir()
+    if module is None and saved_sharded:
+        raise InputError(f"{path}: saved sharded (an FSDP launch); its weights load into the model, not as a file")
+    if module is not None and is_sharded(module) and not saved_sharded:
+        raise InputError(
+            f"{path}: saved unsharded (one process or data parallel); resume it without an FSDP config, on any "
+            "number of processes"
+        )
+    if saved_sharded:
         _load_sharded(path, module, optimizer, objects)
         optimizer, objects = None, {}
     elif isinstance(trainable_module_or_setter, torch.nn.Module):
@@ -467,20 +482,22 @@ def load_checkpoint(
             raise InputError(f"{path}: has no {filename}, but the run has one to restore; was it saved without it?")
         obj.load_state_dict(_load_torch(path / filename))
     rng = _load_torch(path / "rng.pt")
-    rank = accelerator.process_index if accelerator is not None else 0
-    if rank >= len(rng):
-        raise InputError(
-            f"{path}: saved by {len(rng)} process(es), cannot resume process {rank}; use as many processes"
-        )
-    _restore_rng(rng[rank], generators, path)
-    state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    rank, processes = (0, 1) if accelerator is None else (accelerator.process_index, accelerator.num_processes)
+    _restore_rng(rng[rank % len(rng)], generators, path, same_layout=len(rng) == processes)
+    state = read_state(path)
     state["config_yaml"] = (path / RunDir.CONFIG).read_text(encoding="utf-8")
     state["path"] = str(path)
     return state
 
 
+def read_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's ``state.json``: step, data position and batch layout, metrics, the trainer's extra state."""
+    return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+
+
 def _load_sharded(path: Path, module: torch.nn.Module, optimizer: Any, objects: Mapping[str, Any]) -> None:
-    """Restore ``sharded/`` into the live sharded module, optimizer and objects (each process reads its shards)."""
+    """Restore ``sharded/`` into the live module, optimizer and objects: each process reads the part it holds, its
+    shards under any FSDP layout or the whole tensors when the module is not sharded."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict

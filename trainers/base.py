@@ -19,7 +19,14 @@ from typing import Any
 import torch
 
 from critics.registry import load_critic
-from drf.checkpoint import NonFiniteGuard, load_checkpoint, resolve_resume, save_checkpoint, trainable_state_dict
+from drf.checkpoint import (
+    NonFiniteGuard,
+    load_checkpoint,
+    read_state,
+    resolve_resume,
+    save_checkpoint,
+    trainable_state_dict,
+)
 from drf.config import changed_keys
 from drf.errors import ConfigError
 from drf.logging import MetricsLogger, Timer, peak_memory_mb, progress
@@ -32,9 +39,11 @@ from trainers.distributed import (
     clip_gradients,
     fsdp_plugin,
     full_state_dict,
+    layout_of,
     make_accelerator,
     reduce_gradients,
     shard,
+    shard_mesh,
 )
 from trainers.evaluation import sample_and_score, write_scores
 from trainers.monitor import hacking_alarms
@@ -42,7 +51,14 @@ from trainers.optim import build_ema, build_lr_scheduler, build_optimizer, ema_w
 from trainers.paired import summary as paired_summary
 from trainers.plugins import REPORTERS, load_judge, resolve
 from trainers.rewards import Scored, build_rewards
-from trainers.run import batch_arithmetic, critic_config_for, prepare_run, removed_on_failure, run_dir_of
+from trainers.run import (
+    batch_arithmetic,
+    critic_config_for,
+    keep_global_batch,
+    prepare_run,
+    removed_on_failure,
+    run_dir_of,
+)
 from trainers.weights import (
     by_expert,
     choose_experts,
@@ -70,6 +86,8 @@ class Trainer:
         set_seed(cfg.seed)  # LoRA initialisation and anything else drawn from the global streams
         self.threads = cfg.runtime.apply()
         resume_path = resolve_resume(run_dir_of(cfg), resume) if resume is not None else None
+        if resume_path is not None:  # before the config is written: a resume on other processes may change it
+            keep_global_batch(train_cfg, self.section, read_state(resume_path), acc, resume_path)
         with removed_on_failure(run_dir_of(cfg), acc):  # a start that fails leaves no half-made run behind
             setup = prepare_run(cfg, acc, resume)
             self.run_dir, self.splits, self.question_sets = setup.run_dir, setup.splits, setup.question_sets
@@ -91,13 +109,14 @@ class Trainer:
             if train_cfg.gradient_checkpointing:
                 self.transformer.enable_gradient_checkpointing()
             plugin = fsdp_plugin(acc)
+            self.layout = layout_of(acc, plugin)
             self.sharded = plugin is not None
             if plugin is not None:
                 if train_cfg.optimizer == "adamw8bit":
                     raise ConfigError(f"{self.section}.optimizer adamw8bit: bitsandbytes' 8-bit AdamW does not take "
                                       f"FSDP's sharded parameters; set {self.section}.optimizer=adamw (sharding "
                                       "already divides its state by the number of processes)")  # fmt: skip
-                shard(self.transformer, plugin)
+                shard(self.transformer, plugin, shard_mesh(acc, self.layout))
                 self.params = [p for p in self.transformer.parameters() if p.requires_grad]  # now each one's shard
 
             if critic is None and lists_critic(cfg.rewards):
@@ -221,6 +240,7 @@ class Trainer:
                          "where the trained one runs")  # fmt: skip
         lines.append("rewards: " + ", ".join(f"{r.name} x {r.weight:g} (reads {r.reads_what})" for r in cfg.rewards))
         lines.append(f"device: {self.accelerator.device}, {self.threads} CPU threads (runtime.threads)")
+        lines.append(self.layout.describe())
         every = cfg.logging.sample_every
         source = "held-out" if self.splits.eval else "train (no eval split)"
         judge = f", judged by the {d.judge} oracle" if d.judge else ""
@@ -245,9 +265,17 @@ class Trainer:
         return [self.splits.train[prompt_index(self.cfg.seed, start + i, n)] for i in range(b)]
 
     def data_state(self, step: int) -> dict[str, int]:
-        d = self.train_cfg
-        position = step * d.gradient_accumulation * self.accelerator.num_processes * d.prompts_per_step
-        return {"position": position, "epoch": position // len(self.splits.train)}
+        """Where the prompt stream stands, and the batch layout that drew it (a resume on another number of
+        processes keeps its global batch, ``trainers.run.keep_global_batch``)."""
+        d, processes = self.train_cfg, self.accelerator.num_processes
+        position = step * d.gradient_accumulation * processes * d.prompts_per_step
+        return {
+            "position": position,
+            "epoch": position // len(self.splits.train),
+            "processes": processes,
+            "prompts_per_step": d.prompts_per_step,
+            "gradient_accumulation": d.gradient_accumulation,
+        }
 
     def apply_gradients(self, loss_finite: bool) -> tuple[bool, float]:
         """Average, check, clip and apply the accumulated gradients -> (finite, grad norm before clipping).

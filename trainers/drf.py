@@ -1,9 +1,10 @@
 """Direct reward fine-tuning: backpropagate the run's rewards through a window of steps of the sampling chain.
 
 One optimiser step, per micro-batch of prompts: draw each video's initial noise from its own stream, seeded by (seed,
-step, micro-batch, the video's place in the global batch), so one process with the whole batch and N processes with
-1/N each draw the same noise; run the sampling chain with gradient only inside the window (last-K, random-K, or the
-one-step x0 window, which stops at a random step and scores the clean latent predicted there); decode the chosen frames (only when a reward reads frames); score them with the run's ``rewards:`` (all differentiable: the critic
+step, the video's place in the step's global batch), so one process with the whole batch and N processes with 1/N
+each, with or without accumulation, draw the same noise; run the sampling chain with gradient only inside the window
+(last-K, random-K, or the one-step x0 window, which stops at a random step and scores the clean latent predicted
+there); decode the chosen frames (only when a reward reads frames); score them with the run's ``rewards:`` (all differentiable: the critic
 on each prompt's question set, geometry rewards on the latents, a user's own); loss = -(weighted sum of rewards)
 + kl_weight * KL + l2_weight * L2. KL is the squared distance between the adapted and the frozen base model's velocity at the windowed steps
 (the base is the same transformer with its LoRA switched off); L2 is the squared distance between the final latents
@@ -158,8 +159,11 @@ class DRFTrainer(Trainer):
         prompts = self._prompts_for(step, micro)
         window = window_from_config(cfg.sampling.grad_window, cfg.sampling.num_steps, rollout_index, self.expert_steps)
         picked = frames_from_config(cfg.sampling.frames, cfg.model.num_frames, rollout_index)
-        first = acc.process_index * len(prompts)  # this process's first video in the step's global batch
-        seeds = [stream_seed(cfg.seed, step, micro, first + i) for i in range(len(prompts))]
+        # This micro-batch's first video in the step's global batch (the order prompts are drawn in): a video's
+        # noise depends on its place there only, whatever the split over micro-batches and processes. The third
+        # part is 0 so that runs without accumulation keep the streams they always had.
+        first = (micro * acc.num_processes + acc.process_index) * len(prompts)
+        seeds = [stream_seed(cfg.seed, step, 0, first + i) for i in range(len(prompts))]
 
         with timer("sampling"):
             cond = self.generator.encode_prompts(prompts, cfg.sampling.guidance_scale)

@@ -1,10 +1,10 @@
 """Setting a run up before models load: its directory, resolved config and questions; the batch arithmetic it
-prints; the critic config each process loads."""
+prints (and keeps when a run resumes on another number of processes); the critic config each process loads."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +69,25 @@ def prepare_run(cfg: Any, accelerator: Any, resume: str | None) -> RunSetup:
         save_config(cfg, run_dir)
         decompose_all(everything, cfg.questions, run_dir, where=splits.where)
     accelerator.wait_for_everyone()
+    check_shared(run_dir, accelerator)
     question_sets = dict(zip(everything, decompose_all(everything, cfg.questions, run_dir, where=splits.where)))
     return RunSetup(run_dir, splits, question_sets, dump_config(cfg))
+
+
+def check_shared(run_dir: Path, accelerator: Any) -> None:
+    """Refuse, on every process at once, a run directory that some process cannot see: every process writes
+    evaluation videos and checkpoint shards into it and reads checkpoints from it, so on several machines it must be
+    on a filesystem they all mount."""
+    if accelerator.num_processes == 1:
+        return
+    from accelerate.utils import gather_object  # accelerate loads slowly; drf --help does not need it
+
+    blind = [rank for rank, seen in enumerate(gather_object([RunDir(run_dir).config.is_file()])) if not seen]
+    if blind:
+        raise InputError(
+            f"logging.output_dir: processes {blind} do not see {run_dir / RunDir.CONFIG}, which the main process "
+            "wrote; put the output directory on a filesystem that every machine mounts"
+        )
 
 
 def batch_arithmetic(
@@ -88,6 +105,34 @@ def batch_arithmetic(
         f"window: {window}",
         f"frames: {frames}",
     ]
+
+
+def keep_global_batch(cfg: TrainerConfig, section: str, saved: Mapping[str, Any], accelerator: Any, where: Path) -> None:
+    """Resumed on a different number of processes, go on with the checkpoint's global batch (prompts per optimiser
+    step over all processes), so that the prompt stream, the per-video noise and the gradient's mean continue as on
+    the old layout: the micro-batch keeps the config's ``prompts_per_step`` where that divides the new per-process
+    share (it sets memory), else takes the largest size below it that does, and accumulation makes up the rest;
+    ``cfg`` is changed in place. A global batch the processes cannot split evenly is refused in one line. ``saved``:
+    the checkpoint's ``state.json`` (one saved before layouts were recorded changes nothing)."""
+    layout, processes = saved.get("data_state", {}), accelerator.num_processes
+    if layout.get("processes", processes) == processes:
+        return
+    total = layout["prompts_per_step"] * layout["gradient_accumulation"] * layout["processes"]
+    if total % processes:
+        fits = ", ".join(str(n) for n in range(1, total + 1) if total % n == 0)
+        raise InputError(
+            f"{where}: trained with {total} prompts per optimiser step ({layout['prompts_per_step']} x "
+            f"{layout['gradient_accumulation']} accumulation x {layout['processes']} processes), which {processes} "
+            f"processes cannot split evenly; resume with {fits} processes (accelerate launch --num_processes)"
+        )
+    share = total // processes
+    micro = max(n for n in range(1, min(cfg.prompts_per_step, share) + 1) if share % n == 0)
+    cfg.prompts_per_step, cfg.gradient_accumulation = micro, share // micro
+    if accelerator.is_main_process:
+        print(
+            f"note: {where} was trained with {total} prompts per optimiser step on {layout['processes']} processes; "
+            f"on {processes}: {section}.prompts_per_step={micro}, {section}.gradient_accumulation={share // micro}"
+        )
 
 
 def critic_config_for(critic_cfg: Any, accelerator: Any, run_dir: Path) -> Any:

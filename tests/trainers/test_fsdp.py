@@ -1,77 +1,25 @@
-"""Sharded training (FSDP2) on two CPU processes (torchrun, gloo), against data parallel and one process.
-
-accelerate runs CPU processes as plain multi-CPU and ignores an FSDP request, so these runs are started by torchrun
-with the environment ``accelerate launch`` exports from the shipped example FSDP config (``ACCELERATE_USE_FSDP``,
-``FSDP_VERSION``, ``FSDP_TRANSFORMER_CLS_TO_WRAP``, ...), which drf reads on any device
-(``trainers.distributed.fsdp_plugin``).
+"""Sharded training (FSDP2) on two CPU processes (torchrun, gloo), against data parallel and one process, started
+with the environment ``accelerate launch`` exports from the shipped example FSDP config (``tests.trainers.launcher``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from drf.checkpoint import SHARDED_DIR
-from tests.trainers.conftest import ROOT, TINY_CONFIG
+from tests.trainers.conftest import ROOT
+from tests.trainers.launcher import TORCHRUN, launch_env, lora, max_difference, run
 
-TORCHRUN = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
 ACCELERATE_CONFIG = ROOT / "configs" / "accelerate" / "wan2.1_t2v_1.3b__qwen2.5_vl_3b.fsdp2.yaml"
-
-
-def launch_env(config: Path) -> dict[str, str]:
-    """The FSDP environment ``accelerate launch --config_file config`` gives each process."""
-    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
-    from accelerate.utils.launch import prepare_multi_gpu_env
-
-    args = launch_command_parser().parse_args(["--config_file", str(config), "--num_processes", "2", "train.py"])
-    env = prepare_multi_gpu_env(_validate_launch_command(args)[0])
-    return {k: v for k, v in env.items() if k.startswith("FSDP_") or k == "ACCELERATE_USE_FSDP"}
-
-
-FSDP_ENV = launch_env(ACCELERATE_CONFIG)
-pytestmark = pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="needs torchrun (installed with torch)")
-
-
-def run(
-    out: Path, processes: int, *overrides: str, env: dict[str, str] | None = None, resume: bool = False,
-    fails: bool = False,
-) -> Path | str:
-    """``drf train`` of the tiny DRF config (no evaluation), one process or ``processes`` under torchrun -> the run
-    directory, or with ``fails`` the stderr of the run, which must fail."""
-    launcher = [TORCHRUN, "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else [sys.executable]
-    command = [
-        *launcher, "-m", "drf", "train", str(TINY_CONFIG),
-        "--set", f"prompts={ROOT / 'configs' / 'prompts' / 'tiny_eval.jsonl'}",
-        "--set", f"logging.output_dir={out}",
-        "--set", "logging.sample_every=0",
-        "--set", "logging.report=false",
-        *[item for o in overrides for item in ("--set", o)],
-        *(["--resume", "latest"] if resume else []),
-    ]  # fmt: skip
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
-    result = subprocess.run(command, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600)
-    if fails:
-        assert result.returncode != 0
-        return result.stderr
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out / "tiny_drf"
-
-
-def lora(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(run_dir / "lora" / "pytorch_lora_weights.safetensors")
-
-
-def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k] - b[k]).abs().max()) for k in a)
+FSDP_ENV = launch_env(ACCELERATE_CONFIG, "--num_processes", "2")
+pytestmark = [
+    pytest.mark.distributed,
+    pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="needs torchrun (installed with torch)"),
+]
 
 
 def test_sharded_and_data_parallel_reach_the_weights_of_one_process(tmp_path):
@@ -99,6 +47,10 @@ def test_sharded_and_data_parallel_reach_the_weights_of_one_process(tmp_path):
     checkpoint = sharded_dir / "checkpoints" / "step-2"
     assert (checkpoint / SHARDED_DIR).is_dir() and not (checkpoint / "trainable.safetensors").exists()
     assert (tmp_path / "ddp" / "tiny_drf" / "checkpoints" / "step-2" / "trainable.safetensors").is_file()
+    # An unsharded checkpoint is not resumed by a sharded launch; the line says how to resume it.
+    stderr = run(tmp_path / "ddp", 2, *steps, "drf.steps=4", env=FSDP_ENV, resume=True, fails=True)
+    assert "error: " + str(tmp_path / "ddp" / "tiny_drf" / "checkpoints" / "step-2") + ": saved unsharded (one process " \
+        "or data parallel); resume it without an FSDP config, on any number of processes\n" in stderr  # fmt: skip
 
 
 def test_sharded_checkpoint_resumes_exactly(tmp_path):
@@ -107,11 +59,7 @@ def test_sharded_checkpoint_resumes_exactly(tmp_path):
     run(tmp_path / "resumed", 2, "drf.steps=2", env=FSDP_ENV)
     resumed = lora(run(tmp_path / "resumed", 2, "drf.steps=4", env=FSDP_ENV, resume=True))
     assert max_difference(straight, resumed) == 0.0
-    # A sharded checkpoint is not resumed by an unsharded launch (and the message says how to resume it) ...
-    stderr = run(tmp_path / "resumed", 1, "drf.steps=6", resume=True, fails=True)
-    assert "saved sharded (an FSDP launch); resume it the way it was launched" in stderr
-    assert "Traceback" not in stderr
-    # ... nor into an adapter of another rank: one line naming the checkpoint and the first tensor that differs.
+    # Not into an adapter of another rank: one line naming the checkpoint and the first tensor that differs.
     stderr = run(tmp_path / "resumed", 2, "drf.steps=6", "drf.lora_rank=8", env=FSDP_ENV, resume=True, fails=True)
     assert "step-4/sharded: ValueError: Size mismatch between saved torch.Size([4, 24]) and current: " in stderr
     assert "(different LoRA rank/targets?)" in stderr
@@ -119,7 +67,9 @@ def test_sharded_checkpoint_resumes_exactly(tmp_path):
 
 def test_example_accelerate_configs_ask_for_fsdp2_by_transformer_block():
     for config in sorted((ROOT / "configs" / "accelerate").glob("*.yaml")):
-        env = launch_env(config)
+        if "distributed_type: FSDP" not in config.read_text():
+            continue  # a data-parallel example
+        env = launch_env(config, "--main_process_ip", "127.0.0.1")
         assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2", config.name
         assert env["FSDP_TRANSFORMER_CLS_TO_WRAP"] == "WanTransformerBlock", config.name
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
 
 from drf.logging import read_metrics
 from tests.trainers.conftest import ROOT, TINY_CONFIG
+from tests.trainers.launcher import TORCHRUN
 
-TORCHRUN = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
+pytestmark = pytest.mark.distributed
 
 
 @pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="needs torchrun (installed with torch)")

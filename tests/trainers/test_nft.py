@@ -17,7 +17,7 @@ from drf.logging import read_metrics
 from drf.models.base import Cond
 from tests.fixtures.wan import tiny_generator
 from tests.trainers.conftest import ROOT, TINY_NFT_CONFIG, make_trainer, shared_critic, wrap_critic
-from tests.trainers.test_multiprocess import TORCHRUN
+from tests.trainers.launcher import TORCHRUN
 from tests.trainers.test_resume import Interrupt, StopAfter, _state
 from trainers.nft import NFTConfig, NFTRunConfig, NFTTrainer, nft_loss, old_decay, optimality, velocity_per_video
 
@@ -279,6 +279,7 @@ def test_tiny_run_trains_with_unipc_rollouts_and_finite_loss(tmp_path):
     assert any(p.abs().max() > 0 for n, p in trainer.transformer.named_parameters() if "lora_B" in n)
 
 
+@pytest.mark.distributed
 @pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="needs torchrun (installed with torch)")
 def test_two_processes_train_one_nft_run_on_their_shared_std(tmp_path):
     """Two processes: each step gathers both processes' rewards for the global std (a collective both must reach) and

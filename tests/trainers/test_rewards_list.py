@@ -162,7 +162,8 @@ def test_geometry_rewards_pass_gradients_to_the_latents_and_share_one_forward():
 
 def test_the_critics_augmentation_reaches_its_reward_and_draws_from_each_videos_noise_seed(run_cfg):
     """critic.augment builds the critic reward with it, and every reward is handed each video's noise seed (the one
-    stream_noise drew its latents from), so random views are a pure function of (seed, step, micro-batch, video)."""
+    stream_noise drew its latents from), so random views are a pure function of (seed, step, the video's place in the
+    step's batch)."""
     from tests.trainers import example_rewards
     from trainers.data import stream_seed
 
@@ -174,7 +175,7 @@ def test_the_critics_augmentation_reaches_its_reward_and_draws_from_each_videos_
     assert critic_reward.augment.n == 2
     example_rewards.SEEDS_SEEN.clear()
     trainer.train()
-    assert example_rewards.SEEDS_SEEN == [[stream_seed(cfg.seed, 0, micro, 0)] for micro in range(2)]
+    assert example_rewards.SEEDS_SEEN == [[stream_seed(cfg.seed, 0, 0, place)] for place in range(2)]  # 1 x 2 micro
     assert all(map(math.isfinite, read_metrics(trainer.run_dir)[-1].values()))
 
 
