@@ -44,8 +44,10 @@ def relative(text: str, folder: Path) -> str:
 
 
 def normalized(text: str) -> str:
-    """What may differ between two runs of the tour: wall times and the CPU threads."""
+    """What may differ between two runs of the tour: wall times, the CPU threads and the sign of a change that rounds
+    to zero."""
     text = re.sub(r"\b\d+(\.\d+)? s\b", "<t> s", text)
+    text = re.sub(r"[-+](0\.0+)\b", r"±\1", text)
     return re.sub(r"\b\d+ CPU threads\b", "<n> CPU threads", text)
 
 

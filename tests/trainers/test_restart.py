@@ -54,8 +54,11 @@ def resume_and_restart(tmp_path) -> None:
 def test_ctrl_c_before_the_first_checkpoint_leaves_a_run_that_restarts(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     metrics = tmp_path / "x" / "metrics.jsonl"
+    # A shell's background job starts with SIGINT ignored, and a child inherits that: restore the default so Ctrl-C
+    # reaches the run however the suite was started.
     process = subprocess.Popen(drf(train_command(tmp_path, "drf.steps=6")), cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 240
     while not metrics.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
