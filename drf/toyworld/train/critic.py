@@ -29,9 +29,9 @@ from critics.config import CriticConfig
 from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
 from critics.tiny import build_tokenizer, padded_vocab_size, qwen_vision_token_ids
 from drf.device import resolve_device
-from drf.toyworld.assets import CRITIC_DIR, GENERATOR_DIR, TRAIN_STATE_DIR, toy_generator_path
+from drf.toyworld.assets import CRITIC_DIR, GENERATOR_DIR, TRAIN_STATE_DIR, toy_generator_path, toy_vae_path
 from drf.toyworld.render import render
-from drf.toyworld.scene import Scene, sample_scene
+from drf.toyworld.scene import WORLD_FRAMES, Scene, sample_scene
 from drf.toyworld.train.critic_data import (
     BLANK,
     CELL_HEADS,
@@ -83,7 +83,15 @@ class CriticTrainConfig:
     )
     vision_lr: float = field(default=2e-3, metadata={"help": "Peak learning rate of the vision phase."})
     answer_lr: float = field(default=1e-3, metadata={"help": "Peak learning rate of the answer phase."})
-    vae_share: float = field(default=0.25, metadata={"help": "Share of videos passed through the toy VAE first."})
+    vae_share: float = field(
+        default=0.5,
+        metadata={"help": "Share of videos passed through the toy VAE first (DRF scores decoded latents)."},
+    )
+    adversarial_eps: float = field(
+        default=0.03,
+        metadata={"help": "L-inf radius (pixels in [0,1]) of the vision phase's adversarial frames, trained on beside "
+                  "the clean ones (0: none)."},
+    )  # fmt: skip
     empty_share: float = field(
         default=0.15, metadata={"help": "Share of videos shown without their objects (half as a grey video)."}
     )
@@ -155,7 +163,7 @@ class Example:
     scene: Scene  # what the video shows (the truth)
     kind: str
     order: list[int]  # source frame of each critic frame
-    masks: torch.Tensor  # [17,n,64,64] the renderer's object masks
+    masks: torch.Tensor  # [frames,n,64,64] the renderer's object masks
     asked: Scene  # the scene whose prompts are asked about it (``scene`` but for emptied or blank videos)
 
 
@@ -177,14 +185,14 @@ class Videos:
         empty = [self.rng.random() < self.empty_share for _ in asked]
         blank = [e and self.rng.random() < 0.5 for e in empty]
         scenes = [without_objects(s) if e else s for s, e in zip(asked, empty)]
-        renders = [render(scene, 17, 64, 64, 1) for scene in scenes]
+        renders = [render(scene, WORLD_FRAMES, 64, 64, 1) for scene in scenes]
         frames = [out.rgb for out in renders]
         through_vae = [i for i in range(count) if self.vae is not None and self.rng.random() < self.vae_share]
         if through_vae:
             decoded = vae_round_trip(self.vae, torch.stack([frames[i] for i in through_vae]))
             for i, video in zip(through_vae, decoded):
                 frames[i] = video
-        source = list(range(0, 17, FRAME_STRIDE))
+        source = list(range(0, WORLD_FRAMES, FRAME_STRIDE))
         examples = []
         for scene, video, out, question_scene, is_blank in zip(scenes, frames, renders, asked, blank):
             kind = BLANK if is_blank else self.rng.choices(DEGRADATIONS, weights=DEGRADATION_WEIGHTS)[0]
@@ -238,9 +246,12 @@ def _features(critic: QwenVLCritic, frames: list[torch.Tensor]) -> list[torch.Te
     return critic.batched_features([critic.prepare_vision(f.to(critic.device)) for f in frames])
 
 
-def vision_loss(critic: QwenVLCritic, heads: torch.nn.Linear, batch: list[Example]) -> tuple[torch.Tensor, dict]:
-    """Cross-entropy of every cell-target head over every token of every video; per-head accuracy for the log."""
-    features = torch.cat(_features(critic, [e.frames for e in batch]))
+def vision_loss(
+    critic: QwenVLCritic, heads: torch.nn.Linear, batch: list[Example], frames: list[torch.Tensor] | None = None
+) -> tuple[torch.Tensor, dict]:
+    """Cross-entropy of every cell-target head over every token of every video (``frames`` in place of the
+    examples' own where given); per-head accuracy for the log."""
+    features = torch.cat(_features(critic, frames if frames is not None else [e.frames for e in batch]))
     targets = [cell_targets(e.scene, e.masks, e.order, e.kind) for e in batch]
     logits = heads(features).split(list(CELL_HEADS.values()), dim=-1)
     total, accuracy = 0.0, {}
@@ -251,6 +262,24 @@ def vision_loss(critic: QwenVLCritic, heads: torch.nn.Linear, batch: list[Exampl
             valid = target != IGNORE
             accuracy[name] = (logit.argmax(-1)[valid] == target[valid]).float().mean().item()
     return total, accuracy
+
+
+def adversarial_frames(
+    critic: QwenVLCritic, heads: torch.nn.Linear, batch: list[Example], eps: float, gen: torch.Generator
+) -> list[torch.Tensor]:
+    """The batch's frames moved up the cell-target loss within an L-inf ball of ``eps`` (one signed step of 1.25 eps
+    from a random start: "fast" adversarial training). A tower that still says what is where on these frames has
+    gradients that move objects rather than paint speckle (robust models' gradients are perceptually aligned)."""
+    starts = [(e.frames + eps * (2 * torch.rand(e.frames.shape, generator=gen) - 1)).clamp(0, 1) for e in batch]
+    starts = [f.to(critic.device).requires_grad_(True) for f in starts]
+    loss, _ = vision_loss(critic, heads, batch, starts)
+    grads = torch.autograd.grad(loss, starts)
+    out = []
+    for e, f, g in zip(batch, starts, grads):
+        clean = e.frames.to(f.device)
+        moved = torch.minimum(torch.maximum(f.detach() + 1.25 * eps * g.sign(), clean - eps), clean + eps)
+        out.append(moved.clamp(0, 1))
+    return out
 
 
 def answer_loss(critic: QwenVLCritic, batch: list[Example], per_video: int, rng: random.Random) -> torch.Tensor:
@@ -324,8 +353,11 @@ def _run_phase(
 
 
 def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") -> tuple[object, dict]:
-    if config.vae_share > 0 or config.t2v_eval > 0:
-        toy_generator_path(root)  # the round trips and the T2V gate need it: fail now, not after the training
+    # The T2V gate needs the generator and the round trips its VAE: fail now, not after the training.
+    if config.t2v_eval > 0:
+        toy_generator_path(root)
+    elif config.vae_share > 0:
+        toy_vae_path(root)
     dev = resolve_device(device)
     setup(config.seed, dev, config.threads)
     model, tokenizer = build_critic_model(config.seed)
@@ -351,7 +383,12 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
     accuracy_names = list(CELL_HEADS)
 
     def vision_step(step: int):
-        loss, accuracy = vision_loss(critic, heads, videos.draw(config.videos_per_step))
+        batch = videos.draw(config.videos_per_step)
+        loss, accuracy = vision_loss(critic, heads, batch)
+        if config.adversarial_eps > 0:
+            noise = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # resumes exactly
+            attacked = adversarial_frames(critic, heads, batch, config.adversarial_eps, noise)
+            loss = loss + vision_loss(critic, heads, batch, attacked)[0]
         return loss, [accuracy.get(n, float("nan")) for n in accuracy_names]
 
     params = list(visual.parameters()) + list(heads.parameters())

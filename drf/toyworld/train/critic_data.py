@@ -32,8 +32,8 @@ from drf.toyworld.scene import SIZES, WORLD_CAMERA_MOTIONS, WORLD_COLORS, WORLD_
 from drf.toyworld.truth import truth
 from prompts.registry import decompose
 
-# The frames the critic sees: every second frame of the 17 (9 frames, so one temporal patch spans two frames' motion).
-FRAME_STRIDE = 2
+# The frames the critic sees: all 9 of a clip (a temporal patch spans two consecutive frames' motion).
+FRAME_STRIDE = 1
 CELL = 16  # pixels of a 64x64 frame per vision token (84 -> 112 px input, 14 px patches merged 2x2)
 IGNORE = -100
 REVERSED_MOTION = {"pan_left": "pan_right", "pan_right": "pan_left", "left": "right", "right": "left"}
@@ -92,7 +92,7 @@ def degrade(frames: torch.Tensor, kind: str, rng: random.Random) -> tuple[torch.
         return gaussian_blur(frames, rng.uniform(1.0, 2.0)), order
     if kind == "noise":
         gen = torch.Generator().manual_seed(rng.randrange(2**31))
-        return (frames + rng.uniform(0.06, 0.15) * torch.randn(frames.shape, generator=gen)).clamp(0, 1), order
+        return (frames + rng.uniform(0.05, 0.25) * torch.randn(frames.shape, generator=gen)).clamp(0, 1), order
     if kind == "flicker":
         scales = torch.tensor([rng.uniform(0.6, 1.4) for _ in order]).view(-1, 1, 1, 1)
         return (frames * scales).clamp(0, 1), order

@@ -26,7 +26,7 @@ from drf.toyworld.facts import answer, template_name
 from drf.toyworld.grammar import prompt_for
 from drf.toyworld.oracle import analyze
 from drf.toyworld.render import render
-from drf.toyworld.scene import sample_scene
+from drf.toyworld.scene import WORLD_FRAMES, sample_scene
 from drf.toyworld.train.critic_data import (
     balanced,
     critic_frames,
@@ -80,13 +80,13 @@ def accuracy_on_renders(critic, count: int, seed: int) -> tuple[dict, dict]:
     paired: list[tuple[str, float]] = []
     for i in range(count):
         scene = _eval_scene(i, seed)
-        video = render(scene, 17, 64, 64, 1).rgb
+        video = render(scene, WORLD_FRAMES, 64, 64, 1).rgb
         questions = balanced(render_questions(scene, question_prompts(scene, rng)), rng)
         right += [(family(q), float(p > 0.5)) for q, p in zip(questions, p_label(critic, video, questions))]
         twin = next((s for s in (minimally_changed(scene, rng) for _ in range(5)) if s is not None), None)
         if twin is None:
             continue
-        twin_video = render(twin, 17, 64, 64, 1).rgb
+        twin_video = render(twin, WORLD_FRAMES, 64, 64, 1).rgb
         asked = [q for q in questions_of(prompt_for(scene)) if q.kind != "dense"]
         both = [(q, truth(scene, q), truth(twin, q)) for q in asked]
         both = [(q, a, b) for q, a, b in both if a is not None and b is not None and a != b]
@@ -101,7 +101,7 @@ def accuracy_on_renders(critic, count: int, seed: int) -> tuple[dict, dict]:
 
 def grey_video_yes(critic, count: int, seed: int) -> dict:
     """p(yes) of the "is there a ..." questions of ``count`` held-out prompts on a uniform grey video."""
-    grey = torch.full((17, 3, 64, 64), 0.5)
+    grey = torch.full((WORLD_FRAMES, 3, 64, 64), 0.5)
     values = []
     for i in range(count):
         asked = [q for q in questions_of(prompt_for(_eval_scene(i, seed))) if template_name(q) == "align.object"]
