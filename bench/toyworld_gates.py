@@ -76,17 +76,13 @@ def vae_gates(count: int, root: Path | None) -> dict:
     return metrics
 
 
-def t2v_gates(prompts: int, seeds: int) -> dict:
-    from drf.models.wan import WanGenerator
-    from drf.toyworld.assets import HEIGHT, NUM_FRAMES, WIDTH, toy_generator_path, toy_text_length
+def t2v_gates(prompts: int, seeds: int, root: Path | None) -> dict:
+    from drf.toyworld.assets import load_toy_generator
     from drf.toyworld.train.t2v import T2VTrainConfig, sample_videos
 
     settings = T2VTrainConfig()  # the demo's sampling settings: 12 Euler steps, guidance 4
     data = clips(prompts, T2V_SEED, "eval")
-    generator = WanGenerator.from_pretrained(
-        str(toy_generator_path()), height=HEIGHT, width=WIDTH, num_frames=NUM_FRAMES,
-        max_sequence_length=toy_text_length(),
-    )
+    generator = load_toy_generator(root)
     facts, all_prompts = [], []
     for seed in range(seeds):
         videos = sample_videos(generator, data.prompts, settings.eval_steps, settings.guidance, T2V_SEED + 100 * seed)
@@ -113,7 +109,7 @@ def t2v_gates(prompts: int, seeds: int) -> dict:
     }
 
 
-def critic_gates(renders: int, prompts: int) -> dict:
+def critic_gates(renders: int, prompts: int, root: Path | None) -> dict:
     from critics.config import CriticConfig
     from critics.registry import load_critic
     from drf.toyworld.assets import ASSETS_DIR, toy_critic_path, toy_critic_settings
@@ -122,8 +118,8 @@ def critic_gates(renders: int, prompts: int) -> dict:
 
     # The eval seed of the critic's own training-time gates (its T2V samples use the next one).
     seed = CriticTrainConfig().eval_seed
-    critic = load_critic(CriticConfig(path=str(toy_critic_path()), **toy_critic_settings()))
-    metrics = evaluate_critic(critic, ASSETS_DIR, renders, seed, prompts)
+    critic = load_critic(CriticConfig(path=str(toy_critic_path(root)), **toy_critic_settings(root)))
+    metrics = evaluate_critic(critic, root or ASSETS_DIR, renders, seed, prompts)
     for table in ("accuracy", "paired_auc", "agreement_with_oracle_t2v"):
         for family, row in metrics[table].items():
             print(f"critic {table:<26} {family:<20} {row['mean']:.4f} ± {row['se']:.4f} (n={row['n']})", flush=True)
@@ -146,8 +142,8 @@ def main() -> None:
     out = args.json
     results = json.loads(out.read_text()) if out.is_file() else {}
     parts = {"oracle": lambda: oracle_gates(args.scenes), "vae": lambda: vae_gates(args.vae_clips, args.root),
-             "t2v": lambda: t2v_gates(args.prompts, args.seeds),
-             "critic": lambda: critic_gates(args.critic_renders, args.prompts)}
+             "t2v": lambda: t2v_gates(args.prompts, args.seeds, args.root),
+             "critic": lambda: critic_gates(args.critic_renders, args.prompts, args.root)}
     for name in args.only.split(","):
         start = time.perf_counter()
         results[name] = parts[name]()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from drf.errors import InputError
 from trainers.plugins import register_judge
 
 MODELS = ("vae", "t2v", "critic", "geometry")
@@ -164,10 +165,16 @@ def _prompts(args: argparse.Namespace) -> int:
     from drf.toyworld.grammar import prompt_for
     from drf.toyworld.scene import sample_scenes
 
-    lines = []
+    lines: list[str] = []
     for split, count in (("train", args.train), ("eval", args.eval)):
-        for scene in sample_scenes(count, args.seed, split):
-            lines.append(json.dumps({"prompt": prompt_for(scene), "split": split}))
+        # Distinct prompts, none of the eval split's among the train split's: a held-out change is then paired over
+        # as many different prompts as the file names, none of them trained on.
+        taken = {json.loads(line)["prompt"] for line in lines}
+        pool = dict.fromkeys(prompt_for(scene) for scene in sample_scenes(8 * count, args.seed, split))
+        prompts = [p for p in pool if p not in taken][:count]
+        if len(prompts) < count:
+            raise InputError(f"--{split} {count}: seed {args.seed} gives only {len(prompts)} distinct {split} prompts")
+        lines += [json.dumps({"prompt": p, "split": split}) for p in prompts]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
