@@ -1,11 +1,13 @@
 """Scenes, camera paths and prompts: motions mean what their names say, splits are stable, prompts state truths."""
 
 import collections
+import json
 import math
 
 import pytest
 import torch
 
+from drf.cli import main
 from drf.errors import InputError
 from drf.toyworld.grammar import CAMERA_PHRASES, SETTING, plan_prompt, prompt_for
 from drf.toyworld.scene import (
@@ -129,3 +131,14 @@ def test_unknown_vocabulary_is_a_one_line_input_error():
         CameraPath(motion="zoom_in")
     with pytest.raises(InputError, match="split must be"):
         sample_scene(0, split="test")
+
+
+def test_prompt_file_holds_distinct_prompts_and_no_eval_prompt_is_a_train_prompt(tmp_path, capsys):
+    out = tmp_path / "prompts.jsonl"
+    assert main(["toyworld", "prompts", str(out), "--train", "40", "--eval", "24"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    train = [r["prompt"] for r in rows if r["split"] == "train"]
+    held_out = [r["prompt"] for r in rows if r["split"] == "eval"]
+    assert len(set(train)) == len(train) == 40 and len(set(held_out)) == len(held_out) == 24
+    assert not set(train) & set(held_out)
+
