@@ -15,6 +15,7 @@ from typing import Any
 from drf.digest import sha256_file
 from drf.errors import ModelLoadError
 from drf.models.wan import WanGenerator
+from drf.toyworld.scene import WORLD_FRAMES
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "toyworld"
 MANIFEST = "manifest.json"
@@ -24,7 +25,7 @@ CRITIC_DIR = "critic"
 TRAIN_STATE_DIR = ".train"
 # The video size the toy models are trained for.
 HEIGHT = WIDTH = 64
-NUM_FRAMES = 17
+NUM_FRAMES = WORLD_FRAMES
 
 
 def _existing(relative: str, marker: str, what: str, root: Path | None) -> Path:

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from drf.errors import InputError
 from drf.geometry.camera import camera_rays, intrinsics_from_fov
-from drf.toyworld.scene import COLORS, FLOOR, Scene
+from drf.toyworld.scene import COLORS, FLOOR, WORLD_FRAMES, Scene
 
 FAR = 100.0  # depth reported for sky pixels (valid = False there)
 LIGHT_DIR = (0.35, 1.0, -0.55)  # towards the light, world axes
@@ -157,7 +157,7 @@ def _trace(
 
 def render(
     scene: Scene,
-    num_frames: int = 17,
+    num_frames: int = WORLD_FRAMES,
     height: int = 64,
     width: int = 64,
     supersample: int = 1,

@@ -47,6 +47,7 @@ WORLD_SHAPES = ("cube", "sphere")
 WORLD_COLORS = ("red", "yellow", "green", "blue")
 WORLD_OBJECT_MOTIONS = ("none", "left", "right")
 WORLD_CAMERA_MOTIONS = ("static", "pan_left", "pan_right")
+WORLD_FRAMES = 9  # frames per clip: a pan or a slide reads in 9 frames, and 9 cost half of 17 in every model
 # The floor's two tile tones (grey: saturation 0 so they never pass for an object colour). One palette: a second
 # one would be visible variation that no caption names.
 FLOOR: tuple[tuple[float, float, float], tuple[float, float, float]] = ((0.35, 0.35, 0.35), (0.62, 0.62, 0.62))
@@ -168,7 +169,7 @@ class Scene:
                    for o in self.objects]
         return torch.stack(centers, dim=1)
 
-    def camera_coords(self, frame: int = 0, num_frames: int = 17) -> Tensor:
+    def camera_coords(self, frame: int = 0, num_frames: int = WORLD_FRAMES) -> Tensor:
         """Object centres in the camera coordinates of ``frame`` [n,3] (x right, y down, z forward)."""
         c2w = self.camera.poses(num_frames)[frame]
         centers = self.object_centers(num_frames)[frame]
@@ -232,7 +233,6 @@ CAMERA_AMOUNTS = {"pan": 7.0, "dolly": 1.5, "orbit": 30.0}  # degrees (pan, orbi
 SLIDE_DISTANCE = 1.0  # world units (0.53 camera heights)
 CUBE_YAW = 0.4  # radians: two faces in view, so a cube never reads as a flat square
 CUBE_YAW_JITTER = 0.05
-WORLD_FRAMES = 9  # frames per clip: a pan or a slide reads in 9 frames, and 9 cost half of 17 in every model
 # Group layouts: counts of identical objects per group (each group has its own colour).
 _GROUP_LAYOUTS = ((1,), (1, 1), (2,))
 _GROUP_WEIGHTS = (0.4, 0.4, 0.2)
@@ -345,7 +345,7 @@ def _draw_scene(rng: random.Random, seed: int, num_frames: int, camera_motions: 
 def sample_scene(
     seed: int,
     split: str | None = None,
-    num_frames: int = 17,
+    num_frames: int = WORLD_FRAMES,
     max_tries: int = 10_000,
     camera_motions: tuple[str, ...] = WORLD_CAMERA_MOTIONS,
 ) -> Scene:
@@ -368,7 +368,7 @@ def sample_scenes(
     count: int,
     seed: int = 0,
     split: str | None = None,
-    num_frames: int = 17,
+    num_frames: int = WORLD_FRAMES,
     camera_motions: tuple[str, ...] = WORLD_CAMERA_MOTIONS,
 ) -> list[Scene]:
     """``count`` scenes; scene i depends only on (seed, i), so datasets extend without changing earlier scenes."""

@@ -12,6 +12,7 @@ import torch
 
 from drf.geometry.output import GeometryOutput
 from drf.toyworld.render import render
+from drf.toyworld.scene import WORLD_FRAMES
 
 
 def geometry_from_render(
@@ -40,7 +41,7 @@ class RenderTeacher:
     """
 
     def __init__(
-        self, num_frames: int = 17, height: int = 64, width: int = 64, frames: Sequence[int] | None = None,
+        self, num_frames: int = WORLD_FRAMES, height: int = 64, width: int = 64, frames: Sequence[int] | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self.num_frames, self.height, self.width = num_frames, height, width

@@ -7,6 +7,7 @@ import torch
 
 from drf.toyworld.assets import (
     ASSETS_DIR,
+    NUM_FRAMES,
     load_manifest,
     load_toy_generator,
     toy_critic_path,
@@ -61,7 +62,7 @@ def test_generator_loads_with_from_pretrained_and_samples_a_video():
     cond = generator.encode_prompts(["a large red cube on a checkered floor, the camera is static"], 3.0)
     rollout = sample(generator, cond, GradWindow.none(4), rng=torch.Generator().manual_seed(0))
     frames = generator.decode(rollout.latents)
-    assert frames.shape == (1, 17, 3, 64, 64)
+    assert frames.shape == (1, NUM_FRAMES, 3, 64, 64)
     assert torch.isfinite(frames).all()
 
 
@@ -88,12 +89,12 @@ def test_vae_round_trips_keep_every_colour_and_shape():
 
     from drf.toyworld.oracle import analyze
     from drf.toyworld.render import render
-    from drf.toyworld.scene import WORLD_COLORS, CameraPath, ObjectSpec, Scene
+    from drf.toyworld.scene import WORLD_COLORS, ObjectSpec, Scene, world_camera
 
     vae = AutoencoderKLWan.from_pretrained(toy_generator_path() / "vae").eval()
     for i, color in enumerate(WORLD_COLORS):
         shape = ("cube", "sphere")[i % 2]
-        scene = Scene((ObjectSpec(shape, color, "small", (0.4, 0.5), yaw=0.4),), CameraPath("pan_left", amount=18.0))
+        scene = Scene((ObjectSpec(shape, color, "small", (0.0, 0.0), yaw=0.4),), world_camera("pan_left"))
         frames = render(scene).rgb
         with torch.no_grad():
             trip = vae(frames.transpose(0, 1)[None] * 2 - 1).sample.clamp(-1, 1)[0].transpose(0, 1) * 0.5 + 0.5
@@ -126,7 +127,7 @@ def test_critic_loads_with_load_critic_and_scores_with_gradient_to_frames():
 
     critic = load_critic(CriticConfig(path=str(toy_critic_path()), **toy_critic_settings()))
     assert type(critic.model).__name__ == "Qwen2VLForConditionalGeneration"
-    frames = torch.rand(1, 17, 3, 64, 64, requires_grad=True)
+    frames = torch.rand(1, NUM_FRAMES, 3, 64, 64, requires_grad=True)
     out = critic.score(frames, [decompose("a small blue sphere on a checkered floor, the camera pans left")])
     out.rewards[out.mask].sum().backward()
     assert torch.isfinite(frames.grad).all() and frames.grad.abs().sum() > 0

@@ -123,7 +123,7 @@ def test_object_motion_is_measured_against_the_moving_floor():
 
 
 def test_an_object_that_vanishes_breaks_permanence():
-    out = render(_scene("static"))
+    out = render(_scene("static"), num_frames=17)
     video = out.rgb.clone()
     gone = out.masks[10:, 0]  # paint the sphere grey from frame 10 on
     video[10:].permute(0, 2, 3, 1)[gone] = 0.5

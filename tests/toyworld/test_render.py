@@ -42,7 +42,7 @@ def test_floor_pixels_reproject_exactly_into_other_frames(camera):
     """Unproject frame j with its exact depth and pose, project into frame i, and compare inverse depth with frame i's
     depth interpolated bilinearly; inverse depth is affine in pixel coordinates on a plane, so on floor pixels whose
     four neighbours are floor too the interpolation is exact and only float64 round-off remains."""
-    out = render(_scene(camera), dtype=torch.float64)
+    out = render(_scene(camera), num_frames=17, dtype=torch.float64)
     floor = out.valid & ~out.masks.any(1)
     for j, i in ((0, 16), (16, 0), (5, 11)):
         points = unproject_depth(out.depth[j], out.K[j], out.c2w[j])[floor[j]]
@@ -66,7 +66,7 @@ def test_object_pixels_unproject_onto_their_primitive_surfaces():
     """Depth and pose are exact on objects too: every sphere pixel is one radius from the centre, every cube pixel on
     the cube's boundary, every cylinder pixel on its side or top cap (float64 round-off only)."""
     scene = _scene("orbit_right")
-    out = render(scene, dtype=torch.float64)
+    out = render(scene, num_frames=17, dtype=torch.float64)
     centers = scene.object_centers(17)
     for f in (0, 8, 16):
         for k, ob in enumerate(scene.objects):
@@ -101,7 +101,7 @@ def test_masks_are_disjoint_and_carry_the_object_hue():
 
 def test_object_motion_moves_the_mask_left_as_seen_from_frame_0():
     scene = Scene((ObjectSpec("cube", "red", "small", (0.0, 0.0), motion="left", travel=(1.0, 0.0)),), CameraPath())
-    out = render(scene)
+    out = render(scene, num_frames=17)
     cols = torch.arange(64.0)
     cx = [(out.masks[f, 0].float().sum(0) * cols).sum() / out.masks[f, 0].sum() for f in (0, 16)]
     # Default camera looks along +z, so camera-left is world +x.

@@ -16,7 +16,7 @@ import torch
 from drf.toyworld.facts import template_name
 from drf.toyworld.grammar import prompt_for
 from drf.toyworld.render import render
-from drf.toyworld.scene import WORLD_COLORS, sample_scenes
+from drf.toyworld.scene import WORLD_COLORS, WORLD_FRAMES, sample_scenes
 from prompts.registry import decompose
 from prompts.schema import QuestionSet
 
@@ -33,10 +33,10 @@ def critic():
 
 
 def p_yes(critic, frames: torch.Tensor, questions: list) -> torch.Tensor:
-    """p(yes) per binary question for one video [17,3,H,W], on the frames the critic is trained on (every second)."""
+    """p(yes) per binary question for one video [T,3,H,W] (all its frames, as the critic is trained)."""
     yes = [dataclasses.replace(q, expected="yes") for q in questions]
     with torch.no_grad():
-        out = critic.score(frames[None, ::2], [QuestionSet(prompt="toy", questions=yes)])
+        out = critic.score(frames[None], [QuestionSet(prompt="toy", questions=yes)])
     return out.p_expected[0, : len(yes)]
 
 
@@ -53,7 +53,7 @@ def recoloured(scene):
 
 
 def test_object_questions_score_higher_on_the_render_than_on_a_grey_video(critic):
-    grey = torch.full((17, 3, 64, 64), 0.5)
+    grey = torch.full((WORLD_FRAMES, 3, 64, 64), 0.5)
     for scene in SCENES:
         questions = present_objects(scene)
         on_render, on_grey = p_yes(critic, render(scene).rgb, questions), p_yes(critic, grey, questions)

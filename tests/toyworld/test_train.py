@@ -51,7 +51,7 @@ def test_each_script_writes_a_verified_manifest_entry(trained):
     assert not (root / ".train").exists() or not any((root / ".train").iterdir())
     gates = models["critic"]["metrics"]["gates"]
     assert 0.0 <= gates["accuracy_min"] <= 1.0 and 0.0 <= gates["grey_max_p_yes"] <= 1.0
-    assert models["critic"]["frames"] == {"policy": "every_n", "n": 2}
+    assert models["critic"]["frames"] == {"policy": "all"}
     assert [row[0] for row in models["critic"]["phases"]["vision"]["curve"]] == [0]
 
 
@@ -69,7 +69,7 @@ def test_vae_config_holds_latent_statistics_from_training(trained):
 def test_trained_models_load_and_score_through_the_public_paths(trained):
     from critics.config import CriticConfig
     from critics.registry import load_critic
-    from drf.toyworld.assets import load_toy_generator
+    from drf.toyworld.assets import NUM_FRAMES, load_toy_generator
     from prompts.registry import decompose
 
     root, _ = trained
@@ -77,11 +77,11 @@ def test_trained_models_load_and_score_through_the_public_paths(trained):
     cond = generator.encode_prompts(["a red cube on a checkered floor, the camera is static"], 1.0)
     latents = generator.init_latents(1, torch.Generator().manual_seed(0))
     frames = generator.decode(latents)
-    assert frames.shape == (1, 17, 3, 64, 64)
+    assert frames.shape == (1, NUM_FRAMES, 3, 64, 64)
     assert generator.velocity(latents, torch.tensor(500.0), cond).shape == latents.shape
     critic = load_critic(CriticConfig(family="qwen2_vl", path=str(root / "critic")))
     qset = decompose("a red cube on a checkered floor, the camera is static")
-    out = critic.score(frames[:, ::2], [qset])
+    out = critic.score(frames, [qset])
     assert torch.isfinite(out.rewards[out.mask]).all()
 
 

@@ -37,11 +37,9 @@ from drf.toyworld.train.critic_data import (
     CELL_HEADS,
     DEGRADATION_WEIGHTS,
     DEGRADATIONS,
-    FRAME_STRIDE,
     IGNORE,
     balanced,
     cell_targets,
-    critic_frames,
     degrade,
     question_prompts,
     render_questions,
@@ -192,14 +190,13 @@ class Videos:
             decoded = vae_round_trip(self.vae, torch.stack([frames[i] for i in through_vae]))
             for i, video in zip(through_vae, decoded):
                 frames[i] = video
-        source = list(range(0, WORLD_FRAMES, FRAME_STRIDE))
         examples = []
         for scene, video, out, question_scene, is_blank in zip(scenes, frames, renders, asked, blank):
             kind = BLANK if is_blank else self.rng.choices(DEGRADATIONS, weights=DEGRADATION_WEIGHTS)[0]
             if is_blank:
                 video = torch.full_like(video, self.rng.uniform(0.2, 0.8))
-            shown, order = degrade(critic_frames(video), kind, self.rng)
-            examples.append(Example(shown, scene, kind, [source[i] for i in order], out.masks, question_scene))
+            shown, order = degrade(video, kind, self.rng)
+            examples.append(Example(shown, scene, kind, order, out.masks, question_scene))
         return examples
 
     def state(self) -> dict:
@@ -453,7 +450,7 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
             "max_pixels": 224 * 224,
             "min_pixels": config.min_pixels,
         },  # fmt: skip
-        "frames": {"policy": "every_n", "n": FRAME_STRIDE},
+        "frames": {"policy": "all"},
         "labels": "scene truth only (drf.toyworld.truth): renders of the train split, clean, degraded ("
         + ", ".join(DEGRADATIONS[1:])
         + f") and {config.vae_share:.0%} toy-VAE round trips; questions of the own "

@@ -32,8 +32,6 @@ from drf.toyworld.scene import SIZES, WORLD_CAMERA_MOTIONS, WORLD_COLORS, WORLD_
 from drf.toyworld.truth import truth
 from prompts.registry import decompose
 
-# The frames the critic sees: all 9 of a clip (a temporal patch spans two consecutive frames' motion).
-FRAME_STRIDE = 1
 CELL = 16  # pixels of a 64x64 frame per vision token (84 -> 112 px input, 14 px patches merged 2x2)
 IGNORE = -100
 REVERSED_MOTION = {"pan_left": "pan_right", "pan_right": "pan_left", "left": "right", "right": "left"}
@@ -49,11 +47,6 @@ CELL_HEADS = {  # name -> classes of the cell-target heads (see cell_targets)
 # What ``minimally_changed`` may change; the two exchanges are listed twice, being the negatives that need binding.
 CHANGES = ("color", "shape", "size", "count", "motion", "camera") + ("swap_colors", "swap_places") * 2
 MIN_COVER = 0.08  # share of a cell an object must cover to be that cell's object
-
-
-def critic_frames(frames: torch.Tensor) -> torch.Tensor:
-    """The frames [T,...] the critic is trained on and scores (``frames: {policy: every_n, n: 2}``)."""
-    return frames[::FRAME_STRIDE]
 
 
 # ---------------------------------------------------------------------------------------------------------------

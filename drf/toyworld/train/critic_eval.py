@@ -29,7 +29,6 @@ from drf.toyworld.render import render
 from drf.toyworld.scene import WORLD_FRAMES, sample_scene
 from drf.toyworld.train.critic_data import (
     balanced,
-    critic_frames,
     family,
     labelled,
     minimally_changed,
@@ -54,7 +53,7 @@ def p_label(critic, frames: torch.Tensor, questions: Sequence) -> list[float]:
     """p(label) of each question (``expected`` holds the label) for one video [T,3,H,W] as the critic sees it."""
     if not questions:
         return []
-    out = critic.score(critic_frames(frames)[None], [QuestionSet(prompt="toy", questions=list(questions))])
+    out = critic.score(frames[None], [QuestionSet(prompt="toy", questions=list(questions))])
     return [float(out.p_expected[0, i]) for i in range(len(questions))]
 
 
