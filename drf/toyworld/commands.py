@@ -58,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prompts.add_argument(
         "--seed", type=int, default=7, help="Scene seed (the shipped models trained on seed 0's train scenes)."
     )
+    prompts.add_argument(
+        "--objects", type=int, default=0,
+        help="Only scenes of this many objects, no two alike (0: any). The demo's file uses 2: two different "
+        "objects, each with its own colour, shape, size and side, are where the toy T2V model errs most.",
+    )
     prompts.set_defaults(func=_prompts)
     figures = toy_sub.add_parser(
         "figures", help="Regenerate docs/img/toyworld_*.png from the shipped models (renders, round trips, samples)."
@@ -170,7 +175,8 @@ def _prompts(args: argparse.Namespace) -> int:
         # Distinct prompts, none of the eval split's among the train split's: a held-out change is then paired over
         # as many different prompts as the file names, none of them trained on.
         taken = {json.loads(line)["prompt"] for line in lines}
-        pool = dict.fromkeys(prompt_for(scene) for scene in sample_scenes(8 * count, args.seed, split))
+        scenes = sample_scenes(8 * count * (3 if args.objects else 1), args.seed, split)
+        pool = dict.fromkeys(prompt_for(s) for s in scenes if not args.objects or _distinct_objects(s) == args.objects)
         prompts = [p for p in pool if p not in taken][:count]
         if len(prompts) < count:
             raise InputError(f"--{split} {count}: seed {args.seed} gives only {len(prompts)} distinct {split} prompts")
@@ -180,6 +186,12 @@ def _prompts(args: argparse.Namespace) -> int:
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.train} train and {args.eval} eval prompts to {out}")
     return 0
+
+
+def _distinct_objects(scene) -> int:
+    """Objects in ``scene``, or 0 when two of them look alike (a count prompt: "two red cubes")."""
+    looks = {(o.color, o.shape, o.size) for o in scene.objects}
+    return len(looks) if len(looks) == len(scene.objects) else 0
 
 
 def _figures(args: argparse.Namespace) -> int:
