@@ -248,15 +248,16 @@ def distill(
 def evaluate_rewards(model: LatentGeometryModel, latents: Tensor, labels: GeometryLabels) -> dict[str, float]:
     """Whether rewards on the LGM's geometry see what they should, on held-out clips.
 
-    Smoothness on LGM vs exact geometry (means and Pearson correlation), and on clips with latent frames 2 and 3
-    swapped (a jerky camera); reprojection on clean clips and on clips whose latent frame 2 comes from another clip
+    Smoothness on LGM vs exact geometry (means and Pearson correlation), and on clips with latent frames F//2 and
+    F//2 + 1 swapped (a jerky camera: frames 2 and 3 of five, 1 and 2 of three); reprojection on clean clips and on clips whose latent frame 2 comes from another clip
     (a cut, which no single 3D scene explains). ``*_detected``: share of clips scoring lower when corrupted.
     """
     def lgm(x: Tensor) -> GeometryOutput:
         return GeometryOutput.cat([model(x[i : i + 64]) for i in range(0, len(x), 64)])
 
+    mid = latents.shape[2] // 2
     swapped = latents.clone()
-    swapped[:, :, [2, 3]] = latents[:, :, [3, 2]]
+    swapped[:, :, [mid, mid + 1]] = latents[:, :, [mid + 1, mid]]
     cut = latents.clone()
     cut[:, :, 2] = latents.roll(1, dims=0)[:, :, 2]
     pred = lgm(latents)

@@ -5,8 +5,10 @@ import json
 import pytest
 import torch
 
+from drf.geometry.distill import latent_frame_indices
 from drf.geometry.lgm import LatentGeometryModel
 from drf.toyworld.assets import MANIFEST, sha256_file
+from drf.toyworld.scene import WORLD_FRAMES
 from drf.toyworld.train.lgm import TOY_LGM, toy_lgm_path
 
 ROOT = toy_lgm_path().parent
@@ -28,16 +30,18 @@ def test_manifest_records_every_shipped_file_with_its_sha256_and_figures():
 def test_shipped_model_reads_toy_latents():
     model = LatentGeometryModel.from_pretrained(toy_lgm_path())
     side = 8 * model.config.patch  # the toy model's token grid is 8x8
-    geom = model(torch.randn(2, 16, 5, side, side))
+    frames = len(latent_frame_indices(WORLD_FRAMES))  # 3 latent frames for the world's 9-frame clips
+    geom = model(torch.randn(2, 16, frames, side, side))
     grid = 8 * model.config.upsample
-    assert geom.depth.shape == (2, 5, grid, grid) and torch.isfinite(geom.depth).all()
+    assert geom.depth.shape == (2, frames, grid, grid) and torch.isfinite(geom.depth).all()
 
 
 def test_shipped_model_was_distilled_on_the_shipped_toy_vae():
     """The LGM reads one VAE's latent space; after retraining the toy VAE, rerun ``train_toy_lgm()``."""
+    entry = json.loads((ROOT / MANIFEST).read_text())["models"][TOY_LGM]
+    assert entry["vae"]["source"] == "drf/assets/toyworld/generator/vae"
     vae_dir = ROOT.parent / "toyworld" / "generator" / "vae"
     weights = sorted(vae_dir.glob("*.safetensors"))
     if not weights:
         pytest.skip("toy VAE not shipped")
-    entry = json.loads((ROOT / MANIFEST).read_text())["models"][TOY_LGM]
     assert entry["vae"]["weights_sha256"] == sha256_file(weights[0]), "toy VAE changed: retrain the LGM (drf toyworld train geometry)"

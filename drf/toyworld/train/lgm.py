@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import math
 import pickle
+import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from drf.models.tiny import preset
 from drf.toyworld.assets import ASSETS_DIR as TOYWORLD_ASSETS
 from drf.toyworld.assets import GENERATOR_DIR, load_manifest
 from drf.toyworld.render import render
-from drf.toyworld.scene import CAMERA_MOTIONS, sample_scenes
+from drf.toyworld.scene import CAMERA_MOTIONS, WORLD_FRAMES, Scene, sample_scenes
 from drf.toyworld.teacher import geometry_from_render
 from drf.toyworld.train import manifest
 
@@ -58,7 +59,7 @@ def load_vae(path: str | Path | None = None, seed: int = 0) -> tuple[Any, str]:
 
 
 def toyworld_dataset(
-    scenes: Sequence[Any], vae: Any, grid: int, num_frames: int = 17, size: int = 64, batch: int = 8,
+    scenes: Sequence[Any], vae: Any, grid: int, num_frames: int = WORLD_FRAMES, size: int = 64, batch: int = 8,
 ) -> tuple[Tensor, GeometryLabels]:
     """Latents [B,C,F,h,w] of rendered ``scenes`` and their exact labels on a ``grid x grid`` depth grid.
 
@@ -87,25 +88,50 @@ class ToyLGMConfig:
     train_videos: int = field(default=1500, metadata={"help": "Training clips (train split scenes)."})
     eval_videos: int = field(default=150, metadata={"help": "Held-out clips (eval split scenes)."})
     data_seed: int = field(default=11, metadata={"help": "Seed of the scene samplers."})
-    num_frames: int = field(default=17, metadata={"help": "Pixel frames per clip (4n+1)."})
+    num_frames: int = field(default=WORLD_FRAMES, metadata={"help": "Pixel frames per clip (4n+1; the world's)."})
     size: int = field(default=64, metadata={"help": "Rendered clip side in pixels."})
     vae_path: str = field(default="", metadata={"help": "VAE directory (empty: the shipped toy VAE, else random)."})
+    jitter_share: float = field(
+        default=0.5, metadata={"help": "Share of training clips whose camera shakes (hand-held jitter on the path)."}
+    )
+    max_jitter: float = field(
+        default=0.05, metadata={"help": "Largest jitter (world units, CameraPath.jitter) of a shaking training clip."}
+    )
     cache_dir: str = field(default="", metadata={"help": "Where to cache sampled scenes (empty: no cache)."})
     train: DistillConfig = field(
         default_factory=DistillConfig, metadata={"help": "Distillation: steps, batch, learning rate, seed, threads."}
     )
 
 
+def _shaken(scenes: list[Scene], cfg: ToyLGMConfig) -> list[Scene]:
+    """A seeded ``jitter_share`` of ``scenes`` with hand-held jitter up to ``max_jitter`` on their camera path.
+
+    The world's own cameras move along constant-twist paths only; a model that never sees a shaking camera learns
+    to snap any clip to the nearest clean path, and smoothness computed from it cannot see jitter in generated videos.
+    """
+    rng = random.Random(cfg.data_seed)
+    shaken = []
+    for scene in scenes:
+        if rng.random() < cfg.jitter_share:
+            camera = replace(scene.camera, jitter=rng.uniform(0.1, 1.0) * cfg.max_jitter, jitter_seed=rng.randrange(2**31))
+            scene = replace(scene, camera=camera)
+        shaken.append(scene)
+    return shaken
+
+
 def _scenes(cfg: ToyLGMConfig, split: str, count: int) -> list[Any]:
-    """Scenes of a split; sampling (layout rejection) is the slow part of building data, so it may be cached."""
+    """Scenes of a split (training scenes partly shaken, held-out ones on the clean camera paths); cached when asked."""
     cache = None
     if cfg.cache_dir:
-        cache = Path(cfg.cache_dir) / f"scenes-all-cameras-{split}-{count}-{cfg.data_seed}-{cfg.num_frames}.pkl"
+        shake = f"-jitter{cfg.jitter_share}x{cfg.max_jitter}" if split == "train" else ""
+        cache = Path(cfg.cache_dir) / f"scenes-all-cameras-{split}-{count}-{cfg.data_seed}-{cfg.num_frames}{shake}.pkl"
         if cache.is_file():
             return pickle.loads(cache.read_bytes())
     seed = cfg.data_seed + (0 if split == "train" else 1)
     # Every camera move the renderer knows, not just the sampled world's: camera geometry is what the model learns.
     scenes = sample_scenes(count, seed=seed, split=split, num_frames=cfg.num_frames, camera_motions=CAMERA_MOTIONS)
+    if split == "train":
+        scenes = _shaken(scenes, cfg)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(scenes))
@@ -154,7 +180,9 @@ def train_toy_lgm(
     model.save_pretrained(target)
     info = {
         "what": "latent geometry model for the toy world: depth, pose relative to frame 0, focal, static mask "
-                f"from toy-VAE latents {list(train_lat.shape[1:])} of 64x64x17 clips",
+                f"from toy-VAE latents {list(train_lat.shape[1:])} of {cfg.size}x{cfg.size}x{cfg.num_frames} clips "
+                f"(world v2 scenes under all {len(CAMERA_MOTIONS)} camera moves, "
+                f"{cfg.jitter_share:.0%} of training clips hand-held)",
         "vae": {"source": _repo_relative(vae_source), "weights_sha256": vae_sha},
         "command": "drf toyworld train geometry  (config below)",
         "config": asdict(cfg),
