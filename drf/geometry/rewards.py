@@ -27,16 +27,20 @@ from drf.rewards import RewardOutput
 
 @dataclass
 class GeometryRewardConfig:
-    """Knobs of the geometry rewards; defaults are calibrated on toy-world renders (see docs/geometry.md)."""
+    """Knobs of the geometry rewards; defaults are calibrated on toy-world v2 renders and the shipped toy LGM's
+    geometry of held-out clips (see docs/geometry.md, "Calibration")."""
 
     smooth_k_translation: float = field(
-        default=0.5, metadata={"help": "Smoothness = exp(-(k_t r_t + k_r r_r)); weight of the translation jerk ratio."}
+        default=0.5,
+        metadata={"help": "Smoothness = exp(-jerk / speed); weight of the translation part of the jerk (median "
+                  "depths per frame step)."},
     )
-    smooth_k_rotation: float = field(default=0.5, metadata={"help": "Weight of the rotation jerk ratio r_r."})
+    smooth_k_rotation: float = field(default=0.5, metadata={"help": "Weight of the rotation part (radians per step)."})
     speed_floor: float = field(
         default=0.01,
         metadata={"help": "Static-camera guard: per-frame camera speed below this fraction of the median depth counts "
-                  "as still; jerk is measured against this floor instead of the near-zero speed."},
+                  "as still; smoothness measures jerk against this floor (plus the angular one) instead of the "
+                  "near-zero speed."},
     )
     angular_speed_floor_deg: float = field(
         default=0.5, metadata={"help": "Per-frame rotation (degrees) below which the camera counts as not turning."}
@@ -66,14 +70,14 @@ class GeometryRewardConfig:
         default=0.02, metadata={"help": "Pairs comparing fewer than this fraction of pixels are skipped."}
     )
     trajectory_rotation_scale_deg: float = field(
-        default=5.0, metadata={"help": "Rotation (degrees, whole clip) at which a rotation counts as clearly present."}
+        default=3.0, metadata={"help": "Rotation (degrees, whole clip) at which a rotation counts as clearly present."}
     )
     trajectory_translation_scale: float = field(
         default=0.1,
         metadata={"help": "Translation (fraction of median depth, whole clip) at which it counts as clearly present."},
     )
     dynamic_scale: float = field(
-        default=0.1,
+        default=0.05,
         metadata={"help": "Dynamic degree = 1 - exp(-motion / scale); motion = path length / median depth + radians."},
     )
 
@@ -127,25 +131,28 @@ def _need_frames(geom: GeometryOutput, count: int, what: str) -> None:
 def smoothness(geom: GeometryOutput, config: GeometryRewardConfig | None = None) -> Tensor:
     """Camera-motion smoothness per video [B] in (0,1]; exactly 1 for any constant-twist path.
 
-    With body-frame steps v_t (translation) and w_t (rotation), accelerations a_t = v_{t+1} - v_t and
-    alpha_t = w_{t+1} - w_t give jerk ratios r_t = mean|a| / max(mean|v|, floor * median depth) and
-    r_r = mean|alpha| / max(mean|w|, angular floor); smoothness = exp(-(k_t r_t + k_r r_r)). Dividing by the mean
-    speed makes it scale-invariant; body-frame steps make it invariant to rigid world changes. Ratios depend on the
-    frame rate (latent frames see four pixel frames of jitter per step).
+    With body-frame steps v_t (translation, in median depths d) and w_t (rotation vector, radians), accelerations
+    a_t = v_{t+1} - v_t and alpha_t = w_{t+1} - w_t: jerk J = mean(k_t |a_t| / d + k_r |alpha_t|), speed
+    S = mean(|v_t| / d + |w_t|) and smoothness = exp(-J / max(S, floor)). Translation and rotation share one motion
+    scale (a turn of theta radians moves the scene at the median depth by theta d), so a pose estimator's small
+    spurious translation on a pan is weighed against the pan's turn, not against its own near-zero size (which made a
+    frozen clip beat a smooth pan). Dividing by speed makes it scale-invariant; body-frame steps make it invariant to
+    rigid world changes. Ratios depend on the frame rate (latent frames see four pixel frames of jitter per step).
 
-    Static-camera guard: below the speed floors, jerk is measured against the floor rather than the near-zero speed, so
-    a still camera scores 1 instead of dividing noise by noise, while a shaking "still" camera is still penalised. A
-    trainer must not read 1 as success on its own: a frozen camera also scores 1 — check ``dynamic_degree``.
+    Static-camera guard: below the speed floors (``speed_floor`` + ``angular_speed_floor_deg``), jerk is measured
+    against the floor rather than the near-zero speed, so a still camera scores 1 instead of dividing noise by noise,
+    while a shaking "still" camera is still penalised. A trainer must not read 1 as success on its own: a frozen
+    camera also scores 1 — check ``dynamic_degree``.
     """
     cfg = config or GeometryRewardConfig()
     _need_frames(geom, 3, "smoothness")
     v, w = body_steps(geom.c2w)
-    a, alpha = v[:, 1:] - v[:, :-1], w[:, 1:] - w[:, :-1]
-    speed_floor = cfg.speed_floor * scene_scale(geom)
-    r_t = a.norm(dim=-1).mean(1) / torch.maximum(v.norm(dim=-1).mean(1), speed_floor)
-    angular_floor = math.radians(cfg.angular_speed_floor_deg)
-    r_r = alpha.norm(dim=-1).mean(1) / w.norm(dim=-1).mean(1).clamp_min(angular_floor)
-    return torch.exp(-(cfg.smooth_k_translation * r_t + cfg.smooth_k_rotation * r_r))
+    scale = scene_scale(geom)[:, None]
+    a, alpha = (v[:, 1:] - v[:, :-1]).norm(dim=-1) / scale, (w[:, 1:] - w[:, :-1]).norm(dim=-1)
+    jerk = (cfg.smooth_k_translation * a + cfg.smooth_k_rotation * alpha).mean(1)
+    speed = (v.norm(dim=-1) / scale + w.norm(dim=-1)).mean(1)
+    floor = cfg.speed_floor + math.radians(cfg.angular_speed_floor_deg)
+    return torch.exp(-jerk / speed.clamp_min(floor))
 
 
 def is_static_camera(geom: GeometryOutput, config: GeometryRewardConfig | None = None) -> Tensor:

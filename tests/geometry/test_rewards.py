@@ -1,6 +1,7 @@
 """Geometry rewards: smoothness, reprojection, trajectory and dynamic degree keep their promises on exact geometry."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,11 +15,12 @@ from drf.geometry.rewards import (
     geometry_rewards,
     is_static_camera,
     reprojection,
+    scene_scale,
     smoothness,
     trajectory_error,
 )
 from drf.rewards import NamedReward, aggregate, combine
-from drf.toyworld.scene import CAMERA_MOTIONS, CameraPath, ObjectSpec, Scene
+from drf.toyworld.scene import CAMERA_MOTIONS, WORLD_FRAMES, CameraPath, ObjectSpec, Scene, world_camera
 from drf.toyworld.teacher import RenderTeacher
 
 LATENT_FRAMES = [0, 4, 8, 12, 16]
@@ -73,6 +75,44 @@ def test_smoothness_falls_as_jitter_grows():
     scores = [smoothness(_line_path(jitter=j)).item() for j in (0.0, 0.01, 0.03, 0.1)]
     assert scores[0] > scores[1] > scores[2] > scores[3]
     assert scores[3] < 0.6
+
+
+def _world_pans(jitter: float = 0.02) -> dict[str, GeometryOutput]:
+    """Exact geometry of one world-v2 pan (7 degrees over 9 frames) at its latent frames, the same clip frozen on
+    frame 0, and the same pan with hand-held jitter."""
+    scene = Scene((ObjectSpec("sphere", "red", "large", (0.0, 0.0)),), world_camera("pan_left"))
+    shaky = replace(scene, camera=replace(scene.camera, jitter=jitter, jitter_seed=5))
+    latent = RenderTeacher(num_frames=WORLD_FRAMES, frames=[0, 4, 8])
+    frozen = RenderTeacher(num_frames=WORLD_FRAMES, frames=[0, 0, 0])([scene])
+    return {"pan": latent([scene]), "frozen": frozen, "jittered": latent([shaky])}
+
+
+def _wobble(geom: GeometryOutput, size: float) -> GeometryOutput:
+    """Frame 1 moved sideways by ``size`` median depths: the spurious back-and-forth translation a pose estimator
+    shows on a still or turning camera (per-step speed ``size``, acceleration ``2 size``)."""
+    c2w = geom.c2w.clone()
+    c2w[:, 1, :3, 3] += size * scene_scale(geom)[:, None] * c2w[:, 1, :3, 0]
+    return GeometryOutput(c2w, geom.depth, geom.intrinsics, geom.static)
+
+
+def test_estimator_noise_does_not_let_a_frozen_clip_beat_a_smooth_pan():
+    # The first toy LGM put ~0.0066 median depths of spurious translation per step on pure pans, under the 0.01
+    # still-camera floor, and less on frozen clips. Divided by its own noise-sized speed, the pan's translation jerk
+    # cost it more than the frozen clip's (divided by the floor): the frozen clip won 93 % of pairs. Weighed against
+    # the whole motion (the pan's 3.5-degree turn per latent step), the same noise costs the pan little.
+    clips = _world_pans()
+    assert smoothness(clips["pan"]).item() == pytest.approx(1.0, abs=1e-4)
+    assert smoothness(clips["frozen"]).item() == pytest.approx(1.0, abs=1e-6)
+    for pan_noise in (0.002, 0.0066, 0.01):
+        pan, frozen = _wobble(clips["pan"], pan_noise), _wobble(clips["frozen"], pan_noise / 2)
+        assert smoothness(pan).item() >= smoothness(frozen).item(), pan_noise
+    assert smoothness(_wobble(clips["pan"], 0.0066)).item() > 0.85
+
+
+def test_jitter_costs_a_pan_its_smoothness():
+    scores = {j: smoothness(_world_pans(j)["jittered"]).item() for j in (0.01, 0.02, 0.04)}
+    assert 1.0 > scores[0.01] > scores[0.02] > scores[0.04]
+    assert scores[0.02] < 0.9
 
 
 @pytest.mark.parametrize("scale", [0.01, 1.0, 250.0])
