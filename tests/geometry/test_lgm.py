@@ -15,7 +15,7 @@ from drf.geometry.distill import (
     latent_frame_indices,
 )
 from drf.geometry.lgm import LatentGeometryModel, LGMConfig, rotation_from_6d
-from drf.toyworld.scene import sample_scenes
+from drf.toyworld.scene import WORLD_FRAMES, sample_scenes
 from drf.toyworld.teacher import RenderTeacher
 from drf.toyworld.train.lgm import toyworld_dataset
 
@@ -90,7 +90,7 @@ def test_wrong_latents_fail_with_the_expected_layout():
 
 def test_labels_are_relative_to_frame0_and_scale_free():
     scene = sample_scenes(1, seed=2)[0]
-    geom = RenderTeacher(frames=[0, 8, 16], height=16, width=16)([scene])
+    geom = RenderTeacher(num_frames=WORLD_FRAMES, frames=[0, 4, 8], height=16, width=16)([scene])
     labels = labels_from(geom)
     assert torch.allclose(labels.rel_c2w[:, 0], torch.eye(4), atol=1e-6)
     static0 = labels.static[:, 0] > 0.5

@@ -23,7 +23,7 @@ from drf.rewards import NamedReward, aggregate, combine
 from drf.toyworld.scene import CAMERA_MOTIONS, WORLD_FRAMES, CameraPath, ObjectSpec, Scene, world_camera
 from drf.toyworld.teacher import RenderTeacher
 
-LATENT_FRAMES = [0, 4, 8, 12, 16]
+LATENT_FRAMES = [0, 4, 8, 12, 16]  # of 17-frame clips: five latent frames leave room to perturb one of them
 
 
 def _scene(motion: str, jitter: float = 0.0, moving: bool = False) -> Scene:
@@ -38,7 +38,7 @@ def _scene(motion: str, jitter: float = 0.0, moving: bool = False) -> Scene:
 
 @pytest.fixture(scope="module")
 def renders() -> dict[str, GeometryOutput]:
-    teacher = RenderTeacher(frames=LATENT_FRAMES)
+    teacher = RenderTeacher(num_frames=17, frames=LATENT_FRAMES)
     return {m: teacher([_scene(m, moving=True)]) for m in CAMERA_MOTIONS}
 
 
@@ -130,7 +130,7 @@ def test_still_camera_scores_smooth_but_shows_no_dynamics(renders):
     for motion in ("pan_left", "dolly_in", "orbit_right"):
         assert not bool(is_static_camera(renders[motion])) and dynamic_degree(renders[motion]).item() > 0.8
     # A shaking "still" camera is not smooth: jerk is measured against the speed floor, not the ~zero speed.
-    shaky = RenderTeacher(frames=LATENT_FRAMES)([_scene("static", jitter=0.02)])
+    shaky = RenderTeacher(num_frames=17, frames=LATENT_FRAMES)([_scene("static", jitter=0.02)])
     assert smoothness(shaky).item() < 0.7
 
 
