@@ -63,7 +63,7 @@ def test_object_questions_score_higher_on_the_render_than_on_a_grey_video(critic
 @pytest.mark.xfail(
     strict=True,
     reason="the shipped critic does not bind colour to objects yet: recolouring every object moves p(yes) of the "
-    "object questions by +0.004 on these scenes (its object paired AUC is 0.62 in the manifest's critic gates)",
+    "object questions by -0.00002 on these scenes (its object paired AUC is 0.52 in the manifest's critic gates)",
 )
 def test_recolouring_every_object_lowers_p_yes_of_the_object_questions(critic):
     drops = []
