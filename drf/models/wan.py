@@ -42,6 +42,23 @@ def build_scheduler(name: str, shift: float):
     raise ConfigError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
 
 
+def decode_latents(vae: Any, latents: torch.Tensor, checkpointing: str = "none") -> torch.Tensor:
+    """Normalised latents ``[B,C,F,h,w]`` (the space the generator denoises in) -> frames ``[B,T,3,H,W]`` in [0,1],
+    differentiable: ``z * latents_std + latents_mean`` through ``vae.decode``. With gradient and ``checkpointing``
+    ``frames`` or ``segments`` the decode runs latent frame by latent frame (``drf.models.wan_decode``). The one
+    decode path of the Wan generator, also for tools that hold only its VAE."""
+    z = latents.to(vae.dtype)
+    mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+    inv_std = 1.0 / torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+    z = z / inv_std + mean
+    checkpointed = checkpointing != "none" and torch.is_grad_enabled() and z.requires_grad
+    if checkpointed and not vae.use_tiling:
+        video = checkpointed_decode(vae, z, segments=checkpointing == "segments")
+    else:
+        video = vae.decode(z, return_dict=False)[0]  # [B,3,T,H,W] in [-1,1]
+    return (video * 0.5 + 0.5).clamp(0, 1).transpose(1, 2)
+
+
 class WanGenerator:
     """Wan text-to-video model; Wan 2.2's two experts are switched by ``boundary_ratio`` exactly as diffusers does."""
 
@@ -202,21 +219,12 @@ class WanGenerator:
         segments) the decode runs latent frame by latent frame, each recomputed in backward (``drf.models.wan_decode``),
         so its activations no longer grow with the clip.
         """
-        vae = self.pipe.vae
-        z = latents.to(vae.dtype)
+        z = latents
         if frame_indices is not None:
             if not frame_indices:
                 raise ValueError("frame_indices is empty")
             z = z[:, :, : self.latent_layout.latent_prefix_for(max(frame_indices))]
-        mean = torch.tensor(vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
-        inv_std = 1.0 / torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
-        z = z / inv_std + mean
-        checkpointed = self.decode_checkpointing != "none" and torch.is_grad_enabled() and z.requires_grad
-        if checkpointed and not vae.use_tiling:
-            video = checkpointed_decode(vae, z, segments=self.decode_checkpointing == "segments")
-        else:
-            video = vae.decode(z, return_dict=False)[0]  # [B,3,T,H,W] in [-1,1]
-        frames = (video * 0.5 + 0.5).clamp(0, 1).transpose(1, 2)
+        frames = decode_latents(self.pipe.vae, z, self.decode_checkpointing)
         if frame_indices is not None:
             frames = frames[:, list(frame_indices)]
         return frames
