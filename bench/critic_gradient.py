@@ -74,7 +74,7 @@ from drf.toyworld.oracle import analyze
 from drf.toyworld.render import render
 from drf.toyworld.scene import WORLD_FRAMES, Scene, sample_scene
 from drf.toyworld.train.critic import MIN_PIXELS
-from drf.toyworld.train.critic_data import FRAME_STRIDE, minimally_changed, questions_of
+from drf.toyworld.train.critic_data import minimally_changed, questions_of
 from drf.toyworld.truth import truth
 from prompts.schema import QuestionSet
 
@@ -129,7 +129,7 @@ def load_models(critic_dir: Path, vae_dir: Path, augment: int = 0) -> Models:
         settings, frames_cfg = toy_critic_settings(critic_root), toy_critic_frames(critic_root)
     else:
         settings = {"family": "qwen2_vl", "frames_as": "video", "min_pixels": MIN_PIXELS, "max_pixels": 224 * 224}
-        frames_cfg = {"policy": "every_n", "n": FRAME_STRIDE}
+        frames_cfg = {"policy": "all"}
     critic = load_critic(CriticConfig(path=str(critic_dir), **settings))
     vae = AutoencoderKLWan.from_pretrained(str(vae_dir)).eval().requires_grad_(False)
     vae_entry = load_manifest(vae_dir.parent.parent)["models"].get("vae", {})
