@@ -2,12 +2,14 @@
 planned on fake tensors and as measured on this CPU with the real models, for configs of different shapes.
 
 Each config runs in two child processes. ``plan``: ``drf.plan.step.plan_step`` (fake tensors, the recipe's own
-``train_step``); the figure is the largest phase peak less what exists before the step (weights, LoRA, EMA) and less
-the optimiser state (which the measured step finds already allocated). ``measure``: the recipe's trainer on the real
-models (random or shipped weights), one warm-up step (optimiser state, lazy initialisation), then a second step whose
-peak resident set, sampled every 2 ms, less the resident set just before it, is the figure (``bench.train_step.PhaseMeter``); glibc is told to map every
-allocation over 64 KB on its own (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors leave the resident set. Prints one
-line per config with both figures and their ratio, then the headline: the ratios' range. Never asserts.
+``train_step``) with the scratch the CPU's convolution kernels hold inside (``drf.plan.kernels``: oneDNN's blocked
+copies, im2col columns), which the measured step allocates too; the figure is the largest phase peak less what exists
+before the step (weights, LoRA, EMA) and less the optimiser state (which the measured step finds already allocated).
+``measure``: the recipe's trainer on the real models (random or shipped weights), one warm-up step (optimiser state,
+lazy initialisation), then a second step whose peak resident set, sampled every 2 ms, less the resident set just before
+it, is the figure (``bench.train_step.PhaseMeter``); glibc is told to map every allocation over 64 KB on its own
+(``MALLOC_MMAP_THRESHOLD_``) so that freed tensors leave the resident set. Prints one line per config with both
+figures and their ratio, then the headline: the ratios' range. Never asserts.
 
     python bench/plan_accuracy.py [--only NAME ...]
 """
@@ -52,14 +54,20 @@ def _config(path: str, overrides: list[str], out_dir: str):
 
 
 def planned(path: str, overrides: list[str]) -> dict:
+    from drf.plan.kernels import cpu_conv_scratch
     from drf.plan.step import plan_step
-    from drf.plan.tracker import OPTIMIZER
+    from drf.plan.tracker import OPTIMIZER, SCRATCH
 
     with tempfile.TemporaryDirectory() as tmp:
-        plan = plan_step(_config(path, overrides, tmp))
+        plan = plan_step(_config(path, overrides, tmp), kernel_scratch=cpu_conv_scratch)
     held = sum(plan.static.values())
     added = max(p.bytes - held - p.by_kind.get(OPTIMIZER, 0) for p in plan.phases.values())
-    return {"mb": added / MB, "phase": plan.peak_phase, "seconds": plan.seconds}
+    return {
+        "mb": added / MB,
+        "phase": plan.peak_phase,
+        "seconds": plan.seconds,
+        "scratch_mb": plan.phases[plan.peak_phase].by_kind.get(SCRATCH, 0) / MB,
+    }
 
 
 def measured(path: str, overrides: list[str]) -> dict:
@@ -104,7 +112,8 @@ def main() -> None:
         plan, real = child("plan", name), child("measure", name)
         ratio = plan["mb"] / real["mb"]
         ratios.append(ratio)
-        print(f"{name:24s} planned {plan['mb']:8.1f} MB (peak in {plan['phase']}, planned in {plan['seconds']:.0f} s)  "
+        print(f"{name:24s} planned {plan['mb']:8.1f} MB (peak in {plan['phase']}, of which conv scratch "
+              f"{plan['scratch_mb']:.1f} MB; planned in {plan['seconds']:.0f} s)  "
               f"measured {real['mb']:8.1f} MB  planned/measured {ratio:.3f} "
               f"(difference {plan['mb'] - real['mb']:+.1f} MB)", flush=True)  # fmt: skip
     print(f"headline: planned/measured from {min(ratios):.3f} to {max(ratios):.3f} over {len(ratios)} configs")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,14 +129,17 @@ def _register(tracker: StepTracker, trainer: Any, quantization: str) -> None:
         tracker.add_static(model, weights_kind("critic"))
 
 
-def plan_step(cfg: Any, processes: int = 1, fsdp: bool = False) -> StepPlan:
-    """Plan one optimiser step of ``cfg`` (a validated run config) on one of ``processes`` processes."""
+def plan_step(
+    cfg: Any, processes: int = 1, fsdp: bool = False, kernel_scratch: Callable[[Any, tuple, Any], int] | None = None
+) -> StepPlan:
+    """Plan one optimiser step of ``cfg`` (a validated run config) on one of ``processes`` processes;
+    ``kernel_scratch``: the memory kernels hold inside an operator on the device planned for (``StepTracker``)."""
     started = time.perf_counter()
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     notes = []
     with tempfile.TemporaryDirectory(prefix="drf-plan-") as tmp:
         trainer = build_trainer(cfg, mode, tmp)
-        tracker = StepTracker()
+        tracker = StepTracker(kernel_scratch)
         _register(tracker, trainer, cfg.critic.quantization if trainer.critic is not None else "none")
         static = dict(tracker.by_kind)
         tracker.watch_gradients(trainer.params)

@@ -14,13 +14,17 @@ Two departures from a plain op-by-op count, both because fake tensors carry no v
 - a module called again without gradient on inputs of the same shapes (the sampling chain's gradient-free steps) is
   not re-run: its first call's output shapes are returned and the peak it reached above its inputs is charged again.
   A gradient-free call keeps nothing but its output, so the memory is the same; it makes a 14B plan ~20x faster.
+
+A kernel's own scratch (buffers it allocates and frees inside one operator) is invisible to the dispatcher; given a
+``kernel_scratch`` model (``drf.plan.kernels`` for the CPU's convolutions) it is counted for the moment the op runs,
+under its own kind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +41,7 @@ ACTIVATIONS = "activations"  # anything the step allocates that is not one of th
 GRADIENTS = "gradients"
 OPTIMIZER = "optimizer state"
 IDLE = "between phases"  # what runs outside every named phase (e.g. the optimiser update)
+SCRATCH = "kernel scratch"  # buffers a kernel makes and frees inside one operator (``kernel_scratch``)
 
 
 @dataclass
@@ -55,8 +60,11 @@ class StepTracker(TorchDispatchMode):
     optimiser state).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, kernel_scratch: Callable[[Any, tuple, Any], int] | None = None) -> None:
+        """``kernel_scratch(func, args, out)``: bytes the kernel of ``func`` holds inside itself beyond what it returns
+        (``drf.plan.kernels.cpu_conv_scratch`` for the CPU's convolutions); counted for the moment the op runs."""
         super().__init__()
+        self._scratch = kernel_scratch
         self._live = WeakIdKeyDictionary()  # storage -> [bytes, kind]
         self.by_kind: dict[str, int] = {}
         self.total = 0
@@ -92,6 +100,11 @@ class StepTracker(TorchDispatchMode):
         self.total += nbytes
         if nbytes > 0:
             self._note_peak(self.total)
+
+    def _transient(self, kind: str, nbytes: int) -> None:
+        """``nbytes`` of ``kind`` allocated and freed again: they count toward the peak only."""
+        self._add(kind, nbytes)
+        self._add(kind, -nbytes)
 
     def _note_peak(self, total: int) -> None:
         phase = self.phases.setdefault(self._phase, PhasePeak())
@@ -190,6 +203,8 @@ class StepTracker(TorchDispatchMode):
             if isinstance(tensor, torch.Tensor):
                 for storage in get_untyped_storages(tensor):
                     self._count(storage, ACTIVATIONS)
+        if self._scratch is not None:
+            self._transient(SCRATCH, self._scratch(func, args, out))
         return out
 
 
