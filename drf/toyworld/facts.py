@@ -6,9 +6,10 @@ question is read. Questions are duck-typed (anything with ``id``, ``kind``, ``te
 ``expected`` is used only for scoring), so this module does not depend on the prompts package.
 
 Supported question templates (the part of ``Question.template`` after "#", or the first two parts of the id):
-``align.object``, ``align.color``, ``align.size``, ``align.count``, ``align.motion``, ``align.spatial``,
-``align.camera`` (binary and the choice ``align.camera.motion``), ``align.setting``, ``phys.permanence`` (and
-``.vanish``) and ``temp.identity``. Anything else answers None: not measurable here.
+``align.object``, ``align.color``, ``align.size``, ``align.count``, ``align.count.all`` (how many objects in all, in
+words), ``align.motion``, ``align.spatial``, ``align.camera`` (binary and the choice ``align.camera.motion``),
+``align.camera.move`` (the camera move in words), ``align.setting``, ``phys.permanence`` (and ``.vanish``) and
+``temp.identity``. Anything else answers None: not measurable here.
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ CAMERA_OPTION_WORDS = {
     "orbit_left": "orbit left",
     "orbit_right": "orbit right",
 }
+# How many objects there are, in words (the answer of ``align.count.all``; "none" for an empty scene).
+NUMBER_WORDS = ("none", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 SUPPORTED_TEMPLATES = (
     "align.object",
     "align.color",
     "align.size",
     "align.count",
+    "align.count.all",
     "align.motion",
     "align.spatial",
     "align.camera",
+    "align.camera.move",
     "align.setting",
     "phys.permanence",
     "temp.identity",
@@ -170,6 +175,9 @@ def answer(facts: Facts, question: Any) -> str | None:
             return None
         total = facts.count({"shape": slots["noun"]})
         return str(total) if total is not None and str(total) in question.options else None
+    if name == "align.count.all":
+        total = sum(o.count for o in facts.objects)
+        return NUMBER_WORDS[total] if total < len(NUMBER_WORDS) else str(total)
     if name == "align.motion":
         o = _single(facts, slots.get("subject", {}))
         return _yes(o.motion == slots.get("motion")) if o is not None and o.motion is not None else None
@@ -177,6 +185,8 @@ def answer(facts: Facts, question: Any) -> str | None:
         return _relation(facts, slots)
     if name == "align.camera":
         return _camera(facts, question)
+    if name == "align.camera.move":
+        return CAMERA_OPTION_WORDS[facts.camera] if facts.camera is not None else None
     if name == "align.setting":
         return _yes(facts.setting == slots.get("setting"))
     if name == "phys.permanence":
