@@ -113,7 +113,7 @@ def _is_toy(subject: Mapping[str, Any]) -> bool:
     return subject.get("shape", subject.get("noun")) in SHAPES
 
 
-def _single(facts: Facts, subject: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> ObjectFacts | None:
+def single(facts: Facts, subject: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> ObjectFacts | None:
     """The one object the subject names, or None when it names none, several, or cannot be told apart."""
     if not isinstance(subject, Mapping) or not _is_toy(subject):
         return None
@@ -133,7 +133,7 @@ def _object(facts: Facts, slots: Mapping[str, Any]) -> str | None:
 
 
 def _relation(facts: Facts, slots: Mapping[str, Any]) -> str | None:
-    a, b = _single(facts, slots.get("a", {})), _single(facts, slots.get("b", {}))
+    a, b = single(facts, slots.get("a", {})), single(facts, slots.get("b", {}))
     if a is None or b is None or a is b:
         return None
     relation = slots.get("relation")
@@ -165,10 +165,10 @@ def answer(facts: Facts, question: Any) -> str | None:
     if name == "align.object":
         return _object(facts, slots)
     if name == "align.color":
-        o = _single(facts, slots, ignore=("color",))
+        o = single(facts, slots, ignore=("color",))
         return o.color if o is not None else None
     if name == "align.size":
-        o = _single(facts, slots, ignore=("size",))
+        o = single(facts, slots, ignore=("size",))
         return o.size if o is not None and o.size in question.options else None
     if name == "align.count":
         if slots.get("noun") not in SHAPES:
@@ -179,7 +179,7 @@ def answer(facts: Facts, question: Any) -> str | None:
         total = sum(o.count for o in facts.objects)
         return NUMBER_WORDS[total] if total < len(NUMBER_WORDS) else str(total)
     if name == "align.motion":
-        o = _single(facts, slots.get("subject", {}))
+        o = single(facts, slots.get("subject", {}))
         return _yes(o.motion == slots.get("motion")) if o is not None and o.motion is not None else None
     if name == "align.spatial":
         return _relation(facts, slots)
@@ -195,7 +195,7 @@ def answer(facts: Facts, question: Any) -> str | None:
         present = all(o.present for o in facts.objects)
         return _yes(present) if str(question.id).endswith("permanence") else _yes(not present)
     if name == "temp.identity":
-        o = _single(facts, slots)
+        o = single(facts, slots)
         return _yes(o.present and o.stable) if o is not None else None
     return None
 
