@@ -92,8 +92,9 @@ def test_a_tiny_critic_taught_one_scene_says_its_answers_in_words():
 
 
 def test_an_interrupted_words_phase_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    """Words only, from a saved critic (init_from, answer_steps=0): killed after its last step (the evaluation
-    raises), rerun with one step more, it ends bit for bit where an uninterrupted run of three steps ends."""
+    """Words only, from a saved critic (init_from, answer_steps=0): killed during its third step, rerun with the same
+    command, it ends bit for bit where an uninterrupted run of three steps ends (optimiser, schedule, video stream
+    and the questions drawn per step all resume)."""
     from safetensors.torch import load_file
 
     import drf.toyworld.train.critic as critic_script
@@ -105,18 +106,25 @@ def test_an_interrupted_words_phase_resumes_to_the_same_weights(tmp_path, monkey
     model, tokenizer = critic_script.build_critic_model(seed=5)
     model.save_pretrained(start)
     tokenizer.save_pretrained(start)
-    args = ["--device", "cpu", "--threads", "1", "--set", f"init_from={start}", "--set", "answer_steps=0",
-            "--set", "t2v_eval=0", "--set", "vae_share=0.0", "--set", "videos_per_step=1",
-            "--set", "questions_per_video=2", "--set", "checkpoint_minutes=0"]  # fmt: skip
-    finished = {"gates": {}}
-    monkeypatch.setattr(critic_script, "evaluate_critic", lambda *a, **k: finished)
-    assert main(["toyworld", "train", "critic", "--out", str(tmp_path / "a"), *args, "--set", "words_steps=3"]) == 0
+    command = ["toyworld", "train", "critic", "--device", "cpu", "--threads", "1", "--set", f"init_from={start}",
+               "--set", "answer_steps=0", "--set", "words_steps=3", "--set", "t2v_eval=0", "--set", "vae_share=0.0",
+               "--set", "videos_per_step=1", "--set", "questions_per_video=2", "--set", "checkpoint_minutes=0"]  # fmt: skip
+    monkeypatch.setattr(critic_script, "evaluate_critic", lambda *args, **kwargs: {"gates": {}})
+    assert main([*command, "--out", str(tmp_path / "a")]) == 0
+    words_loss, calls = critic_script.words_loss, []
+
+    def killed_at_the_third_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Killed
+        return words_loss(*args, **kwargs)
+
     with monkeypatch.context() as m:
-        m.setattr(critic_script, "evaluate_critic", lambda *a, **k: (_ for _ in ()).throw(Killed()))
+        m.setattr(critic_script, "words_loss", killed_at_the_third_step)
         with pytest.raises(Killed):
-            main(["toyworld", "train", "critic", "--out", str(tmp_path / "b"), *args, "--set", "words_steps=2"])
+            main([*command, "--out", str(tmp_path / "b")])
     assert (tmp_path / "b" / ".train" / "critic-words.pt").is_file()
-    assert main(["toyworld", "train", "critic", "--out", str(tmp_path / "b"), *args, "--set", "words_steps=3"]) == 0
+    assert main([*command, "--out", str(tmp_path / "b")]) == 0
     assert not (tmp_path / "b" / ".train" / "critic-words.pt").exists()
     weights = [load_file(tmp_path / run / "critic" / "model.safetensors") for run in "ab"]
     assert weights[0].keys() == weights[1].keys()
