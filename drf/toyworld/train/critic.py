@@ -93,7 +93,7 @@ class CriticTrainConfig:
     )  # fmt: skip
     vision_lr: float = field(default=2e-3, metadata={"help": "Peak learning rate of the vision phase."})
     answer_lr: float = field(default=1e-3, metadata={"help": "Peak learning rate of the answer phase."})
-    words_lr: float = field(default=5e-4, metadata={"help": "Peak learning rate of the words phase."})
+    words_lr: float = field(default=1e-3, metadata={"help": "Peak learning rate of the words phase."})
     words_answer_weight: float = field(
         default=0.25,
         metadata={"help": "Weight of the answer phase's loss (minus the mean reward of balanced labelled answers) "
