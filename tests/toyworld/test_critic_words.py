@@ -13,7 +13,6 @@ from drf.cli import main
 from drf.toyworld.facts import template_name
 from drf.toyworld.render import render
 from drf.toyworld.scene import WORLD_COLORS, WORLD_FRAMES, sample_scenes
-from drf.toyworld.train.critic_data import critic_frames
 from drf.toyworld.train.critic_words import claims, confirmed, replies
 from drf.toyworld.truth import scene_facts
 from prompts.schema import QuestionSet
@@ -63,7 +62,7 @@ def test_a_tiny_critic_taught_one_scene_says_its_answers_in_words():
 
     scene = _scene_with_a_colour_question()
     out = render(scene, WORLD_FRAMES, 64, 64, 1)
-    frames = critic_frames(out.rgb)
+    frames = out.rgb
     example = Example(frames, scene, "clean", list(range(frames.shape[0])), out.masks, scene)
     model, tokenizer = build_tiny_model("qwen2_vl", seed=0)
     critic = make_critic(model, tokenizer)

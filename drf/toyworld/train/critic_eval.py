@@ -145,7 +145,7 @@ def words_on_renders(critic, count: int, seed: int) -> tuple[dict, dict, dict]:
     for i in range(count):
         scene = _eval_scene(i, seed)
         video = render(scene, WORLD_FRAMES, 64, 64, 1).rgb
-        frames = critic_frames(video)[None]
+        frames = video[None]
         questions = render_questions(scene, [prompt_for(scene)], dense=True)
         dense = [q for q in questions if q.kind == "dense"]
         if dense:
