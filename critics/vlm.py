@@ -310,6 +310,32 @@ class HFVisionCritic(Critic):
             results.append([self._score_question(q, logprobs[s:e], rows[s:e]) for q, (s, e) in zip(qset, spans)])
         return self._collect(results, question_sets, batch, q_max)
 
+    def reply_logprobs(
+        self,
+        frames: torch.Tensor,
+        questions: Sequence[Sequence[Question]],
+        replies: Sequence[Sequence[str]],
+        modes: Sequence[Sequence[str]],
+    ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Teacher-forced log-probs of replies as ``explain`` generates them: per video and question, (log-probs [n,V]
+        at each position of the reply text followed by the end of the turn, that reply's token ids [n]), after the
+        question's prompt in its mode ("score": the bare answer; "explain": the answer and why); a question may come
+        twice, once per mode. With gradient: what a critic is taught to say, and (argmax at every position) whether
+        greedy decoding says exactly that."""
+        self._check_frames(frames, questions)
+        frames = frames.to(self.device)
+        visions = [self.prepare_vision(frames[b]) for b in range(len(questions))]
+        features = self.batched_features(visions) if self.config.shared_prefix else [None] * len(visions)
+        out = []
+        for qset, texts, kinds, vision, feats in zip(questions, replies, modes, visions, features):
+            rows = []
+            for q, text, mode in zip(qset, texts, kinds, strict=True):
+                prompt = self.prompt_ids(q, vision, frames.shape[1], mode)
+                rows.append(_Row(prompt + self._continuation(text)[0] + [self.tokenizer.eos_token_id], len(prompt)))
+            logprobs = self._chunked_logprobs(rows, vision, feats)
+            out.append([(lp, torch.tensor(r.targets, device=lp.device)) for lp, r in zip(logprobs, rows)])
+        return out
+
     def batched_features(self, visions: list[VisionInputs]) -> list[torch.Tensor]:
         """One vision-tower call for all videos -> features [N_b, D] per video."""
         if not visions:

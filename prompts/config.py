@@ -78,7 +78,7 @@ class QuestionsConfig:
     max_questions: int = field(
         default=64,
         metadata={
-            "help": "Most questions one prompt may yield (the shipped prompts yield at most 33); a longer prompt "
+            "help": "Most questions one prompt may yield (the shipped prompts yield at most 36); a longer prompt "
             "is refused, naming its line, before training starts, so the critic's memory stays bounded."
         },
     )

@@ -8,6 +8,8 @@ here, so templates only choose words. Names a template can read:
   "two red cubes", the "the small red cube", unsized "the red cube" (none when only size tells subjects apart), be "is"/"are", does "does"/"do",
   ref (a colour-free unique reference such as "the cube", or none), facts}]
 - ``counts``: [{noun, plural, count, options, facts}] — one per noun whose count is known
+- ``objects``: none or {count, word "two", facts} — how many objects the prompt names in all, when every subject is
+  a toy shape with a known count (the answer of "how many objects are there?")
 - ``absent``: subject-like records that are *not* in the prompt (colour swaps, missing toy shapes), for "no" questions
 - ``motions``: [{subject, direction, phrase "to the left", opposite {direction, phrase} or none, facts}]
 - ``actions``: [{subject or none, verb, facts}]
@@ -35,8 +37,8 @@ from drf.errors import InputError
 from prompts.words import COLORS, TOY_COLORS, TOY_SHAPES, plural_of
 
 CONTEXT_NAMES = frozenset(
-    "prompt negatives subjects counts absent motions actions relations camera camera_options setting style pairs "
-    "caption question".split()
+    "prompt negatives subjects counts objects absent motions actions relations camera camera_options setting style "
+    "pairs caption question".split()
 )
 PAIR_SUBJECTS = 4
 CAPTION_WORDS = 40
@@ -74,7 +76,9 @@ _OPPOSITE_RELATION = {
     "above": "below", "below": "above",
 }  # fmt: skip
 _ON_SETTINGS = frozenset("floor ground beach street road table stage grass sand snow bridge field farm".split())
-_NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+_NUMBER_WORDS = {
+    1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten",
+}  # fmt: skip
 
 
 def _key_part(text: str) -> str:
@@ -267,11 +271,16 @@ def build_context(slots: dict[str, Any], negatives: bool = True) -> dict[str, An
         }  # fmt: skip
     setting = slots.get("setting")
     all_toy = bool(views) and all(v["noun"] in TOY_SHAPES for v in views)
+    objects = None
+    if all_toy and all(v["count"] is not None for v in views):
+        total = sum(v["count"] for v in views)
+        objects = {"count": total, "word": _NUMBER_WORDS.get(total, str(total)), "facts": {"count": total}}
     return {
         "prompt": slots.get("prompt", ""),
         "negatives": negatives,
         "subjects": views,
         "counts": counts,
+        "objects": objects,
         "absent": _absent(views, all_toy) if negatives else [],
         "motions": motions,
         "actions": actions,

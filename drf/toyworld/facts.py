@@ -6,9 +6,10 @@ question is read. Questions are duck-typed (anything with ``id``, ``kind``, ``te
 ``expected`` is used only for scoring), so this module does not depend on the prompts package.
 
 Supported question templates (the part of ``Question.template`` after "#", or the first two parts of the id):
-``align.object``, ``align.color``, ``align.size``, ``align.count``, ``align.motion``, ``align.spatial``,
-``align.camera`` (binary and the choice ``align.camera.motion``), ``align.setting``, ``phys.permanence`` (and
-``.vanish``) and ``temp.identity``. Anything else answers None: not measurable here.
+``align.object``, ``align.color``, ``align.size``, ``align.count``, ``align.count.all`` (how many objects in all, in
+words), ``align.motion``, ``align.spatial``, ``align.camera`` (binary and the choice ``align.camera.motion``),
+``align.camera.move`` (the camera move in words), ``align.setting``, ``phys.permanence`` (and ``.vanish``) and
+``temp.identity``. Anything else answers None: not measurable here.
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ CAMERA_OPTION_WORDS = {
     "orbit_left": "orbit left",
     "orbit_right": "orbit right",
 }
+# How many objects there are, in words (the answer of ``align.count.all``; "none" for an empty scene).
+NUMBER_WORDS = ("none", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 SUPPORTED_TEMPLATES = (
     "align.object",
     "align.color",
     "align.size",
     "align.count",
+    "align.count.all",
     "align.motion",
     "align.spatial",
     "align.camera",
+    "align.camera.move",
     "align.setting",
     "phys.permanence",
     "temp.identity",
@@ -108,7 +113,7 @@ def _is_toy(subject: Mapping[str, Any]) -> bool:
     return subject.get("shape", subject.get("noun")) in SHAPES
 
 
-def _single(facts: Facts, subject: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> ObjectFacts | None:
+def single(facts: Facts, subject: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> ObjectFacts | None:
     """The one object the subject names, or None when it names none, several, or cannot be told apart."""
     if not isinstance(subject, Mapping) or not _is_toy(subject):
         return None
@@ -128,7 +133,7 @@ def _object(facts: Facts, slots: Mapping[str, Any]) -> str | None:
 
 
 def _relation(facts: Facts, slots: Mapping[str, Any]) -> str | None:
-    a, b = _single(facts, slots.get("a", {})), _single(facts, slots.get("b", {}))
+    a, b = single(facts, slots.get("a", {})), single(facts, slots.get("b", {}))
     if a is None or b is None or a is b:
         return None
     relation = slots.get("relation")
@@ -160,23 +165,28 @@ def answer(facts: Facts, question: Any) -> str | None:
     if name == "align.object":
         return _object(facts, slots)
     if name == "align.color":
-        o = _single(facts, slots, ignore=("color",))
+        o = single(facts, slots, ignore=("color",))
         return o.color if o is not None else None
     if name == "align.size":
-        o = _single(facts, slots, ignore=("size",))
+        o = single(facts, slots, ignore=("size",))
         return o.size if o is not None and o.size in question.options else None
     if name == "align.count":
         if slots.get("noun") not in SHAPES:
             return None
         total = facts.count({"shape": slots["noun"]})
         return str(total) if total is not None and str(total) in question.options else None
+    if name == "align.count.all":
+        total = sum(o.count for o in facts.objects)
+        return NUMBER_WORDS[total] if total < len(NUMBER_WORDS) else str(total)
     if name == "align.motion":
-        o = _single(facts, slots.get("subject", {}))
+        o = single(facts, slots.get("subject", {}))
         return _yes(o.motion == slots.get("motion")) if o is not None and o.motion is not None else None
     if name == "align.spatial":
         return _relation(facts, slots)
     if name == "align.camera":
         return _camera(facts, question)
+    if name == "align.camera.move":
+        return CAMERA_OPTION_WORDS[facts.camera] if facts.camera is not None else None
     if name == "align.setting":
         return _yes(facts.setting == slots.get("setting"))
     if name == "phys.permanence":
@@ -185,7 +195,7 @@ def answer(facts: Facts, question: Any) -> str | None:
         present = all(o.present for o in facts.objects)
         return _yes(present) if str(question.id).endswith("permanence") else _yes(not present)
     if name == "temp.identity":
-        o = _single(facts, slots)
+        o = single(facts, slots)
         return _yes(o.present and o.stable) if o is not None else None
     return None
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from drf.toyworld.facts import Facts, ObjectFacts, answer, template_name
-from drf.toyworld.grammar import SETTING
+from drf.toyworld.grammar import SETTING, prompt_for
 from drf.toyworld.scene import DEPTH_GAP, Scene
 
 # Answers of an ideal render to the generic (prompt-independent) questions, by question id.
@@ -56,6 +56,8 @@ def truth(scene: Scene, question: Any) -> str | None:
         return "no"  # the sampler keeps objects apart over the whole video
     if name == "temp.smoothness":
         return "yes" if scene.camera.jitter == 0 else None
+    if name == "align.caption":
+        return prompt_for(scene) if scene.objects else None  # the world's own sentence for what it shows
     return answer(_cached_facts(scene), question)
 
 

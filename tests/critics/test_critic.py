@@ -115,3 +115,24 @@ def test_sampled_explanations_are_bounded_too(make_critic, questions):
     texts = critic.explain(torch.rand(1, 2, 3, 28, 28), questions[1:])
     longest = max(len(token) for token in critic.tokenizer.get_vocab())
     assert len(texts[0]) == 2 and all(len(text) <= 3 * longest for text in texts[0])
+
+
+@pytest.mark.parametrize("mode", ["score", "explain"])
+def test_reply_logprobs_equal_the_official_forward_of_prompt_reply_and_end_of_turn(make_critic, questions, mode):
+    """What the toy critic's words phase is trained on: each reply's tokens and the end of the turn, teacher-forced
+    after the prompt ``explain`` generates from; checked against transformers' own forward of the whole sequence."""
+    critic = make_critic("qwen2_vl")
+    frames = torch.rand(1, 4, 3, 56, 56)
+    replies = ["yes: the cube is red.", "red", "a red cube on the floor", "no"]
+    (out,) = critic.reply_logprobs(frames, [questions[0].questions], [replies], [[mode] * len(replies)])
+    vision = critic.prepare_vision(frames[0])
+    end = critic.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for q, text, (logprobs, targets) in zip(questions[0], replies, out):
+        prompt = critic.prompt_ids(q, vision, 4, mode)
+        reply = critic.tokenizer(text, add_special_tokens=False)["input_ids"] + [end]
+        ids = torch.tensor([prompt + reply])
+        with torch.no_grad():
+            logits = critic.model(input_ids=ids, **vision.model_inputs, **critic.official_kwargs(ids)).logits[0]
+        assert targets.tolist() == reply
+        # float32 reassociation between the shared prefix's two forwards and one forward is the only difference
+        torch.testing.assert_close(logprobs, torch.log_softmax(logits[len(prompt) - 1 : -1], -1), atol=1e-4, rtol=0)

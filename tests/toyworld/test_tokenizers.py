@@ -1,6 +1,7 @@
 """Words are tokens: in the toy T2V's and the toy critic's tokenizers every word and punctuation mark of the world's
 prompts, and of the questions the rule decomposer asks about them, is one token, and a caption fits in 32 tokens."""
 
+import random
 import re
 
 import pytest
@@ -10,6 +11,8 @@ from critics.tiny import build_tokenizer as build_chat_tokenizer
 from drf.models.tiny import build_tokenizer
 from drf.toyworld.grammar import prompt_for
 from drf.toyworld.scene import sample_scenes
+from drf.toyworld.train.critic_data import without_objects
+from drf.toyworld.train.critic_words import replies
 from prompts.registry import decompose
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,6 +43,23 @@ def test_t2v_tokenizer_reads_each_word_of_the_world_as_one_token():
 def test_critic_tokenizer_reads_each_word_of_prompts_and_questions_as_one_token(family):
     tokenizer = build_chat_tokenizer(family)
     for text in PROMPTS + QUESTIONS:
+        pieces = tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False)["input_ids"])
+        assert [p.lstrip("\u0120") for p in pieces] == _PIECE.findall(text), text
+
+
+def test_critic_tokenizer_reads_each_word_of_the_words_phase_replies_as_one_token():
+    """Dense answers and explanations (``critic_words.replies``) of every kind of render, emptied scenes included,
+    use only the world's words: the toy critic says each as one token."""
+    tokenizer = build_chat_tokenizer("qwen2_vl")
+    rng = random.Random(0)
+    scenes = sample_scenes(400, seed=77)
+    texts = set()
+    for i, scene in enumerate(scenes[::4]):
+        shown = without_objects(scene) if i % 10 == 0 else scene
+        for kind in ("clean", "reverse", "shuffle", "blur"):
+            texts |= {r.text for r in replies(shown, scene, kind, rng, per_video=99)}
+    assert len(texts) > 300
+    for text in sorted(texts):
         pieces = tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False)["input_ids"])
         assert [p.lstrip("\u0120") for p in pieces] == _PIECE.findall(text), text
 

@@ -41,8 +41,8 @@ def test_each_script_writes_a_verified_manifest_entry(trained):
     assert set(models) == {"vae", "t2v", "critic"}
     assert verify_manifest(root) == []
     for name, entry in models.items():
-        # --steps sets each of the critic's two phases (vision, answer)
-        assert entry["steps"] == (4 if name == "critic" else 2) and entry["seed"] == 0 and entry["command"]
+        # --steps sets each of the critic's three phases (vision, answer, words)
+        assert entry["steps"] == (6 if name == "critic" else 2) and entry["seed"] == 0 and entry["command"]
     assert math.isfinite(models["vae"]["metrics"]["psnr_db"])
     assert set(models["vae"]["metrics"]["found_by_color"]["round_trips"]) <= {"red", "yellow", "green", "blue"}
     assert 0.0 <= models["t2v"]["metrics"]["samples"]["alignment"] <= 1.0

@@ -11,7 +11,7 @@ from prompts.context import CAPTION_WORDS, PAIR_SUBJECTS
 from tests.trainers.conftest import make_trainer, tiny_cfg
 
 LONG = "a small red cube left of a blue sphere on a checkered floor, the camera pans right, " * 120  # 10,080 characters
-# 64 distinct objects: 127 distinct questions (a repeated one is asked once, so LONG yields only 31)
+# 64 distinct objects: 128 distinct questions (a repeated one is asked once, so LONG yields only 33)
 MANY = ", ".join(f"a {size} {colour} {shape}" for size in ("small", "large")
                  for colour in ("red", "blue", "green", "yellow", "white", "black", "orange", "purple")
                  for shape in ("cube", "sphere", "cylinder", "cone"))

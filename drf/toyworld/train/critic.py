@@ -1,6 +1,6 @@
 """Train the toy critic: a small Qwen2-VL (frames as video) that answers the toy questions by looking.
 
-Two phases, each resumable (state under ``root/.train/``):
+Three phases, each resumable (state under ``root/.train/``):
 
 1. **vision**: the vision tower (and the merger that feeds the language model) learns the cell targets of
    ``critic_data`` — what kind of object covers each token's cell, its size, motion, count, whether it is the
@@ -10,6 +10,11 @@ Two phases, each resumable (state under ``root/.train/``):
 2. **answer**: the vision tower is frozen and the language model learns to answer balanced, truth-labelled questions
    through the critic's own ``score`` (the same chat template, preprocessing, shared prefix and reward as at DRF
    time), i.e. maximises ``log p(answer)`` renormalised over yes/no or over the options.
+3. **words**: the vision tower stays frozen and the language model learns to say its answers in words, by
+   teacher-forced cross-entropy on replies read off scene truth (``critic_words``): dense answers ("red", "two",
+   "pan right") and the one-sentence explanations that ``explain`` generates ("no: the cube is blue."), with the
+   answer phase's loss beside them at a small weight so the closed answers hold. Short; it also continues a trained
+   critic (``init_from`` with ``answer_steps=0``).
 
 Videos are rendered on the fly from scenes of the train split (fresh every step), some degraded and some passed
 through the toy VAE, so the critic also sees the blur and colour shifts of decoded latents. The pixel oracle labels
@@ -29,6 +34,7 @@ from critics.config import CriticConfig
 from critics.qwen2_vl import QWEN_FAMILIES, QwenVLCritic
 from critics.tiny import build_tokenizer, padded_vocab_size, qwen_vision_token_ids
 from drf.device import resolve_device
+from drf.errors import InputError
 from drf.toyworld.assets import CRITIC_DIR, GENERATOR_DIR, TRAIN_STATE_DIR, toy_generator_path, toy_vae_path
 from drf.toyworld.render import render
 from drf.toyworld.scene import WORLD_FRAMES, Scene, sample_scene
@@ -46,6 +52,7 @@ from drf.toyworld.train.critic_data import (
     without_objects,
 )
 from drf.toyworld.train.critic_eval import evaluate_critic
+from drf.toyworld.train.critic_words import replies
 from drf.toyworld.train.loop import Clock, TrainState, log, lr_at, set_lr, setup
 from drf.toyworld.train.vae import to_vae
 from prompts.schema import QuestionSet
@@ -73,14 +80,25 @@ SCENE_SEED_BASE = 50_000_000  # training scenes: seeds from here on (eval gates 
 class CriticTrainConfig:
     vision_steps: int = field(default=1200, metadata={"help": "Steps of the vision phase (cell targets)."})
     answer_steps: int = field(default=2400, metadata={"help": "Steps of the answer phase (frozen vision tower)."})
-    steps: int = field(default=0, metadata={"help": "If > 0, overrides both phases' steps (quick runs and tests)."})
+    words_steps: int = field(
+        default=300, metadata={"help": "Steps of the words phase (answers in words and explanations; 0: none)."}
+    )
+    steps: int = field(default=0, metadata={"help": "If > 0, overrides every phase's steps (quick runs and tests)."})
     seed: int = field(default=0, metadata={"help": "Seed of the initialisation, scenes and degradations."})
     videos_per_step: int = field(default=8, metadata={"help": "Rendered videos per step."})
     questions_per_video: int = field(
-        default=12, metadata={"help": "Balanced questions drawn per video (answer phase)."}
-    )
+        default=12,
+        metadata={"help": "Balanced questions drawn per video (answer phase); explanations taught per video, besides "
+                  "every dense answer (words phase)."},
+    )  # fmt: skip
     vision_lr: float = field(default=2e-3, metadata={"help": "Peak learning rate of the vision phase."})
     answer_lr: float = field(default=1e-3, metadata={"help": "Peak learning rate of the answer phase."})
+    words_lr: float = field(default=1e-3, metadata={"help": "Peak learning rate of the words phase."})
+    words_answer_weight: float = field(
+        default=0.25,
+        metadata={"help": "Weight of the answer phase's loss (minus the mean reward of balanced labelled answers) "
+                  "beside the words phase's cross-entropy, so the closed answers do not regress."},
+    )  # fmt: skip
     vae_share: float = field(
         default=0.5,
         metadata={"help": "Share of videos passed through the toy VAE first (DRF scores decoded latents)."},
@@ -96,10 +114,15 @@ class CriticTrainConfig:
     init_from: str = field(
         default="",
         metadata={"help": "A trained critic folder to continue from: its weights are the start and the vision phase "
-                  "is skipped (the answer phase trains on)."},
+                  "is skipped (the answer and words phases train on; answer_steps=0: words only)."},
     )  # fmt: skip
     eval_renders: int = field(default=300, metadata={"help": "Held-out renders (an unused eval seed) for the gates."})
     eval_seed: int = field(default=4242, metadata={"help": "Seed of the held-out eval scenes."})
+    words_eval: int = field(
+        default=60,
+        metadata={"help": "Held-out renders for the words gates (after a words phase): dense answers said exactly, "
+                  "explanations whose claims the oracle confirms."},
+    )  # fmt: skip
     t2v_eval: int = field(
         default=48, metadata={"help": "T2V samples (held-out prompts) for agreement with the oracle."}
     )
@@ -110,14 +133,18 @@ class CriticTrainConfig:
             "per frame pair, 16 px cells). Scoring must use the same."
         },
     )
-    minutes: float = field(default=0.0, metadata={"help": "Wall-time cap of the whole run (0: none); split 1:2."})
+    minutes: float = field(
+        default=0.0, metadata={"help": "Wall-time cap of the vision and answer phases (0: none); split 1:2."}
+    )
+    words_minutes: float = field(default=0.0, metadata={"help": "Wall-time cap of the words phase (0: none)."})
     threads: int = field(
         default=1, metadata={"help": "CPU threads (1: on shared CPUs more threads wait on each other)."}
     )
     checkpoint_minutes: float = field(default=3.0, metadata={"help": "Minutes between saves of the training state."})
 
-    def phase_steps(self) -> tuple[int, int]:
-        return (self.steps, self.steps) if self.steps > 0 else (self.vision_steps, self.answer_steps)
+    def phase_steps(self) -> tuple[int, int, int]:
+        """Steps of the vision, answer and words phases."""
+        return (self.steps,) * 3 if self.steps > 0 else (self.vision_steps, self.answer_steps, self.words_steps)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -294,6 +321,23 @@ def answer_loss(critic: QwenVLCritic, batch: list[Example], per_video: int, rng:
     return -(out.rewards * mask).sum() / mask.sum().clamp_min(1)
 
 
+def words_loss(critic: QwenVLCritic, batch: list[Example], per_video: int, rng: random.Random) -> torch.Tensor:
+    """Teacher-forced cross-entropy per token of each reply and its end of turn (``critic_words.replies``: dense
+    answers and explanations from scene truth), averaged per reply, then over the batch's replies."""
+    taught = [(e, replies(e.scene, e.asked, e.kind, rng, per_video)) for e in batch]
+    taught = [(e, r) for e, r in taught if r]
+    if not taught:
+        return torch.zeros((), device=critic.device)
+    out = critic.reply_logprobs(
+        torch.stack([e.frames for e, _ in taught]),
+        [[x.question for x in r] for _, r in taught],
+        [[x.text for x in r] for _, r in taught],
+        [[x.mode for x in r] for _, r in taught],
+    )
+    losses = [-lp.gather(1, targets[:, None]).mean() for video in out for lp, targets in video]
+    return torch.stack(losses).mean()
+
+
 def _run_phase(
     name: str,
     config: CriticTrainConfig,
@@ -359,14 +403,20 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
     setup(config.seed, dev, config.threads)
     model, tokenizer = build_critic_model(config.seed)
     if config.init_from:
-        from transformers import Qwen2VLForConditionalGeneration
+        from transformers import PreTrainedTokenizerFast, Qwen2VLForConditionalGeneration
 
         trained = Qwen2VLForConditionalGeneration.from_pretrained(config.init_from, dtype=torch.float32)
         model.load_state_dict(trained.state_dict())
+        # Its embeddings were trained on its tokenizer's ids: they must be this tokenizer's.
+        if PreTrainedTokenizerFast.from_pretrained(config.init_from).get_vocab() != tokenizer.get_vocab():
+            raise InputError(
+                f"init_from={config.init_from}: the critic's tokenizer is not the toy critic's (the question "
+                "templates' words changed since it was trained); train a critic from scratch instead"
+            )
     model.to(dev)
     critic = make_critic(model, tokenizer, config.min_pixels)
     vae = load_vae(root)
-    vision_steps, answer_steps = config.phase_steps()
+    vision_steps, answer_steps, words_steps = config.phase_steps()
     if config.init_from:
         vision_steps = 0
     minutes = (config.minutes / 3, 2 * config.minutes / 3) if config.minutes > 0 else (0.0, 0.0)
@@ -427,20 +477,46 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
         answer_step,
     )
     answer["curve_columns"] = ["step", "loss_ema", "seconds"]
+
+    # Phase 3: the language model learns to answer in words and explain, beside the closed answers.
+    videos = Videos(config.seed + 2, vae, config.vae_share, config.empty_share)
+
+    def words_step(step: int):
+        draw = random.Random(config.seed * 1_000_003 + step)  # the questions asked: resumes exactly
+        batch = videos.draw(config.videos_per_step)
+        said = words_loss(critic, batch, config.questions_per_video, draw)
+        closed = answer_loss(critic, batch, config.questions_per_video, draw)
+        return said + config.words_answer_weight * closed, [said.item(), closed.item()]
+
+    words = _run_phase(
+        "words",
+        config,
+        root,
+        {"model": model},
+        videos,
+        language,
+        words_steps,
+        config.words_lr,
+        config.words_minutes,
+        words_step,
+    )
+    words["curve_columns"] = ["step", "loss_ema", "seconds", "words_ce", "answer_loss"]
     model.requires_grad_(False).eval()
 
-    metrics = evaluate_critic(critic, root, config.eval_renders, config.eval_seed, config.t2v_eval)
+    words_eval = config.words_eval if words["steps"] > 0 else 0
+    metrics = evaluate_critic(critic, root, config.eval_renders, config.eval_seed, config.t2v_eval, words_eval)
     log(f"critic gates {metrics['gates']}")
     out = Path(root) / CRITIC_DIR
     model.to("cpu").save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    for name in ("vision", "answer"):
+    phases = {"vision": vision, "answer": answer, "words": words}
+    for name in phases:
         (Path(root) / TRAIN_STATE_DIR / f"critic-{name}.pt").unlink(missing_ok=True)
     summary = {
-        "steps": vision["steps"] + answer["steps"],
-        "train_seconds": round(vision["seconds"] + answer["seconds"], 1),
-        "cpu_seconds": round(vision["cpu_seconds"] + answer["cpu_seconds"], 1),
-        "phases": {"vision": vision, "answer": answer},
+        "steps": sum(phase["steps"] for phase in phases.values()),
+        "train_seconds": round(sum(phase["seconds"] for phase in phases.values()), 1),
+        "cpu_seconds": round(sum(phase["cpu_seconds"] for phase in phases.values()), 1),
+        "phases": phases,
         "parameters": sum(p.numel() for p in model.parameters()),
         "metrics": metrics,
         "config": asdict(config),
@@ -454,6 +530,7 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
         "labels": "scene truth only (drf.toyworld.truth): renders of the train split, clean, degraded ("
         + ", ".join(DEGRADATIONS[1:])
         + f") and {config.vae_share:.0%} toy-VAE round trips; questions of the own "
-        "prompt and of minimally changed scenes, balanced per family; the oracle labels nothing",
+        "prompt and of minimally changed scenes, balanced per family; dense answers and explanations in words from "
+        "the scene; the oracle labels nothing",
     }
     return model, summary

@@ -78,6 +78,11 @@ _OVERRIDES = {
 BLANK = "blank"
 
 
+def shown_scene(scene: Scene, kind: str) -> Scene:
+    """The scene whose truth a render of ``scene`` degraded by ``kind`` shows (played backwards: the reversed one)."""
+    return reversed_scene(scene) if kind == "reverse" else scene
+
+
 def degrade(frames: torch.Tensor, kind: str, rng: random.Random) -> tuple[torch.Tensor, list[int]]:
     """frames [T,3,H,W] in [0,1] -> (the degraded copy, the source frame of each output frame)."""
     order = list(range(frames.shape[0]))
@@ -108,12 +113,13 @@ def questions_of(prompt: str) -> tuple:
     return tuple(decompose(prompt))
 
 
-def labelled(questions: Sequence, answer_of: Callable) -> list:
-    """Copies of ``questions`` whose ``expected`` is the label (questions without a usable label are dropped)."""
+def labelled(questions: Sequence, answer_of: Callable, dense: bool = False) -> list:
+    """Copies of ``questions`` whose ``expected`` is the label (questions without a usable label are dropped, and
+    dense ones unless ``dense``)."""
     out = []
     for q in questions:
         label = answer_of(q)
-        if label is None or q.kind == "dense" or (q.kind == "choice" and label not in q.options):
+        if label is None or (q.kind == "dense" and not dense) or (q.kind == "choice" and label not in q.options):
             continue
         if q.kind == "binary" and label not in ("yes", "no"):
             continue
@@ -176,10 +182,11 @@ def minimally_changed(scene: Scene, rng: random.Random) -> Scene | None:
     return dataclasses.replace(scene, objects=tuple(objects))
 
 
-def render_questions(scene: Scene, prompts: Sequence[str], kind: str = "clean") -> list:
-    """Labelled questions of ``prompts`` (deduplicated by id) for a render of ``scene`` degraded by ``kind``."""
+def render_questions(scene: Scene, prompts: Sequence[str], kind: str = "clean", dense: bool = False) -> list:
+    """Labelled questions of ``prompts`` (deduplicated by id) for a render of ``scene`` degraded by ``kind``; the
+    dense ones too where ``dense``."""
     overrides, dropped = _OVERRIDES.get(kind, ({}, ()))
-    target = reversed_scene(scene) if kind == "reverse" else scene
+    target = shown_scene(scene, kind)
 
     def answer_of(q):
         if kind == BLANK and template_name(q) != "align.object":
@@ -192,7 +199,7 @@ def render_questions(scene: Scene, prompts: Sequence[str], kind: str = "clean") 
 
     seen, out = set(), []
     for prompt in prompts:
-        for q in labelled(questions_of(prompt), answer_of):
+        for q in labelled(questions_of(prompt), answer_of, dense):
             if q.id not in seen:
                 seen.add(q.id)
                 out.append(q)
@@ -253,7 +260,7 @@ def cell_targets(scene: Scene, masks: torch.Tensor, order: Sequence[int], kind: 
         shown = torch.cat([shown, shown[-1:]])
     t2, n = shown.shape[0] // 2, shown.shape[1]
     grid = shown.shape[-1] // CELL
-    target = reversed_scene(scene) if kind == "reverse" else scene
+    target = shown_scene(scene, kind)
     camera = WORLD_CAMERA_MOTIONS.index(target.camera.motion) if kind not in ("shuffle", BLANK) else IGNORE
     if n == 0:  # no object: every cell is empty, only the camera is known
         empty = torch.zeros(t2, grid, grid, dtype=torch.long)

@@ -6,7 +6,11 @@
   answer is true and one where it is false; the share of pairs in which the true video gets the higher probability;
 - **grey video**: p(yes) of every "is there a ..." question on a uniform grey video;
 - **agreement with the oracle** per family on samples of the toy T2V model (held-out prompts): the one place the
-  oracle's labels are used, as an independent judge.
+  oracle's labels are used, as an independent judge;
+- **words** (after a words phase) on held-out renders: per dense question family, the share said exactly (greedy
+  decoding gives the truth and ends); and the share of generated explanations (``explain``, greedy) of the prompt's
+  alignment questions whose claims the oracle confirms (``critic_words.confirmed``), beside the same share for the
+  truth's own sentences (the ceiling the oracle's errors leave).
 
 A question counts as answered right when the critic gives its label p > 0.5.
 """
@@ -36,9 +40,10 @@ from drf.toyworld.train.critic_data import (
     questions_of,
     render_questions,
 )
+from drf.toyworld.train.critic_words import EXPLAINED, confirmed, reply_text
 from drf.toyworld.train.data import clips
 from drf.toyworld.train.t2v import sample_videos
-from drf.toyworld.truth import truth
+from drf.toyworld.truth import scene_facts, truth
 from prompts.schema import QuestionSet
 
 ALIGNMENT_FAMILIES = (
@@ -128,10 +133,50 @@ def agreement_on_samples(critic, root: Path, count: int, seed: int) -> dict:
     return _rates(agree)
 
 
-def evaluate_critic(critic, root: Path, renders: int, seed: int, t2v: int) -> dict:
+@torch.no_grad()
+def words_on_renders(critic, count: int, seed: int) -> tuple[dict, dict, dict]:
+    """(dense answers said exactly, explanations the oracle confirms, truth's sentences the oracle confirms), each
+    per family, on ``count`` held-out renders asked their own prompt's questions (labelled by the truth); an
+    explanation counts where the oracle checks a claim of the truth's sentence, and one stating nothing it can check
+    counts as not confirmed."""
+    exact: list[tuple[str, float]] = []
+    said: list[tuple[str, float]] = []
+    ceiling: list[tuple[str, float]] = []
+    for i in range(count):
+        scene = _eval_scene(i, seed)
+        video = render(scene, WORLD_FRAMES, 64, 64, 1).rgb
+        frames = video[None]
+        questions = render_questions(scene, [prompt_for(scene)], dense=True)
+        dense = [q for q in questions if q.kind == "dense"]
+        if dense:
+            (out,) = critic.reply_logprobs(
+                frames, [dense], [[q.expected for q in dense]], [["score"] * len(dense)]
+            )
+            exact += [(template_name(q), float((lp.argmax(-1) == t).all())) for q, (lp, t) in zip(dense, out)]
+        explained = [q for q in questions if template_name(q) in EXPLAINED]
+        if not explained:
+            continue
+        texts = critic.explain(frames, [QuestionSet("toy", explained)])[0]
+        facts, true_facts = analyze(video), scene_facts(scene)
+        for q, text in zip(explained, texts):
+            truths = confirmed(facts, q, reply_text(true_facts, q, "explain") or "")
+            if truths is None:
+                continue  # nothing the oracle checks is at stake in this question
+            ceiling.append((template_name(q), float(truths)))
+            said.append((template_name(q), float(confirmed(facts, q, text) is True)))  # no claim: not confirmed
+    return _with_all(exact), _with_all(said), _with_all(ceiling)
+
+
+def _with_all(pairs: list[tuple[str, float]]) -> dict:
+    """``_rates`` per family plus "all" over every item."""
+    return {**_rates(pairs), **_rates([("all", v) for _, v in pairs])} if pairs else {}
+
+
+def evaluate_critic(critic, root: Path, renders: int, seed: int, t2v: int, words: int = 0) -> dict:
     accuracy, paired = accuracy_on_renders(critic, renders, seed)
     grey = grey_video_yes(critic, min(renders, 100), seed)
     agreement = agreement_on_samples(critic, root, t2v, seed + 1) if t2v > 0 else {}
+    exact, said, ceiling = words_on_renders(critic, words, seed) if words > 0 else ({}, {}, {})
     def lowest(table: dict) -> float:
         return min((table[f]["mean"] for f in ALIGNMENT_FAMILIES if f in table), default=float("nan"))
 
@@ -141,12 +186,17 @@ def evaluate_critic(critic, root: Path, renders: int, seed: int, t2v: int) -> di
         "grey_max_p_yes": grey["max"],
         "agreement_min": lowest(agreement),
     }
+    if words > 0:
+        gates["dense_exact"] = exact.get("all", {}).get("mean", float("nan"))
+        gates["explanations_confirmed"] = said.get("all", {}).get("mean", float("nan"))
     return {
         "gates": gates,
         "accuracy": accuracy,
         "paired_auc": paired,
         "grey_video": grey,
         "agreement_with_oracle_t2v": agreement,
+        "words": {"renders": words, "dense_exact": exact, "explanations_confirmed": said,
+                  "truth_sentences_confirmed": ceiling},  # fmt: skip
         "eval_renders": renders,
         "eval_seed": seed,
         "t2v_samples": t2v,
