@@ -90,10 +90,11 @@ def test_a_tiny_critic_taught_one_scene_says_its_answers_in_words():
     assert (logprobs.argmax(-1) == targets).all()  # greedy decoding says the colour, then ends the turn
 
 
-def test_an_interrupted_words_phase_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    """Words only, from a saved critic (init_from, answer_steps=0): killed during its third step, rerun with the same
-    command, it ends bit for bit where an uninterrupted run of three steps ends (optimiser, schedule, video stream
-    and the questions drawn per step all resume)."""
+@pytest.mark.parametrize("phase", ["answer", "words"])
+def test_an_interrupted_phase_resumes_to_the_same_weights(tmp_path, monkeypatch, phase):
+    """One phase only, from a saved critic (init_from, the other phase 0 steps): killed during its third step, rerun
+    with the same command, it ends bit for bit where an uninterrupted run of three steps ends (optimiser, schedule,
+    video stream and the questions drawn per step all resume)."""
     from safetensors.torch import load_file
 
     import drf.toyworld.train.critic as critic_script
@@ -106,25 +107,26 @@ def test_an_interrupted_words_phase_resumes_to_the_same_weights(tmp_path, monkey
     model.save_pretrained(start)
     tokenizer.save_pretrained(start)
     command = ["toyworld", "train", "critic", "--device", "cpu", "--threads", "1", "--set", f"init_from={start}",
-               "--set", "answer_steps=0", "--set", "words_steps=3", "--set", "t2v_eval=0", "--set", "vae_share=0.0",
+               "--set", f"answer_steps={3 if phase == 'answer' else 0}",
+               "--set", f"words_steps={3 if phase == 'words' else 0}", "--set", "t2v_eval=0", "--set", "vae_share=0.0",
                "--set", "videos_per_step=1", "--set", "questions_per_video=2", "--set", "checkpoint_minutes=0"]  # fmt: skip
     monkeypatch.setattr(critic_script, "evaluate_critic", lambda *args, **kwargs: {"gates": {}})
     assert main([*command, "--out", str(tmp_path / "a")]) == 0
-    words_loss, calls = critic_script.words_loss, []
+    loss, calls = getattr(critic_script, f"{phase}_loss"), []
 
     def killed_at_the_third_step(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise Killed
-        return words_loss(*args, **kwargs)
+        return loss(*args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(critic_script, "words_loss", killed_at_the_third_step)
+        m.setattr(critic_script, f"{phase}_loss", killed_at_the_third_step)
         with pytest.raises(Killed):
             main([*command, "--out", str(tmp_path / "b")])
-    assert (tmp_path / "b" / ".train" / "critic-words.pt").is_file()
+    assert (tmp_path / "b" / ".train" / f"critic-{phase}.pt").is_file()
     assert main([*command, "--out", str(tmp_path / "b")]) == 0
-    assert not (tmp_path / "b" / ".train" / "critic-words.pt").exists()
+    assert not (tmp_path / "b" / ".train" / f"critic-{phase}.pt").exists()
     weights = [load_file(tmp_path / run / "critic" / "model.safetensors") for run in "ab"]
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:

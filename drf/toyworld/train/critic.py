@@ -420,7 +420,6 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
     if config.init_from:
         vision_steps = 0
     minutes = (config.minutes / 3, 2 * config.minutes / 3) if config.minutes > 0 else (0.0, 0.0)
-    rng = random.Random(config.seed)
 
     # Phase 1: the vision tower learns the cell targets.
     visual = model.model.visual
@@ -462,7 +461,8 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
     videos = Videos(config.seed + 1, vae, config.vae_share, config.empty_share)
 
     def answer_step(step: int):
-        return answer_loss(critic, videos.draw(config.videos_per_step), config.questions_per_video, rng), []
+        questions = random.Random(config.seed * 1_000_003 + step)  # a draw per step: a resumed run draws on exactly
+        return answer_loss(critic, videos.draw(config.videos_per_step), config.questions_per_video, questions), []
 
     answer = _run_phase(
         "answer",
