@@ -249,7 +249,9 @@ def test_two_experts_each_run_the_videos_at_their_noise_levels(tmp_path):
         together = velocity_per_video(gen, x, timestep, cond)
         alone = [gen.velocity(x[i : i + 1], timestep[i], Cond(cond.embeds[i : i + 1], cond.negative_embeds[i : i + 1],
                                                                3.0)) for i in range(3)]  # fmt: skip
-    torch.testing.assert_close(together, torch.cat(alone), rtol=1e-5, atol=1e-6)
+    # A batch of three and three batches of one round differently in float32 (measured: up to 1.3e-6 on values near
+    # 1e-2 with two threads); the other expert's weights would differ by orders more.
+    torch.testing.assert_close(together, torch.cat(alone), rtol=1e-4, atol=1e-5)
 
 
 def test_old_policy_moves_by_the_scheduled_decay_after_a_step(tmp_path):
