@@ -171,15 +171,16 @@ def _prompts(args: argparse.Namespace) -> int:
     from drf.toyworld.scene import sample_scenes
 
     lines: list[str] = []
+    taken: set[str] = set()
     for split, count in (("train", args.train), ("eval", args.eval)):
         # Distinct prompts, none of the eval split's among the train split's: a held-out change is then paired over
         # as many different prompts as the file names, none of them trained on.
-        taken = {json.loads(line)["prompt"] for line in lines}
         scenes = sample_scenes(8 * count * (3 if args.objects else 1), args.seed, split)
         pool = dict.fromkeys(prompt_for(s) for s in scenes if not args.objects or _distinct_objects(s) == args.objects)
         prompts = [p for p in pool if p not in taken][:count]
         if len(prompts) < count:
             raise InputError(f"--{split} {count}: seed {args.seed} gives only {len(prompts)} distinct {split} prompts")
+        taken.update(prompts)
         lines += [json.dumps({"prompt": p, "split": split}) for p in prompts]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -393,6 +393,12 @@ def _run_phase(
     }
 
 
+def _step_seed(seed: int, step: int) -> int:
+    """The seed of one step's own draws (attacks, questions): derived from the step, so a resumed run draws exactly
+    what an uninterrupted one would, with nothing to save."""
+    return seed * 1_000_003 + step
+
+
 def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") -> tuple[object, dict]:
     # The T2V gate needs the generator and the round trips its VAE: fail now, not after the training.
     if config.t2v_eval > 0:
@@ -432,7 +438,7 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
         batch = videos.draw(config.videos_per_step)
         loss, accuracy = vision_loss(critic, heads, batch)
         if config.adversarial_eps > 0:
-            noise = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # resumes exactly
+            noise = torch.Generator().manual_seed(_step_seed(config.seed, step))
             attacked = adversarial_frames(critic, heads, batch, config.adversarial_eps, noise)
             loss = loss + vision_loss(critic, heads, batch, attacked)[0]
         return loss, [accuracy.get(n, float("nan")) for n in accuracy_names]
@@ -461,7 +467,7 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
     videos = Videos(config.seed + 1, vae, config.vae_share, config.empty_share)
 
     def answer_step(step: int):
-        questions = random.Random(config.seed * 1_000_003 + step)  # a draw per step: a resumed run draws on exactly
+        questions = random.Random(_step_seed(config.seed, step))
         return answer_loss(critic, videos.draw(config.videos_per_step), config.questions_per_video, questions), []
 
     answer = _run_phase(
@@ -482,7 +488,7 @@ def train_critic(config: CriticTrainConfig, root: Path, device: str = "auto") ->
     videos = Videos(config.seed + 2, vae, config.vae_share, config.empty_share)
 
     def words_step(step: int):
-        draw = random.Random(config.seed * 1_000_003 + step)  # the questions asked: resumes exactly
+        draw = random.Random(_step_seed(config.seed, step))
         batch = videos.draw(config.videos_per_step)
         said = words_loss(critic, batch, config.questions_per_video, draw)
         closed = answer_loss(critic, batch, config.questions_per_video, draw)
